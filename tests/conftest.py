@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny models, real wav files on disk, a saved model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+
+
+def voice_like(seconds: float, sampling_rate: int, seed: int, channels: int = 1) -> np.ndarray:
+    """A harmonic tone with vibrato and noise: speech-like enough to exercise every stage."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    f0 = 100 + 80 * rng.random()
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / sampling_rate
+    audio = sum(np.sin(k * phase) / k for k in range(1, 12)) * 0.2 + 0.01 * rng.standard_normal(t.size)
+    if channels > 1:
+        audio = np.stack([audio * (1 - 0.2 * c) for c in range(channels)], axis=1)
+    return audio.astype(np.float32)
+
+
+def write_wav(path, seconds=1.5, sampling_rate=16000, seed=0, channels=1):
+    sf.write(str(path), voice_like(seconds, sampling_rate, seed, channels), sampling_rate, subtype="PCM_16")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> WavLMRawNetForXVector:
+    torch.manual_seed(0)
+    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", num_labels=5)).eval()
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory, tiny_model) -> str:
+    folder = tmp_path_factory.mktemp("tiny_model")
+    tiny_model.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def wav_files(tmp_path_factory) -> dict[str, str]:
+    """Real files at 8 kHz, 16 kHz and 44.1 kHz, mono and stereo."""
+    folder = tmp_path_factory.mktemp("wavs")
+    return {
+        "mono_16k": write_wav(folder / "mono_16k.wav", 1.5, 16000, seed=1),
+        "mono_8k": write_wav(folder / "mono_8k.wav", 2.0, 8000, seed=2),
+        "stereo_44k": write_wav(folder / "stereo_44k.wav", 1.2, 44100, seed=3, channels=2),
+        "stereo_16k": write_wav(folder / "stereo_16k.wav", 1.0, 16000, seed=4, channels=2),
+    }

@@ -1,0 +1,86 @@
+import dataclasses
+import json
+
+import pytest
+from transformers import AutoConfig, WavLMConfig
+
+from wavlmrawnet import PRESETS, WavLMRawNetConfig
+
+
+def test_defaults_are_wavlm_large_and_rawnet25():
+    config = WavLMRawNetConfig()
+    wavlm = config.wavlm_config
+    assert isinstance(wavlm, WavLMConfig)
+    assert (wavlm.hidden_size, wavlm.num_hidden_layers, wavlm.num_attention_heads, wavlm.intermediate_size) == (
+        1024, 24, 16, 4096,
+    )
+    assert wavlm.do_stable_layer_norm and wavlm.feat_extract_norm == "layer" and wavlm.conv_bias
+    assert (config.sinc_filters, config.sinc_kernel_size, config.min_low_hz, config.min_band_hz) == (128, 251, 50, 50)
+    assert config.rawnet_channels == [128] * 4 and config.rawnet_kernel_size == 3
+    assert (config.se_reduction, config.attention_dim, config.rawnet_embedding_dim, config.embedding_dim) == (
+        8, 128, 256, 256,
+    )
+    assert (config.loss, config.loss_margin, config.loss_scale) == ("amsoftmax", 0.3, 30.0)
+    assert config.fusion_activation == "relu" and config.wavlm_pooling == "last"
+
+
+def test_presets():
+    reference = WavLMRawNetConfig.from_preset("reference")
+    assert reference.sinc_pool_size == 1 and reference.rawnet_block_pool_size == 1
+    assert reference.wavlm_config.hidden_size == 1024 and reference.rawnet_downsampling == 1
+    tiny = WavLMRawNetConfig.from_preset("tiny", num_labels=7, wavlm_config={"num_hidden_layers": 1})
+    assert tiny.wavlm_config.num_hidden_layers == 1 and tiny.wavlm_config.hidden_size <= 128
+    assert tiny.num_labels == 7
+    assert WavLMRawNetConfig.from_preset("tiny").wavlm_config.num_hidden_layers == 2
+    assert set(PRESETS) >= {"reference", "default", "tiny"}
+    with pytest.raises(ValueError, match="unknown preset"):
+        WavLMRawNetConfig.from_preset("huge")
+
+
+def test_wavlm_config_accepts_dict_or_config():
+    from_dict = WavLMRawNetConfig(wavlm_config={"hidden_size": 64, "num_attention_heads": 2})
+    from_object = WavLMRawNetConfig(wavlm_config=WavLMConfig(hidden_size=64, num_attention_heads=2))
+    assert from_dict.wavlm_config.hidden_size == from_object.wavlm_config.hidden_size == 64
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"wavlm_pooling": "max"}, "wavlm_pooling"),
+        ({"loss": "softmax"}, "loss"),
+        ({"fusion_activation": "gelu"}, "fusion_activation"),
+        ({"use_wavlm_branch": False, "use_rawnet_branch": False}, "at least one"),
+        ({"sinc_pool_size": 0}, "sinc_pool_size"),
+        ({"min_low_hz": 7990.0}, "Nyquist"),
+    ],
+)
+def test_invalid_values_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WavLMRawNetConfig(**kwargs)
+
+
+def test_every_argument_is_documented():
+    own_fields = {f.name for f in dataclasses.fields(WavLMRawNetConfig)} - {
+        f.name for f in dataclasses.fields(WavLMRawNetConfig.__mro__[1])
+    }
+    doc = WavLMRawNetConfig.__doc__
+    missing = [name for name in sorted(own_fields) if f"{name} (" not in doc]
+    assert not missing, f"undocumented config arguments: {missing}"
+
+
+def test_round_trip_and_auto_config(tmp_path):
+    config = WavLMRawNetConfig.from_preset("tiny", num_labels=3, verification_threshold=0.42)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "wavlmrawnet"
+    assert saved["auto_map"]["AutoConfig"] == "configuration_wavlmrawnet.WavLMRawNetConfig"
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, WavLMRawNetConfig)
+    assert loaded.to_diff_dict() | {"_name_or_path": ""} == config.to_diff_dict() | {"_name_or_path": ""}
+
+
+def test_min_input_covers_both_branches():
+    config = WavLMRawNetConfig.from_preset("default")
+    # RawNet: 251-tap sinc then 3 x 3^4 frames of pooling; WavLM: 400-sample receptive field.
+    assert config.min_input_samples == 251 + (3 * 3**4 - 1)
+    assert WavLMRawNetConfig.from_preset("default", use_rawnet_branch=False).min_input_samples == 400

@@ -1,0 +1,124 @@
+"""A saved folder loads and runs through remote code in a fresh process where `wavlmrawnet` cannot be imported."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from wavlmrawnet import WavLMRawNetFeatureExtractor
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+
+    class BlockWavlmrawnet:
+        def find_spec(self, name, path=None, target=None):
+            if name == "wavlmrawnet" or name.startswith("wavlmrawnet."):
+                raise ImportError("wavlmrawnet is not importable in this process")
+
+    sys.meta_path.insert(0, BlockWavlmrawnet())
+    try:
+        import wavlmrawnet
+        raise SystemExit("wavlmrawnet should not be importable here")
+    except ImportError:
+        pass
+
+    import numpy as np, soundfile as sf, torch
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, pipeline
+
+    folder, files = sys.argv[1], json.loads(sys.argv[2])
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+    result = {
+        "classes": [type(config).__name__, type(model).__name__, type(extractor).__name__],
+        "modules": [type(model).__module__],
+    }
+    with torch.inference_mode():
+        result["embeddings"] = {
+            name: model(**extractor(path, return_tensors="pt")).embeddings[0].tolist() for name, path in files.items()
+        }
+
+    embed = pipeline("feature-extraction", model=folder, trust_remote_code=True)
+    names = list(files)
+    result["pipeline_paths"] = {n: e.tolist() for n, e in zip(names, embed([files[n] for n in names], batch_size=2))}
+    audio, rate = sf.read(files["stereo_44k"], dtype="float32")
+    result["pipeline_array"] = embed(audio.T, sampling_rate=rate).tolist()
+    result["pipeline_dict"] = embed({"array": audio.T, "sampling_rate": rate}).tolist()
+
+    verify = pipeline("speaker-verification", model=folder, trust_remote_code=True)
+    result["verify_one"] = verify((files["mono_16k"], files["mono_8k"]))
+    result["verify_many"] = verify([(files["mono_16k"], files["mono_16k"]), (files["stereo_16k"], files["mono_8k"])])
+    print("RESULT" + json.dumps(result))
+    """
+)
+
+
+def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model, saved_tiny_model, wav_files):
+    folder = tmp_path / "model_copy"
+    shutil.copytree(saved_tiny_model, folder)
+    assert {
+        "config.json", "model.safetensors", "preprocessor_config.json", "configuration_wavlmrawnet.py",
+        "modeling_wavlmrawnet.py", "processing_wavlmrawnet.py", "pipeline_wavlmrawnet.py",
+    } <= set(os.listdir(folder))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_wavlmrawnet.WavLMRawNetConfig",
+        "AutoModel": "modeling_wavlmrawnet.WavLMRawNetForXVector",
+    }
+    assert set(config["custom_pipelines"]) == {"feature-extraction", "speaker-verification"}
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    completed = subprocess.run(
+        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), json.dumps(wav_files)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.split("RESULT", 1)[1])
+    assert result["classes"] == ["WavLMRawNetConfig", "WavLMRawNetForXVector", "WavLMRawNetFeatureExtractor"]
+    assert result["modules"][0].startswith("transformers_modules.")
+
+    extractor = WavLMRawNetFeatureExtractor.from_pretrained(saved_tiny_model)
+    expected = {}
+    with torch.inference_mode():
+        for name, path in wav_files.items():
+            expected[name] = tiny_model(**extractor(path, return_tensors="pt")).embeddings[0].numpy()
+    for name, embedding in result["embeddings"].items():
+        assert np.abs(np.array(embedding) - expected[name]).max() <= 1e-6, name
+    unit = {name: e / np.linalg.norm(e) for name, e in expected.items()}
+    for name, embedding in result["pipeline_paths"].items():
+        assert len(embedding) == 256
+        assert np.abs(np.array(embedding) - unit[name]).max() <= 1e-5, name
+    # The array and dict forms of the same 44.1 kHz stereo file give the file's embedding.
+    assert np.abs(np.array(result["pipeline_array"]) - unit["stereo_44k"]).max() <= 1e-5
+    assert np.abs(np.array(result["pipeline_dict"]) - unit["stereo_44k"]).max() <= 1e-5
+
+    one = result["verify_one"]
+    assert set(one) == {"score", "same_speaker", "threshold"}
+    assert abs(one["score"] - float(unit["mono_16k"] @ unit["mono_8k"])) < 1e-5
+    assert one["threshold"] == tiny_model.config.verification_threshold
+    assert one["same_speaker"] == (one["score"] >= one["threshold"])
+    same, other = result["verify_many"]
+    assert abs(same["score"] - 1.0) < 1e-5 and same["same_speaker"] is True
+    assert abs(other["score"] - float(unit["stereo_16k"] @ unit["mono_8k"])) < 1e-5
+
+
+def test_local_pipelines_and_threshold_override(saved_tiny_model, wav_files):
+    from transformers import pipeline
+
+    verify = pipeline("speaker-verification", model=saved_tiny_model, trust_remote_code=True)
+    strict = verify((wav_files["mono_16k"], wav_files["mono_8k"]), threshold=1.01)
+    assert strict["threshold"] == 1.01 and strict["same_speaker"] is False
+    try:
+        verify([wav_files["mono_16k"]] * 3)
+    except ValueError as error:
+        assert "pairs" in str(error)
+    else:
+        raise AssertionError("three recordings are not a pair")

@@ -1,0 +1,37 @@
+"""wavlmrawnet: WavLM-Large + RawNet2.5 fused speaker verification for the Hugging Face ecosystem.
+
+Data flow: audio -> `processing_wavlmrawnet` -> `modeling_wavlmrawnet` -> `training` / `evaluation` -> `model_card`.
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
+from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
+from .pipeline_wavlmrawnet import SpeakerEmbeddingPipeline, SpeakerVerificationPipeline
+from .processing_wavlmrawnet import AudioDecodingError, WavLMRawNetFeatureExtractor, load_audio
+
+
+__version__ = "0.1.0"
+
+# Local use without remote code: the Auto classes and the speaker-verification task know this model.
+AutoConfig.register(WavLMRawNetConfig.model_type, WavLMRawNetConfig, exist_ok=True)
+AutoModel.register(WavLMRawNetConfig, WavLMRawNetForXVector, exist_ok=True)
+AutoModelForAudioXVector.register(WavLMRawNetConfig, WavLMRawNetForXVector, exist_ok=True)
+AutoFeatureExtractor.register(WavLMRawNetConfig, WavLMRawNetFeatureExtractor, exist_ok=True)
+if "speaker-verification" not in PIPELINE_REGISTRY.get_supported_tasks():
+    PIPELINE_REGISTRY.register_pipeline(
+        "speaker-verification", pipeline_class=SpeakerVerificationPipeline, pt_model=AutoModel, type="audio"
+    )
+
+__all__ = [
+    "PRESETS",
+    "AudioDecodingError",
+    "SpeakerEmbeddingPipeline",
+    "SpeakerVerificationPipeline",
+    "WavLMRawNetConfig",
+    "WavLMRawNetFeatureExtractor",
+    "WavLMRawNetForXVector",
+    "WavLMRawNetPreTrainedModel",
+    "load_audio",
+]

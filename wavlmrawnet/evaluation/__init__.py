@@ -1,0 +1,24 @@
+"""Speaker-verification evaluation: trial lists, scoring, metrics and plots."""
+
+from .metrics import compute_eer, compute_metrics, compute_min_dcf, det_curve, write_results_json
+from .plots import plot_det_curve, plot_score_histograms
+from .scoring import MissingEmbeddingError, as_norm_scores, cosine_scores, score_trials
+from .trials import MissingTrialFilesError, Trial, read_trials, unique_paths
+
+__all__ = [
+    "MissingEmbeddingError",
+    "MissingTrialFilesError",
+    "Trial",
+    "as_norm_scores",
+    "compute_eer",
+    "compute_metrics",
+    "compute_min_dcf",
+    "cosine_scores",
+    "det_curve",
+    "plot_det_curve",
+    "plot_score_histograms",
+    "read_trials",
+    "score_trials",
+    "unique_paths",
+    "write_results_json",
+]

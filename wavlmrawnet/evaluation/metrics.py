@@ -1,0 +1,192 @@
+"""Speaker-verification metrics: EER, normalised minDCF, DET curve.
+
+Conventions: a higher score means "more likely the same speaker"; label 1 is a
+target (same-speaker) trial, label 0 a non-target trial. A trial is accepted
+when ``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "compute_eer",
+    "compute_min_dcf",
+    "compute_metrics",
+    "det_curve",
+    "write_results_json",
+]
+
+
+def _check_inputs(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Validate scores/labels and return them as 1-d float64 / int arrays."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if scores.ndim != 1 or labels.ndim != 1:
+        raise ValueError(
+            f"scores and labels must be 1-d, got shapes {scores.shape} and {labels.shape}"
+        )
+    if scores.size == 0:
+        raise ValueError("scores and labels are empty: need at least one trial")
+    if scores.shape != labels.shape:
+        raise ValueError(
+            f"length mismatch: {scores.size} scores but {labels.size} labels"
+        )
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} scores are NaN or infinite "
+            f"(first at index {int(np.flatnonzero(bad)[0])})"
+        )
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)
+    invalid = ~np.isin(labels, (0, 1))
+    if invalid.any():
+        raise ValueError(
+            f"labels must be 0 (non-target) or 1 (target); found "
+            f"{sorted(set(np.unique(labels[invalid]).tolist()))[:10]}"
+        )
+    labels = labels.astype(np.int64)
+    num_target = int(labels.sum())
+    if num_target == 0:
+        raise ValueError("no target trials (label 1): EER/minDCF are undefined")
+    if num_target == labels.size:
+        raise ValueError("no non-target trials (label 0): EER/minDCF are undefined")
+    return scores, labels
+
+
+def _operating_points(scores: np.ndarray, labels: np.ndarray):
+    """Exact ROC sweep over every distinct score.
+
+    Returns (far, frr, thresholds), one entry per operating point, from
+    "reject all" (far=0, frr=1) to "accept all" (far=1, frr=0). Tied scores
+    form a single operating point.
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores = scores[order]
+    sorted_labels = labels[order]
+    # Last index of each group of equal scores (scores sorted descending).
+    group_end = np.r_[np.flatnonzero(np.diff(sorted_scores) != 0), sorted_scores.size - 1]
+    accepted_targets = np.cumsum(sorted_labels)[group_end]
+    accepted_nontargets = (group_end + 1) - accepted_targets
+    num_target = accepted_targets[-1]
+    num_nontarget = accepted_nontargets[-1]
+
+    far = np.r_[0.0, accepted_nontargets / num_nontarget]
+    frr = np.r_[1.0, 1.0 - accepted_targets / num_target]
+    # First threshold sits just above the highest score, so it rejects everything.
+    reject_all = np.nextafter(sorted_scores[0], np.inf)
+    thresholds = np.r_[reject_all, sorted_scores[group_end]]
+    return far, frr, thresholds
+
+
+def det_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DET curve: (false-positive rate, false-negative rate, thresholds).
+
+    One point per distinct threshold, from "reject all" to "accept all".
+    """
+    return _operating_points(*_check_inputs(scores, labels))
+
+
+def compute_eer(scores, labels) -> tuple[float, float]:
+    """Equal error rate (fraction, 0..1) and the threshold where it occurs.
+
+    FAR and FRR are linearly interpolated between the two operating points
+    on either side of their crossing.
+    """
+    far, frr, thresholds = det_curve(scores, labels)
+    gap = frr - far  # starts at 1, ends at -1, never increases
+    i = int(np.argmax(gap <= 0))  # first point at or past the crossing
+    alpha = gap[i - 1] / (gap[i - 1] - gap[i])
+    eer = far[i - 1] + alpha * (far[i] - far[i - 1])
+    threshold = thresholds[i - 1] + alpha * (thresholds[i] - thresholds[i - 1])
+    return float(eer), float(threshold)
+
+
+def compute_min_dcf(
+    scores, labels, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> tuple[float, float]:
+    """Normalised minimum detection cost and its threshold.
+
+    DCF(t) = c_miss * P_miss(t) * p_target + c_fa * P_fa(t) * (1 - p_target),
+    divided by the cost of the best trivial system,
+    min(c_miss * p_target, c_fa * (1 - p_target)). A value of 1.0 means the
+    system is no better than always accepting or always rejecting.
+    """
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise ValueError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
+    far, frr, thresholds = det_curve(scores, labels)
+    dcf = c_miss * frr * p_target + c_fa * far * (1.0 - p_target)
+    best = int(np.argmin(dcf))
+    normaliser = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return float(dcf[best] / normaliser), float(thresholds[best])
+
+
+def _p_key(p_target: float) -> str:
+    return format(float(p_target), "g")
+
+
+def compute_metrics(scores, labels, p_targets: Iterable[float] = (0.01, 0.05)) -> dict:
+    """EER and normalised minDCF (one per p_target) plus trial counts.
+
+    ``min_dcf`` and ``min_dcf_thresholds`` are keyed by p_target as a string,
+    e.g. ``"0.01"``.
+    """
+    scores, labels = _check_inputs(scores, labels)
+    eer, eer_threshold = compute_eer(scores, labels)
+    min_dcf, min_dcf_thresholds = {}, {}
+    for p in p_targets:
+        min_dcf[_p_key(p)], min_dcf_thresholds[_p_key(p)] = compute_min_dcf(
+            scores, labels, p_target=p
+        )
+    num_target = int(labels.sum())
+    return {
+        "eer": eer,
+        "eer_percent": 100.0 * eer,
+        "eer_threshold": eer_threshold,
+        "min_dcf": min_dcf,
+        "min_dcf_thresholds": min_dcf_thresholds,
+        "num_trials": int(labels.size),
+        "num_target": num_target,
+        "num_nontarget": int(labels.size) - num_target,
+    }
+
+
+def _json_safe(value: Any, where: str = "results") -> Any:
+    """Convert numpy / pathlib values to plain JSON types; refuse NaN/Inf."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}, which JSON cannot represent")
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{where} has type {type(value).__name__}, which is not JSON-serialisable")
+
+
+def write_results_json(path, metrics: Mapping[str, Any], **extra: Any) -> Path:
+    """Write ``metrics`` plus extra keys (trial list, model, date, ...) as JSON.
+
+    An extra key that would overwrite a metric raises ValueError.
+    """
+    clash = sorted(set(metrics) & set(extra))
+    if clash:
+        raise ValueError(f"extra keys would overwrite metrics: {clash}")
+    payload = _json_safe({**metrics, **extra})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path

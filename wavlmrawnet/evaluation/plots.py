@@ -1,0 +1,96 @@
+"""DET curve and score-histogram plots, written as PNG without a display.
+
+Figures are drawn on matplotlib's Agg canvas directly, so importing this
+module never changes the global pyplot backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .metrics import _check_inputs, compute_eer, det_curve
+
+__all__ = ["plot_det_curve", "plot_score_histograms"]
+
+try:
+    from scipy.stats import norm as _scipy_norm
+
+    def _probit(p: np.ndarray) -> np.ndarray:
+        return _scipy_norm.ppf(p)
+
+except ImportError:  # scipy is optional: fall back to the standard library
+    from statistics import NormalDist
+
+    _inv_cdf = np.vectorize(NormalDist().inv_cdf, otypes=[float])
+
+    def _probit(p: np.ndarray) -> np.ndarray:
+        return _inv_cdf(p)
+
+
+# Tick positions (as rates), spaced so their % labels do not overlap on probit axes.
+_DET_TICKS = (0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+_DET_TICKS_FULL = (0.0001, 0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999)
+_DET_FLOOR = 0.0001  # rates of exactly 0 (or 1) have no probit; clip them here
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=120)
+    return path
+
+
+def plot_det_curve(scores, labels, path, title: str | None = None) -> Path:
+    """DET curve (miss rate vs false-alarm rate on probit axes) with the EER marked."""
+    fpr, fnr, _ = det_curve(scores, labels)
+    eer, _ = compute_eer(scores, labels)
+    lo, hi = _DET_FLOOR, 1.0 - _DET_FLOOR
+    # Show down to the smallest non-zero error rate, up to 50% (or more for poor systems).
+    nonzero = np.r_[fpr[fpr > 0], fnr[fnr > 0]]
+    low = max(lo, min(0.01, float(nonzero.min()) if nonzero.size else 0.01))
+    high, tick_set = (0.5, _DET_TICKS) if eer < 0.3 else (hi, _DET_TICKS_FULL)
+    ticks = [t for t in tick_set if low <= t <= high]
+
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot()
+    ax.plot(_probit(np.clip(fpr, lo, hi)), _probit(np.clip(fnr, lo, hi)), lw=1.5, label="DET")
+    eer_xy = _probit(np.clip(eer, lo, hi))
+    ax.plot(eer_xy, eer_xy, "o", color="C3", label=f"EER = {100 * eer:.2f}%")
+    ax.plot(_probit(np.array([low, high])), _probit(np.array([low, high])), ":", color="0.6", lw=0.8)
+    tick_pos = _probit(np.array(ticks))
+    tick_labels = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(tick_pos, tick_labels)
+    ax.set_yticks(tick_pos, tick_labels)
+    limits = _probit(np.array([low, high]))
+    ax.set_xlim(*limits)
+    ax.set_ylim(*limits)
+    ax.set_xlabel("False acceptance rate (%)")
+    ax.set_ylabel("False rejection rate (%)")
+    ax.set_title(title or "DET curve")
+    ax.grid(True, ls="--", lw=0.5)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_score_histograms(scores, labels, path, threshold: float | None = None) -> Path:
+    """Target vs non-target score distributions, with an optional threshold line."""
+    scores, labels = _check_inputs(scores, labels)
+    bins = np.histogram_bin_edges(scores, bins=min(100, max(10, scores.size // 20)))
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    ax.hist(scores[labels == 0], bins=bins, density=True, alpha=0.6, label="non-target")
+    ax.hist(scores[labels == 1], bins=bins, density=True, alpha=0.6, label="target")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold = {threshold:.3f}")
+    ax.set_xlabel("score")
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,81 @@
+"""VoxCeleb-style trial lists (``label enroll_path test_path`` per line)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Trial", "MissingTrialFilesError", "read_trials", "unique_paths"]
+
+# How many missing paths to show in the error message (all are in `.missing`).
+_MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Trial:
+    label: int  # 1 = same speaker (target), 0 = different speakers
+    enroll: str
+    test: str
+
+
+class MissingTrialFilesError(FileNotFoundError):
+    """Audio files named in a trial list do not exist. ``.missing`` lists all of them."""
+
+    def __init__(self, trial_list: str | os.PathLike, missing: list[str]):
+        self.trial_list = str(trial_list)
+        self.missing = list(missing)
+        shown = "\n  ".join(self.missing[:_MAX_LISTED])
+        more = len(self.missing) - _MAX_LISTED
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{len(self.missing)} audio files referenced by {self.trial_list} "
+            f"do not exist:\n  {shown}{tail}"
+        )
+
+
+def read_trials(path, root=None, check_exists: bool = True) -> list[Trial]:
+    """Read a trial list such as veri_test2.txt / list_test_all2.txt / list_test_hard2.txt.
+
+    Each non-blank line is ``label path1 path2`` (whitespace separated, label 0
+    or 1). With ``root``, paths are joined onto it and returned as absolute
+    strings. With ``check_exists``, every referenced file must exist; otherwise
+    MissingTrialFilesError lists all missing ones (nothing is skipped).
+    """
+    path = Path(path)
+    trials: list[Trial] = []
+    with path.open(encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3:
+                raise ValueError(
+                    f"{path}:{line_number}: expected 'label enroll test' "
+                    f"(3 fields), got {len(fields)}: {line.strip()!r}"
+                )
+            label, enroll, test = fields
+            if label not in ("0", "1"):
+                raise ValueError(f"{path}:{line_number}: label must be 0 or 1, got {label!r}")
+            if root is not None:
+                enroll = os.path.abspath(os.path.join(root, enroll))
+                test = os.path.abspath(os.path.join(root, test))
+            trials.append(Trial(int(label), enroll, test))
+    if not trials:
+        raise ValueError(f"{path}: trial list contains no trials")
+
+    if check_exists:
+        missing = [p for p in unique_paths(trials) if not os.path.isfile(p)]
+        if missing:
+            raise MissingTrialFilesError(path, missing)
+    return trials
+
+
+def unique_paths(trials: Iterable[Trial]) -> list[str]:
+    """All enroll/test paths of ``trials``, each once, in first-seen order."""
+    seen: dict[str, None] = {}
+    for trial in trials:
+        seen.setdefault(trial.enroll)
+        seen.setdefault(trial.test)
+    return list(seen)

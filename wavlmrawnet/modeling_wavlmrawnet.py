@@ -1,0 +1,443 @@
+"""WavLMRawNet: WavLM Large ("micro", frame level) fused with RawNet2.5 ("macro", raw waveform) for speaker embeddings.
+
+Every stage carries a frame mask, so a clip's embedding does not depend on the padding added beside it in a batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, WavLMModel
+from transformers import initialization as init
+from transformers.modeling_outputs import XVectorOutput
+
+from .configuration_wavlmrawnet import WavLMRawNetConfig
+from .pipeline_wavlmrawnet import CUSTOM_PIPELINES
+from .processing_wavlmrawnet import WavLMRawNetFeatureExtractor
+
+
+# ----------------------------------------------------------------------------------------------- masks
+def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """(B,) valid lengths -> (B, max_length) bool mask."""
+    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def conv_output_lengths(lengths: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    """Frames of an unpadded ("valid") convolution or pooling whose window lies inside the real samples."""
+    return torch.clamp(torch.div(lengths - kernel_size, stride, rounding_mode="floor") + 1, min=0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of `x` over `dim`, counting only positions where `mask` (broadcastable to x) is True."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+# ----------------------------------------------------------------------------------------------- RawNet2.5 branch
+def hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+def mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+class SincConv(nn.Module):
+    """SincNet band-pass filters (Ravanelli & Bengio, 2018) with learned cutoffs in Hz.
+
+    Filter k is the windowed difference of two low-pass sincs, with unit pass-band gain:
+        h[n] = 2 f_high/sr * sinc(2 f_high n/sr) - 2 f_low/sr * sinc(2 f_low n/sr),   h[0] = 2 (f_high - f_low)/sr
+    times a Hamming window. Cutoffs are kept inside (min_low_hz, sr/2).
+    """
+
+    def __init__(self, config: WavLMRawNetConfig):
+        super().__init__()
+        self.out_channels = config.sinc_filters
+        self.kernel_size = config.sinc_kernel_size
+        self.stride = config.sinc_stride
+        self.sample_rate = config.sampling_rate
+        self.min_low_hz = config.min_low_hz
+        self.min_band_hz = config.min_band_hz
+        self.init_scale = config.sinc_init
+        # Unconstrained parameters; `cutoffs()` maps them into the allowed range.
+        self.low_hz_ = nn.Parameter(torch.empty(self.out_channels))
+        self.band_hz_ = nn.Parameter(torch.empty(self.out_channels))
+        self.reset_parameters()
+
+    def initial_band_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contiguous mel- (or linearly) spaced bands from min_low_hz to Nyquist: (low cutoffs, widths) in Hz."""
+        low, high = self.min_low_hz, self.sample_rate / 2
+        if self.init_scale == "mel":
+            edges = mel_to_hz(np.linspace(hz_to_mel(low), hz_to_mel(high), self.out_channels + 1))
+        else:
+            edges = np.linspace(low, high, self.out_channels + 1)
+        edges = torch.tensor(edges, dtype=torch.float32)
+        return edges[:-1], torch.diff(edges)
+
+    def reset_parameters(self) -> None:
+        low, band = self.initial_band_edges()
+        # Stored as offsets above the minimums; bands narrower than min_band_hz start at min_band_hz.
+        init.copy_(self.low_hz_, low - self.min_low_hz)
+        init.copy_(self.band_hz_, (band - self.min_band_hz).clamp(min=0.0))
+
+    def cutoffs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(low, high) cutoffs in Hz, with min_low_hz <= low < high <= sr/2 and high - low >= min_band_hz."""
+        nyquist = self.sample_rate / 2
+        low = torch.clamp(self.min_low_hz + self.low_hz_.abs(), self.min_low_hz, nyquist - self.min_band_hz)
+        high = torch.clamp(low + self.min_band_hz + self.band_hz_.abs(), self.min_low_hz, nyquist)
+        return low, high
+
+    def filters(self) -> torch.Tensor:
+        """(out_channels, 1, kernel_size) filter bank."""
+        low, high = self.cutoffs()
+        device = low.device
+        half = (self.kernel_size - 1) // 2
+        n = torch.arange(-half, half + 1, device=device, dtype=torch.float32)  # sample index, centre at 0
+        window = torch.hamming_window(self.kernel_size, periodic=False, device=device)
+
+        def lowpass(cutoff_hz: torch.Tensor) -> torch.Tensor:
+            normalized = 2 * cutoff_hz[:, None] / self.sample_rate  # cutoff as a fraction of Nyquist
+            return normalized * torch.sinc(normalized * n[None, :])  # torch.sinc(x) = sin(pi x)/(pi x), 1 at x=0
+
+        return ((lowpass(high) - lowpass(low)) * window).unsqueeze(1)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, out_channels, T') with T' = floor((T - kernel) / stride) + 1 (no padding)."""
+        return F.conv1d(waveform.unsqueeze(1), self.filters().to(waveform.dtype), stride=self.stride)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_lengths(lengths, self.kernel_size, self.stride)
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics use only the valid frames of a (B, C, T) batch."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training or mask is None or bool(mask.all()):
+            return super().forward(x)
+        frames = mask[:, None, :].to(x.dtype)
+        count = frames.sum().clamp(min=2.0)
+        mean = (x * frames).sum(dim=(0, 2)) / count
+        var = (((x - mean[None, :, None]) * frames) ** 2).sum(dim=(0, 2)) / count
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+            unbiased = var.detach() * count / (count - 1)
+            self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+        x = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel gates from the masked time average (Hu et al., 2018)."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        squeezed = masked_mean(x, mask[:, None, :], dim=2)
+        gates = torch.sigmoid(self.fc2(F.relu(self.fc1(squeezed))))
+        return x * gates[:, :, None]
+
+
+class ResidualBlock(nn.Module):
+    """Pre-activation residual block (RawNet2): BN-LReLU-Conv-BN-LReLU-Conv + skip, optional SE and max-pool."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: WavLMRawNetConfig):
+        super().__init__()
+        kernel = config.rawnet_kernel_size
+        self.bn1 = MaskedBatchNorm1d(in_channels)
+        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2)
+        self.bn2 = MaskedBatchNorm1d(out_channels)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel, padding=kernel // 2)
+        self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.se = SqueezeExcitation(out_channels, config.se_reduction) if config.use_se else None
+        self.activation = nn.LeakyReLU(config.leaky_relu_slope)
+        self.pool_size = config.rawnet_block_pool_size
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = lengths_to_mask(lengths, x.shape[-1])
+        keep = mask[:, None, :].to(x.dtype)
+        # Padded frames are zeroed before every convolution, as if the clip were alone.
+        out = self.conv1(self.activation(self.bn1(x, mask)) * keep)
+        out = self.conv2(self.activation(self.bn2(out, mask)) * keep)
+        out = out + self.skip(x)
+        if self.se is not None:
+            out = self.se(out, mask)
+        if self.pool_size > 1:
+            out = F.max_pool1d(out, self.pool_size)
+            lengths = torch.div(lengths, self.pool_size, rounding_mode="floor")
+        return out, lengths
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attention-weighted mean and standard deviation over valid frames (Okabe et al., 2018)."""
+
+    def __init__(self, channels: int, attention_dim: int):
+        super().__init__()
+        self.attention = nn.Sequential(
+            nn.Conv1d(channels, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.attention(x).float()
+        scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=2)
+        x = x.float()
+        mean = (weights * x).sum(dim=2)
+        variance = (weights * (x - mean[:, :, None]) ** 2).sum(dim=2)  # two-pass: no cancellation
+        std = torch.sqrt(variance.clamp(min=1e-6))
+        return torch.cat([mean, std], dim=1)
+
+
+class RawNetEncoder(nn.Module):
+    """RawNet2.5: SincConv -> |.| -> max-pool -> BN -> LReLU -> residual stack -> attentive stats pooling -> FC."""
+
+    def __init__(self, config: WavLMRawNetConfig):
+        super().__init__()
+        self.sinc = SincConv(config)
+        self.sinc_pool_size = config.sinc_pool_size
+        self.sinc_bn = MaskedBatchNorm1d(config.sinc_filters)
+        self.activation = nn.LeakyReLU(config.leaky_relu_slope)
+        channels = [config.sinc_filters, *config.rawnet_channels]
+        self.blocks = nn.ModuleList(
+            ResidualBlock(c_in, c_out, config) for c_in, c_out in zip(channels[:-1], channels[1:])
+        )
+        self.pooling = AttentiveStatisticsPooling(channels[-1], config.attention_dim)
+        self.fc = nn.Linear(2 * channels[-1], config.rawnet_embedding_dim)
+
+    def forward(self, waveform: torch.Tensor, sample_lengths: torch.Tensor) -> torch.Tensor:
+        x = self.sinc(waveform).abs()
+        lengths = self.sinc.output_lengths(sample_lengths)
+        if self.sinc_pool_size > 1:
+            x = F.max_pool1d(x, self.sinc_pool_size)
+            lengths = torch.div(lengths, self.sinc_pool_size, rounding_mode="floor")
+        x = self.activation(self.sinc_bn(x, lengths_to_mask(lengths, x.shape[-1])))
+        for block in self.blocks:
+            x, lengths = block(x, lengths)
+        return self.fc(self.pooling(x, lengths_to_mask(lengths, x.shape[-1])))
+
+
+# ----------------------------------------------------------------------------------------------- loss
+class MarginSoftmax(nn.Module):
+    """AM-Softmax (cos θ - m) or AAM-Softmax (cos(θ + m)) over speaker classes.
+
+    `forward` returns the margin-free scaled cosine logits, and the margin loss when labels are given.
+    """
+
+    def __init__(self, embedding_dim: int, num_labels: int, kind: str, margin: float, scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_labels, embedding_dim))
+        self.kind, self.margin, self.scale = kind, margin, scale
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None):
+        cosine = F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(self.weight.float(), dim=1))
+        logits = self.scale * cosine
+        if labels is None:
+            return logits, None
+        labels = labels.flatten()
+        if labels.numel() and (labels.min() < 0 or labels.max() >= cosine.shape[1]):
+            raise ValueError(f"labels must lie in [0, {cosine.shape[1]}), got {labels.min()}..{labels.max()}")
+        target = cosine.gather(1, labels[:, None])
+        if self.kind == "amsoftmax":
+            target_with_margin = target - self.margin
+        else:  # ArcFace, with the usual fallback where θ + m would pass π
+            sine = torch.sqrt((1.0 - target**2).clamp(min=1e-7))
+            shifted = target * math.cos(self.margin) - sine * math.sin(self.margin)
+            threshold = math.cos(math.pi - self.margin)
+            target_with_margin = torch.where(target > threshold, shifted, target - math.sin(math.pi - self.margin) * self.margin)
+        margin_logits = self.scale * cosine.scatter(1, labels[:, None], target_with_margin)
+        return logits, F.cross_entropy(margin_logits, labels)
+
+
+# ----------------------------------------------------------------------------------------------- the model
+class WavLMRawNetPreTrainedModel(PreTrainedModel):
+    config_class = WavLMRawNetConfig
+    config: WavLMRawNetConfig
+    base_model_prefix = "wavlmrawnet"
+    main_input_name = "input_values"
+    input_modalities = "audio"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = False
+    _supports_flash_attn = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, SincConv):
+            module.reset_parameters()
+        elif isinstance(module, MarginSoftmax):
+            init.xavier_normal_(module.weight)
+        elif isinstance(module, nn.Conv1d):
+            init.kaiming_normal_(module.weight, nonlinearity="leaky_relu", a=self.config.leaky_relu_slope)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, WavLMRawNetForXVector) and module.layer_weights is not None:
+            init.constant_(module.layer_weights, 1.0 / module.layer_weights.numel())
+        else:
+            super()._init_weights(module)
+
+
+class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
+    """WavLM Large + RawNet2.5 fused into a 256-d speaker embedding, with an AM-/AAM-Softmax head for training."""
+
+    def __init__(self, config: WavLMRawNetConfig):
+        super().__init__(config)
+        self.wavlm = WavLMModel(config.wavlm_config) if config.use_wavlm_branch else None
+        self.layer_weights = None
+        if config.use_wavlm_branch and config.wavlm_pooling == "weighted":
+            num_states = config.wavlm_config.num_hidden_layers + 1  # embeddings + every layer
+            self.layer_weights = nn.Parameter(torch.full((num_states,), 1.0 / num_states))
+        self.rawnet = RawNetEncoder(config) if config.use_rawnet_branch else None
+
+        fused_dim = (config.wavlm_config.hidden_size if config.use_wavlm_branch else 0) + (
+            config.rawnet_embedding_dim if config.use_rawnet_branch else 0
+        )
+        self.fusion = nn.Linear(fused_dim, config.embedding_dim)
+        self.fusion_activation = nn.ReLU() if config.fusion_activation == "relu" else nn.Identity()
+        self.objective = MarginSoftmax(
+            config.embedding_dim, config.num_labels, config.loss, config.loss_margin, config.loss_scale
+        )
+        self.post_init()
+
+    # ------------------------------------------------------------------ freezing
+    def freeze_feature_encoder(self):
+        """Stops gradients into WavLM's convolutional feature encoder."""
+        if self.wavlm is not None:
+            self.wavlm.feature_extractor._freeze_parameters()
+
+    def freeze_wavlm(self):
+        """Stops gradients into the whole pretrained WavLM (the new layers keep training)."""
+        if self.wavlm is not None:
+            self.wavlm.requires_grad_(False)
+
+    def unfreeze_wavlm(self, keep_feature_encoder_frozen: bool = True):
+        if self.wavlm is not None:
+            self.wavlm.requires_grad_(True)
+            if keep_feature_encoder_frozen:
+                self.freeze_feature_encoder()
+
+    # ------------------------------------------------------------------ branches
+    def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
+        """Mean over valid frames of the last (or layer-weighted) WavLM hidden states: (B, hidden_size)."""
+        weighted = self.layer_weights is not None
+        outputs = self.wavlm(
+            input_values,
+            attention_mask=attention_mask,
+            output_hidden_states=weighted or bool(output_hidden_states),
+        )
+        if weighted:
+            stacked = torch.stack(outputs.hidden_states, dim=0)
+            weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
+            frames = (weights[:, None, None, None] * stacked).sum(dim=0)
+        else:
+            frames = outputs.last_hidden_state
+        frame_mask = self.wavlm._get_feature_vector_attention_mask(frames.shape[1], attention_mask)
+        return masked_mean(frames, frame_mask[:, :, None], dim=1), outputs
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> XVectorOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, samples)`):
+                Mono 16 kHz waveforms, as prepared by [`WavLMRawNetFeatureExtractor`].
+            attention_mask (`torch.LongTensor` of shape `(batch_size, samples)`, *optional*):
+                1 for real samples, 0 for padding. Needed whenever a batch holds clips of different lengths.
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Speaker indices in `[0, config.num_labels)`; the AM-/AAM-Softmax loss is returned when given.
+            output_hidden_states (`bool`, *optional*):
+                Also return WavLM's hidden states.
+            return_dict (`bool`, *optional*):
+                Return an `XVectorOutput` (default) or a tuple.
+
+        Returns:
+            `XVectorOutput` with `embeddings` (B, embedding_dim), `logits` (B, num_labels) = scale x cosine to
+            each speaker's weight (no margin), `loss` when labels are given, and `hidden_states` if asked.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if input_values.dim() != 2:
+            raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        sample_lengths = attention_mask.sum(dim=1)
+
+        pooled, hidden_states = [], None
+        if self.wavlm is not None:
+            wavlm_pooled, wavlm_outputs = self.wavlm_features(input_values, attention_mask, output_hidden_states)
+            pooled.append(wavlm_pooled)
+            hidden_states = wavlm_outputs.hidden_states if output_hidden_states else None
+        if self.rawnet is not None:
+            # Padding is zeroed: the branch must see exactly what the clip alone would give.
+            waveform = input_values * attention_mask.to(input_values.dtype)
+            pooled.append(self.rawnet(waveform, sample_lengths).to(pooled[0].dtype if pooled else waveform.dtype))
+
+        embeddings = self.fusion_activation(self.fusion(torch.cat(pooled, dim=1)))
+        logits, loss = self.objective(embeddings, labels)
+
+        if not return_dict:
+            output = (logits, embeddings) + ((hidden_states,) if hidden_states is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return XVectorOutput(loss=loss, logits=logits, embeddings=embeddings, hidden_states=hidden_states)
+
+    @torch.inference_mode()
+    def get_embeddings(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised speaker embeddings (B, embedding_dim), computed in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            embeddings = self(input_values, attention_mask=attention_mask).embeddings
+        finally:
+            self.train(was_training)
+        return F.normalize(embeddings.float(), dim=1)
+
+    # ------------------------------------------------------------------ saving and construction
+    def default_feature_extractor(self) -> WavLMRawNetFeatureExtractor:
+        """The feature extractor matching this config (rate, and a minimum length every branch can handle)."""
+        return WavLMRawNetFeatureExtractor(
+            sampling_rate=self.config.sampling_rate, min_seconds=max(0.5, self.config.min_input_seconds)
+        )
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Writes a complete folder: config (with `auto_map` and `custom_pipelines`), safetensors weights,
+        `preprocessor_config.json` (unless one is there already) and the remote-code files."""
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        preprocessor_file = os.path.join(save_directory, "preprocessor_config.json")
+        if kwargs.get("is_main_process", True) and not os.path.exists(preprocessor_file):
+            self.default_feature_extractor().save_pretrained(save_directory)
+
+    @classmethod
+    def from_wavlm_pretrained(cls, name_or_path: str, preset: str = "default", **config_overrides):
+        """The fused model with WavLM weights from `WavLMModel.from_pretrained(name_or_path)`.
+
+        The WavLM architecture comes from that checkpoint; the RawNet branch, the fusion and the loss are new.
+        Layerdrop is turned off (it breaks DDP and makes embeddings random); pass `wavlm_config={"layerdrop": p}`
+        to keep it.
+        """
+        wavlm_overrides = {"layerdrop": 0.0, **config_overrides.pop("wavlm_config", {})}
+        wavlm = WavLMModel.from_pretrained(name_or_path, **wavlm_overrides)
+        wavlm_config = wavlm.config.to_dict()
+        config = WavLMRawNetConfig.from_preset(preset, wavlm_config=wavlm_config, **config_overrides)
+        model = cls(config)
+        model.wavlm.load_state_dict(wavlm.state_dict())
+        return model
+
+
+WavLMRawNetForXVector.register_for_auto_class("AutoModel")
+
+__all__ = ["WavLMRawNetPreTrainedModel", "WavLMRawNetForXVector", "SincConv", "MarginSoftmax"]

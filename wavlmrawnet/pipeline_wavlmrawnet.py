@@ -1,0 +1,103 @@
+"""Pipelines: `feature-extraction` (one speaker embedding per recording) and `speaker-verification` (same speaker?).
+
+Both are declared in the saved `config.json` under `custom_pipelines`, so they load through remote code:
+
+    pipeline("feature-extraction", model=folder, trust_remote_code=True)
+    pipeline("speaker-verification", model=folder, trust_remote_code=True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Pipeline
+
+
+def _as_audio_dict(audio: Any, sampling_rate: int | None) -> Any:
+    """Arrays get the call's `sampling_rate`; paths and `{"array", "sampling_rate"}` dicts carry their own."""
+    if isinstance(audio, (np.ndarray, torch.Tensor)):
+        return {"array": audio, "sampling_rate": sampling_rate}
+    return audio
+
+
+class SpeakerEmbeddingPipeline(Pipeline):
+    """Recording(s) -> L2-normalised speaker embedding(s), as float32 numpy arrays of shape (embedding_dim,).
+
+    Inputs: a path, a numpy array (pass `sampling_rate=`), a `{"array", "sampling_rate"}` dict, or a list of these.
+    Options: `sampling_rate`, `normalize` (default True), `batch_size`.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = True
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, sampling_rate=None, normalize=None, **kwargs):
+        preprocess_params = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
+        postprocess_params = {} if normalize is None else {"normalize": normalize}
+        return preprocess_params, {}, postprocess_params
+
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and kwargs.get("sampling_rate") is None:
+            raise ValueError("a 2-D array is one multi-channel recording; pass `sampling_rate=` with array inputs")
+        return super().__call__(inputs, **kwargs)
+
+    def preprocess(self, audio, sampling_rate=None):
+        features = self.feature_extractor(
+            _as_audio_dict(audio, sampling_rate), return_tensors="pt", return_attention_mask=True
+        )
+        return {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
+
+    def _forward(self, model_inputs):
+        return {"embeddings": self.model(**model_inputs).embeddings}
+
+    def postprocess(self, model_outputs, normalize=True):
+        embedding = model_outputs["embeddings"][0].float()
+        if normalize:
+            embedding = torch.nn.functional.normalize(embedding, dim=0)
+        return embedding.cpu().numpy()
+
+
+class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
+    """Pair(s) of recordings -> `{"score": cosine, "same_speaker": bool, "threshold": t}`.
+
+    Input: a pair `(a, b)` or a list of pairs; each side is anything `SpeakerEmbeddingPipeline` accepts. The
+    threshold defaults to the model's `config.verification_threshold`; pass `threshold=` to override it.
+    """
+
+    def __call__(self, pairs, threshold: float | None = None, **kwargs):
+        single = isinstance(pairs, tuple) or (isinstance(pairs, list) and len(pairs) == 2 and not self._is_pair(pairs[0]))
+        pairs = [pairs] if single else list(pairs)
+        for index, pair in enumerate(pairs):
+            if not self._is_pair(pair):
+                raise ValueError(f"speaker verification takes pairs of recordings; item {index} is not a pair")
+        threshold = self.model.config.verification_threshold if threshold is None else float(threshold)
+        flat = [side for pair in pairs for side in pair]
+        embeddings = super().__call__(flat, normalize=True, **kwargs)
+        results = []
+        for first, second in zip(embeddings[0::2], embeddings[1::2]):
+            score = float(np.dot(first, second))
+            results.append({"score": score, "same_speaker": score >= threshold, "threshold": threshold})
+        return results[0] if single else results
+
+    @staticmethod
+    def _is_pair(item) -> bool:
+        return isinstance(item, (tuple, list)) and len(item) == 2
+
+
+CUSTOM_PIPELINES = {
+    "feature-extraction": {
+        "impl": "pipeline_wavlmrawnet.SpeakerEmbeddingPipeline",
+        "pt": ["AutoModel"],
+        "type": "audio",
+    },
+    "speaker-verification": {
+        "impl": "pipeline_wavlmrawnet.SpeakerVerificationPipeline",
+        "pt": ["AutoModel"],
+        "type": "audio",
+    },
+}
+
+__all__ = ["CUSTOM_PIPELINES", "SpeakerEmbeddingPipeline", "SpeakerVerificationPipeline"]
