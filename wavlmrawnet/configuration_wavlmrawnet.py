@@ -140,6 +140,11 @@ class WavLMRawNetConfig(PreTrainedConfig):
         verification_threshold (`float`, *optional*, defaults to 0.5):
             Cosine score at or above which two recordings are judged the same speaker. Training writes the EER
             threshold of its final evaluation here.
+        chunk_seconds (`float`, *optional*, defaults to 20.0):
+            Inference on utterances longer than this runs on overlapping windows of this length, whose embeddings
+            are averaged with duration weights (memory stays bounded). 0 turns chunking off.
+        chunk_overlap_seconds (`float`, *optional*, defaults to 2.0):
+            Overlap between consecutive inference windows.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the new linear layers.
         num_labels (`int`, *optional*):
@@ -186,6 +191,8 @@ class WavLMRawNetConfig(PreTrainedConfig):
     loss_margin: float = 0.3
     loss_scale: float = 30.0
     verification_threshold: float = 0.5
+    chunk_seconds: float = 20.0
+    chunk_overlap_seconds: float = 2.0
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):

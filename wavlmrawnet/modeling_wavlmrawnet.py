@@ -394,13 +394,66 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             return ((loss,) + output) if loss is not None else output
         return XVectorOutput(loss=loss, logits=logits, embeddings=embeddings, hidden_states=hidden_states)
 
+    def embed(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        chunk_seconds: float | None = None,
+        overlap_seconds: float | None = None,
+        chunk_batch_size: int = 8,
+    ) -> torch.Tensor:
+        """Un-normalised embeddings (B, embedding_dim); utterances longer than `chunk_seconds` are embedded in
+        overlapping windows whose embeddings are averaged with duration weights, so memory does not grow with length.
+
+        `chunk_seconds`/`overlap_seconds` default to `config.chunk_seconds`/`config.chunk_overlap_seconds`;
+        `chunk_seconds=0` turns chunking off. An utterance no longer than one chunk gets exactly the un-chunked
+        embedding.
+        """
+        chunk_seconds = self.config.chunk_seconds if chunk_seconds is None else chunk_seconds
+        overlap_seconds = self.config.chunk_overlap_seconds if overlap_seconds is None else overlap_seconds
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        lengths = attention_mask.sum(dim=1)
+        chunk = int(round(chunk_seconds * self.config.sampling_rate)) if chunk_seconds else 0
+        if not chunk or int(lengths.max()) <= chunk:
+            return self(input_values, attention_mask=attention_mask).embeddings
+        hop = chunk - int(round(overlap_seconds * self.config.sampling_rate))
+        if hop <= 0:
+            raise ValueError(f"overlap_seconds ({overlap_seconds}) must be shorter than chunk_seconds ({chunk_seconds})")
+        shortest = self.config.min_input_samples
+        embeddings = []
+        for waveform, length in zip(input_values, lengths.tolist()):
+            waveform = waveform[:length]
+            if length <= chunk:
+                embeddings.append(self(waveform[None]).embeddings[0])
+                continue
+            # Windows start every `hop` samples; the last one ends at the end of the utterance.
+            starts = list(range(0, length - chunk, hop)) + [length - chunk]
+            total, weight_sum = 0.0, 0
+            for first in range(0, len(starts), chunk_batch_size):
+                batch = torch.stack([waveform[s : s + chunk] for s in starts[first : first + chunk_batch_size]])
+                weights = torch.tensor(
+                    [min(chunk, length - s) for s in starts[first : first + chunk_batch_size]],
+                    dtype=torch.float32, device=batch.device,
+                )
+                total = total + (self(batch).embeddings.float() * weights[:, None]).sum(dim=0)
+                weight_sum += int(weights.sum())
+            embeddings.append(total / max(weight_sum, shortest))
+        return torch.stack(embeddings)
+
     @torch.inference_mode()
-    def get_embeddings(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """L2-normalised speaker embeddings (B, embedding_dim), computed in eval mode."""
+    def get_embeddings(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        chunk_seconds: float | None = None,
+        overlap_seconds: float | None = None,
+    ) -> torch.Tensor:
+        """L2-normalised speaker embeddings (B, embedding_dim), computed in eval mode (see `embed` for chunking)."""
         was_training = self.training
         self.eval()
         try:
-            embeddings = self(input_values, attention_mask=attention_mask).embeddings
+            embeddings = self.embed(input_values, attention_mask, chunk_seconds, overlap_seconds)
         finally:
             self.train(was_training)
         return F.normalize(embeddings.float(), dim=1)

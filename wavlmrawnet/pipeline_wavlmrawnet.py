@@ -26,7 +26,8 @@ class SpeakerEmbeddingPipeline(Pipeline):
     """Recording(s) -> L2-normalised speaker embedding(s), as float32 numpy arrays of shape (embedding_dim,).
 
     Inputs: a path, a numpy array (pass `sampling_rate=`), a `{"array", "sampling_rate"}` dict, or a list of these.
-    Options: `sampling_rate`, `normalize` (default True), `batch_size`.
+    Options: `sampling_rate`, `normalize` (default True), `chunk_seconds` (long-audio window; default from the
+    config, 0 = off), `batch_size`.
     """
 
     _load_processor = False
@@ -34,10 +35,11 @@ class SpeakerEmbeddingPipeline(Pipeline):
     _load_feature_extractor = True
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, sampling_rate=None, normalize=None, **kwargs):
+    def _sanitize_parameters(self, sampling_rate=None, normalize=None, chunk_seconds=None, **kwargs):
         preprocess_params = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
+        forward_params = {} if chunk_seconds is None else {"chunk_seconds": chunk_seconds}
         postprocess_params = {} if normalize is None else {"normalize": normalize}
-        return preprocess_params, {}, postprocess_params
+        return preprocess_params, forward_params, postprocess_params
 
     def __call__(self, inputs, **kwargs):
         if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and kwargs.get("sampling_rate") is None:
@@ -50,8 +52,9 @@ class SpeakerEmbeddingPipeline(Pipeline):
         )
         return {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
 
-    def _forward(self, model_inputs):
-        return {"embeddings": self.model(**model_inputs).embeddings}
+    def _forward(self, model_inputs, chunk_seconds=None):
+        # Long recordings are embedded in bounded windows (config.chunk_seconds unless `chunk_seconds=` is given).
+        return {"embeddings": self.model.embed(**model_inputs, chunk_seconds=chunk_seconds)}
 
     def postprocess(self, model_outputs, normalize=True):
         embedding = model_outputs["embeddings"][0].float()

@@ -3,7 +3,7 @@
 from .metrics import compute_eer, compute_metrics, compute_min_dcf, det_curve, write_results_json
 from .plots import plot_det_curve, plot_score_histograms
 from .scoring import MissingEmbeddingError, as_norm_scores, cosine_scores, score_trials
-from .trials import MissingTrialFilesError, Trial, read_trials, unique_paths
+from .trials import MissingTrialFilesError, Trial, make_trials, read_trials, unique_paths, write_trials
 
 __all__ = [
     "MissingEmbeddingError",
@@ -20,5 +20,7 @@ __all__ = [
     "read_trials",
     "score_trials",
     "unique_paths",
+    "make_trials",
+    "write_trials",
     "write_results_json",
 ]

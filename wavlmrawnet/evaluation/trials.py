@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Trial", "MissingTrialFilesError", "read_trials", "unique_paths"]
+__all__ = ["Trial", "MissingTrialFilesError", "make_trials", "read_trials", "unique_paths", "write_trials"]
 
 # How many missing paths to show in the error message (all are in `.missing`).
 _MAX_LISTED = 20
@@ -79,3 +79,38 @@ def unique_paths(trials: Iterable[Trial]) -> list[str]:
         seen.setdefault(trial.enroll)
         seen.setdefault(trial.test)
     return list(seen)
+
+
+def make_trials(paths: list[str], speakers: list[str], num_trials: int, seed: int = 0) -> list[Trial]:
+    """Balanced random trials (half same-speaker, half different) among `paths`, no file paired with itself."""
+    import numpy as np
+
+    by_speaker: dict[str, list[str]] = {}
+    for path, speaker in zip(paths, speakers):
+        by_speaker.setdefault(speaker, []).append(path)
+    eligible = [s for s, files in by_speaker.items() if len(files) >= 2]
+    if not eligible or len(by_speaker) < 2:
+        raise ValueError("trials need at least 2 speakers, one of them with 2 or more files")
+    rng = np.random.default_rng(seed)
+    names = sorted(by_speaker)
+    trials: set[Trial] = set()
+    for attempt in range(20 * num_trials):
+        if len(trials) >= num_trials:
+            break
+        if len(trials) % 2 == 0:
+            files = by_speaker[eligible[rng.integers(len(eligible))]]
+            first, second = rng.choice(len(files), size=2, replace=False)
+            trials.add(Trial(1, files[first], files[second]))
+        else:
+            a, b = rng.choice(len(names), size=2, replace=False)
+            first = by_speaker[names[a]][rng.integers(len(by_speaker[names[a]]))]
+            second = by_speaker[names[b]][rng.integers(len(by_speaker[names[b]]))]
+            trials.add(Trial(0, first, second))
+    return sorted(trials, key=lambda t: (t.enroll, t.test, t.label))
+
+
+def write_trials(trials: Iterable[Trial], path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{t.label} {t.enroll} {t.test}\n" for t in trials), encoding="utf-8")
+    return path

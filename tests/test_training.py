@@ -1,0 +1,168 @@
+"""Real training runs in subprocesses: train.py end to end, SIGKILL + resume, two-process DDP, bad audio."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.numpy import load_file
+
+from wavlmrawnet.data.synthetic import generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    generate_corpus(
+        root, num_train_speakers=6, num_test_speakers=3, utterances_per_speaker=4, videos_per_speaker=2,
+        min_seconds=1.0, max_seconds=1.5, num_trials=16, seed=0,
+    )
+    return root
+
+
+def write_config(folder: Path, corpus: Path, **training) -> Path:
+    config = {
+        "model": {"preset": "tiny", "overrides": {"wavlm_config": {"mask_time_prob": 0.0}}},
+        "data": {
+            "train_dir": str(corpus / "train"), "validation_speakers": 2, "validation_trials": 20,
+            "test_trials": str(corpus / "test" / "veri_test2.txt"), "test_root": str(corpus / "test" / "wav"),
+            "segment_seconds": 1.0, "num_workers": 0,
+        },
+        "training": {
+            "output_dir": str(folder / "run"), "max_steps": 8, "batch_size": 4, "learning_rate": 1e-3,
+            "wavlm_learning_rate": 1e-3, "warmup_steps": 2, "checkpoint_every": 4, "eval_every": 4,
+            "log_every": 2, "eval_batch_size": 8, "freeze_feature_encoder": False, **training,
+        },
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    completed = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    return completed
+
+
+def train_command(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "train.py"), "--config", str(config), *extra]
+
+
+def test_train_end_to_end_writes_a_loadable_final_model(tmp_path, corpus):
+    config = write_config(tmp_path, corpus, test_before_training=True)
+    completed = run(train_command(config), tmp_path)
+    run_dir = tmp_path / "run"
+    summary = json.loads(completed.stdout[completed.stdout.index("{"):])
+    assert summary["steps"] == 8 and summary["test"]["num_trials"] == 16
+    assert "untrained_test" in summary
+
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/loss", "train/lr_new"} <= set(metrics[0])
+    assert any("validation/eer" in m for m in metrics)
+    assert list((run_dir / "logs").rglob("events.out.tfevents*")), "TensorBoard events were written"
+    assert [p.name for p in sorted((run_dir / "checkpoints").iterdir())] == ["step-00000004", "step-00000008"]
+
+    final = run_dir / "final"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "modeling_wavlmrawnet.py",
+                 "train_config.yaml", "test_results.json", "test_det.png", "test_scores.png"):
+        assert (final / name).exists(), name
+    config_json = json.loads((final / "config.json").read_text())
+    assert len(config_json["id2label"]) == 4, "4 of the 6 speakers train; 2 are held out for validation"
+    results = json.loads((final / "test_results.json").read_text())
+    assert results["num_trials"] == 16 and 0 <= results["eer_percent"] <= 100
+    # The threshold comes from the validation EER of the best checkpoint.
+    assert config_json["verification_threshold"] != 0.5
+
+    script = (
+        "from transformers import AutoModel; import torch;"
+        f"m = AutoModel.from_pretrained({str(final)!r}, trust_remote_code=True);"
+        "print(m.get_embeddings(torch.randn(1, 16000)).shape)"
+    )
+    assert "torch.Size([1, 256])" in run([sys.executable, "-c", script], tmp_path).stdout
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, corpus):
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    run(train_command(write_config(straight, corpus)), straight)
+
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    config = write_config(interrupted, corpus, log_every=1)
+    process = subprocess.Popen(
+        train_command(config), cwd=interrupted, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    first_checkpoint = interrupted / "run" / "checkpoints" / "step-00000004"
+    deadline = time.time() + 300
+    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run was killed mid-way"
+    assert not (interrupted / "run" / "final").exists()
+
+    completed = run(train_command(config, "--resume"), interrupted)
+    assert "resumed from" in completed.stdout + completed.stderr
+    reference = load_file(straight / "run" / "checkpoints" / "step-00000008" / "model.safetensors")
+    resumed = load_file(interrupted / "run" / "checkpoints" / "step-00000008" / "model.safetensors")
+    assert reference.keys() == resumed.keys()
+    worst = max(float(np.abs(reference[k] - resumed[k]).max()) for k in reference)
+    assert worst <= 1e-5, worst
+    assert (interrupted / "run" / "final" / "model.safetensors").exists()
+
+
+def test_two_process_ddp_keeps_replicas_identical_on_different_batches(tmp_path, corpus):
+    config = write_config(tmp_path, corpus, max_steps=4, eval_every=4, checkpoint_every=4)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        str(REPO / "train.py"), "--config", str(config), "--record-batches",
+    ]
+    run(command, tmp_path)
+    run_dir = tmp_path / "run"
+    digests = [(run_dir / f"param_digest.rank{r}.txt").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1], "both replicas end with identical parameters"
+    seen = []
+    for rank in (0, 1):
+        lines = [json.loads(line) for line in (run_dir / f"seen_batches.rank{rank}.jsonl").read_text().splitlines()]
+        assert len(lines) == 4
+        seen.append({tuple(line["paths"]) for line in lines})
+    assert not seen[0] & seen[1], "each process saw different batches"
+    assert (run_dir / "final" / "model.safetensors").exists()
+
+
+def test_bad_audio_refuses_to_start_or_is_skipped_and_listed(tmp_path, corpus):
+    broken = tmp_path / "corpus"
+    shutil.copytree(corpus, broken)
+    speaker_dir = next((broken / "train" / "wav").iterdir())
+    video_dir = next(speaker_dir.iterdir())
+    (video_dir / "99998.wav").write_text("not audio")
+    (video_dir / "99999.wav").write_bytes(b"")
+    config = write_config(tmp_path, broken, max_steps=2, eval_every=2, checkpoint_every=2)
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    refused = subprocess.run(train_command(config), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0
+    assert "99998.wav" in refused.stderr and "99999.wav" in refused.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists(), "training never started"
+
+    run(train_command(config, "--skip-bad-audio"), tmp_path)
+    report = (tmp_path / "run" / "bad_audio.tsv").read_text().splitlines()
+    assert len(report) == 3 and {line.split("\t")[0].rsplit("/", 1)[-1] for line in report[1:]} == {
+        "99998.wav", "99999.wav",
+    }
+    assert (tmp_path / "run" / "final" / "model.safetensors").exists()

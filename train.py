@@ -1,0 +1,51 @@
+"""Train WavLMRawNet: `accelerate launch train.py --config configs/<name>.yaml` (or plain `python train.py ...`).
+
+Multi-GPU: `accelerate launch --multi_gpu --num_processes N train.py --config ...`; two CPU processes:
+`torchrun --nproc_per_node 2 train.py --config ...`. The logic lives in `wavlmrawnet/training/`.
+"""
+
+import argparse
+import json
+import logging
+
+from wavlmrawnet.training.config import TrainConfig
+from wavlmrawnet.training.trainer import train
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML file with model/data/training sections (see configs/)")
+    parser.add_argument("--output-dir", help="overrides training.output_dir")
+    parser.add_argument("--max-steps", type=int, help="overrides training.max_steps")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="overrides training.mixed_precision")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument(
+        "--skip-bad-audio", action="store_true",
+        help="drop unreadable/empty/too-short files (listed in output_dir/bad_audio.tsv) instead of refusing to start",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override any config value, e.g. --set training.batch_size=16 (repeatable)",
+    )
+    parser.add_argument("--record-batches", action="store_true", help="log each process's batches (for DDP tests)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = list(args.overrides)
+    for flag, key in (("output_dir", "training.output_dir"), ("max_steps", "training.max_steps"),
+                      ("mixed_precision", "training.mixed_precision")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    if args.skip_bad_audio:
+        overrides.append("data.skip_bad_audio=true")
+    config = TrainConfig.from_yaml(args.config, overrides)
+    summary = train(config, resume=args.resume, record_batches=args.record_batches)
+    if summary.get("final_model"):
+        print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Evaluate a model on a VoxCeleb-style trial list: embed each file once, score, measure, plot, write JSON."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .embedding import embed_files
+from .metrics import compute_metrics, write_results_json
+from .plots import plot_det_curve, plot_score_histograms
+from .scoring import score_trials
+from .trials import read_trials, unique_paths
+
+
+def hardware_description(device: torch.device | str = "cpu") -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def evaluate_trial_list(
+    model,
+    feature_extractor,
+    trials_path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    cohort_paths: Sequence[str] | None = None,
+    top_n: int = 200,
+    batch_size: int = 8,
+    chunk_seconds: float | None = None,
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """EER and normalised minDCF (p_target 0.01 and 0.05) of `model` on a trial list.
+
+    Every trial file must exist (`MissingTrialFilesError` lists the missing ones) and embed without error (a
+    `RuntimeError` lists failures): no trial is ever skipped. With `cohort_paths`, scores are AS-Norm normalised
+    (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`, writes `<name>_results.json`, a DET curve and
+    score histograms (PNG) there. Returns the results dict (also holding the plot paths).
+    """
+    trials = read_trials(trials_path, root=root, check_exists=True)
+    paths = unique_paths(trials)
+    cohort_paths = list(cohort_paths or [])
+    embedded = embed_files(
+        model, feature_extractor, paths + cohort_paths, batch_size=batch_size, chunk_seconds=chunk_seconds,
+        dtype=dtype, cache_dir=cache_dir, progress=progress,
+    )
+    embedded.raise_for_failures()
+    cohort = np.stack([embedded.embeddings[p] for p in cohort_paths]) if cohort_paths else None
+    scores = score_trials(trials, embedded.embeddings, cohort=cohort, top_n=top_n)
+    labels = np.array([t.label for t in trials])
+    metrics = compute_metrics(scores, labels)
+    name = name or Path(trials_path).stem
+    device = next(model.parameters()).device
+    results = {
+        **metrics,
+        "trial_list": name,
+        "num_files": len(paths),
+        "files_embedded_this_run": embedded.computed,
+        "score_normalization": f"AS-Norm (top {top_n}, cohort {len(cohort_paths)})" if cohort_paths else "none (cosine)",
+        "dtype": str(dtype).replace("torch.", ""),
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware_description(device),
+    }
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        results["det_curve_png"] = str(plot_det_curve(scores, labels, output_dir / f"{name}_det.png", title=name))
+        results["score_histogram_png"] = str(
+            plot_score_histograms(scores, labels, output_dir / f"{name}_scores.png", threshold=metrics["eer_threshold"])
+        )
+        results["results_json"] = str(output_dir / f"{name}_results.json")
+        write_results_json(results["results_json"], metrics, **{k: v for k, v in results.items() if k not in metrics})
+    return results

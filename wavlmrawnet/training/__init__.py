@@ -1,0 +1,6 @@
+"""Training utilities for wavlmrawnet.
+
+``wavlmrawnet.training.data`` builds speaker-labelled datasets, checks their audio and feeds them to a DataLoader;
+``wavlmrawnet.training.augment`` holds the noise / reverberation / speed augmentations. Submodules are imported
+explicitly; nothing heavy is imported here.
+"""

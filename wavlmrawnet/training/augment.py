@@ -1,0 +1,332 @@
+"""Training-time augmentation for speaker embeddings: additive noise, reverberation and speed perturbation.
+
+Every augmentation is off unless configured. All randomness comes from the `np.random.Generator` passed in, so the
+augmentation of an item is reproducible from the item's seed (see `SpeakerAudioDataset` in `training.data`).
+
+Order, as in Kaldi / WeSpeaker recipes: speed perturbation on the whole utterance (it changes the length, so it runs
+before cropping), then reverberation, then additive noise on the cropped segment (both keep the length).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ..processing_wavlmrawnet import (
+    AudioDecodingError,
+    audio_duration,
+    check_sampling_rate,
+    load_audio,
+    to_mono,
+)
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AugmentConfig",
+    "Augmenter",
+    "fit_length",
+    "list_audio_files",
+    "mix_at_snr",
+    "read_noise_segment",
+    "reverberate",
+    "speed_perturb",
+]
+
+AUDIO_EXTENSIONS = (".wav", ".flac")
+
+# How many problem files an error message names.
+_MAX_LISTED = 20
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def list_audio_files(folder: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[str]:
+    """Absolute paths of the audio files under `folder` (recursive), sorted.
+
+    Raises:
+        FileNotFoundError: `folder` is not an existing directory.
+        ValueError: it holds no file with one of `extensions`.
+    """
+    folder = Path(os.path.abspath(folder))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"audio folder {str(folder)!r} does not exist or is not a directory")
+    suffixes = {ext.lower() for ext in extensions}
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    if not files:
+        raise ValueError(
+            f"audio folder {str(folder)!r} holds no audio files ({', '.join(sorted(suffixes))}, searched recursively)"
+        )
+    return files
+
+
+def _checked_audio_files(folder: str | os.PathLike, option: str) -> list[str]:
+    """The audio files of a configured folder, after a header check (fails at start-up, not mid-training)."""
+    try:
+        files = list_audio_files(folder)
+    except (FileNotFoundError, ValueError) as error:
+        raise type(error)(f"{option}: {error}") from error
+    problems = []
+    for path in files:
+        try:
+            if audio_duration(path) <= 0:
+                problems.append(f"{path}: the file holds no audio samples")
+        except AudioDecodingError as error:
+            problems.append(f"{path}: {error.reason}")
+    if problems:
+        shown = "\n  ".join(problems[:_MAX_LISTED])
+        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        raise ValueError(f"{option}: {len(problems)} of {len(files)} audio files are unusable:\n  {shown}{more}")
+    return files
+
+
+# ---------------------------------------------------------------------------------------------------- noise
+def fit_length(noise: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """`num_samples` of `noise`: a random window of longer noise, or shorter noise tiled from a random offset."""
+    if noise.size == 0:
+        raise ValueError("noise is empty (no samples)")
+    length = noise.shape[-1]
+    if length >= num_samples:
+        start = int(rng.integers(0, length - num_samples + 1))
+        return noise[start : start + num_samples]
+    start = int(rng.integers(0, length))
+    tiled = np.tile(noise, -(-(num_samples + start) // length))
+    return tiled[start : start + num_samples]
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`speech + g * noise` with `g` chosen so that 10 log10(P_speech / P_scaled_noise) = `snr_db`.
+
+    Powers are means of squares over the whole segment. Silent speech (SNR undefined) or a silent noise segment (there
+    is nothing to add) returns the speech unchanged.
+    """
+    if speech.shape != noise.shape:
+        raise ValueError(f"speech and noise must have the same shape, got {speech.shape} and {noise.shape}")
+    if speech.size == 0:
+        raise ValueError("speech is empty (no samples)")
+    if not np.isfinite(snr_db):
+        raise ValueError(f"snr_db must be finite, got {snr_db}")
+    speech_power = float(np.mean(np.square(speech, dtype=np.float64)))
+    noise_power = float(np.mean(np.square(noise, dtype=np.float64)))
+    if speech_power == 0.0 or noise_power == 0.0:
+        return speech.astype(np.float32, copy=True)
+    gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (speech.astype(np.float64) + gain * noise.astype(np.float64)).astype(np.float32)
+
+
+def read_noise_segment(
+    path: str, num_samples: int, sampling_rate: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`num_samples` of the noise file `path` at `sampling_rate` (see `fit_length`).
+
+    A file already at `sampling_rate` and longer than needed is read only in the drawn window (long MUSAN music files
+    are not decoded whole for a 3 s segment); anything else goes through `load_audio` (resampled) and `fit_length`.
+    """
+    try:
+        info = sf.info(path)
+    except Exception as error:
+        raise AudioDecodingError(path, f"not a readable audio file ({error})") from error
+    if info.samplerate == sampling_rate and info.frames > num_samples:
+        start = int(rng.integers(0, info.frames - num_samples + 1))
+        try:
+            window, _ = sf.read(path, start=start, frames=num_samples, dtype="float32", always_2d=True)
+        except Exception as error:
+            raise AudioDecodingError(path, f"not a readable audio file ({error})") from error
+        if window.shape[0] == 0:
+            raise AudioDecodingError(path, f"no samples at frame {start} although the header says {info.frames}")
+        return fit_length(to_mono(window.T), num_samples, rng)  # exact unless the header over-counts frames
+    return fit_length(load_audio(path, sampling_rate), num_samples, rng)
+
+
+# ---------------------------------------------------------------------------------------------------- reverb
+def _fft_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Full linear convolution of two 1-D float64 arrays via the FFT."""
+    n = a.shape[-1] + b.shape[-1] - 1
+    size = 1 << (n - 1).bit_length()
+    return np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:n]
+
+
+def reverberate(speech: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Convolves `speech` with a room impulse response; the output has the length and timing of the input.
+
+    The RIR is scaled to unit energy (Kaldi / WeSpeaker convention) and the output is aligned to the RIR's direct path
+    (its largest-magnitude sample), so the speech is not delayed and the reverberant tail past the end is cut.
+    A unit impulse therefore returns the input unchanged.
+    """
+    rir = np.asarray(rir, dtype=np.float64)
+    if rir.ndim != 1 or rir.size == 0:
+        raise ValueError(f"the room impulse response must be a non-empty 1-D array, got shape {rir.shape}")
+    if not np.isfinite(rir).all():
+        raise ValueError("the room impulse response contains NaN or Inf samples")
+    energy = float(np.sum(np.square(rir)))
+    if energy == 0.0:
+        raise ValueError("the room impulse response is all zeros")
+    if speech.size == 0:
+        raise ValueError("speech is empty (no samples)")
+    rir = rir / np.sqrt(energy)
+    direct_path = int(np.argmax(np.abs(rir)))
+    wet = _fft_convolve(speech.astype(np.float64), rir)
+    return wet[direct_path : direct_path + speech.shape[-1]].astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- speed
+def speed_perturb(waveform: np.ndarray, factor: float, sampling_rate: int) -> np.ndarray:
+    """Kaldi / sox-style `speed`: plays the audio `factor` times faster, changing tempo and pitch.
+
+    The output has `round(len / factor)` samples (soxr resampling from `factor * sampling_rate` to `sampling_rate`);
+    a factor of 1 returns the input unchanged.
+    """
+    if not np.isfinite(factor) or factor <= 0:
+        raise ValueError(f"speed factor must be a positive number, got {factor}")
+    if factor == 1.0:
+        return waveform
+    return soxr.resample(waveform, sampling_rate * factor, sampling_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------------- config
+@dataclass
+class AugmentConfig:
+    """Augmentation settings (YAML-friendly). Each augmentation is off unless its folder / factors are set.
+
+    Attributes:
+        noise_dir: folder of noise recordings (MUSAN-style; *.wav / *.flac, searched recursively).
+        snr_db: (low, high) range of the signal-to-noise ratio, drawn uniformly per item, in dB.
+        noise_prob: chance that an item gets noise.
+        rir_dir: folder of room impulse responses (e.g. RIRS_NOISES simulated_rirs), searched recursively.
+        rir_prob: chance that an item is reverberated.
+        speed_factors: speed factors to draw from, e.g. [0.9, 1.0, 1.1] (include 1.0 to keep some items as they are).
+        speed_prob: chance that a factor is drawn at all (otherwise the speed is left unchanged).
+        sampling_rate: rate of the audio being augmented, in Hz.
+    """
+
+    noise_dir: str | None = None
+    snr_db: tuple[float, float] = (0.0, 15.0)
+    noise_prob: float = 0.5
+    rir_dir: str | None = None
+    rir_prob: float = 0.5
+    speed_factors: tuple[float, ...] | None = None
+    speed_prob: float = 1.0
+    sampling_rate: int = 16000
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> AugmentConfig:
+        """Builds a config from a mapping (e.g. a YAML section); unknown keys raise a ValueError naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown augmentation option(s) {unknown}; known options are {sorted(known)}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_probability(name: str, value: float) -> float:
+    is_number = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if not is_number or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+class Augmenter:
+    """Applies the configured augmentations with a caller-supplied `np.random.Generator`.
+
+    Args:
+        noise_dir: folder of noise files; additive noise is off when None.
+        snr_db: (low, high) SNR range in dB, drawn uniformly.
+        noise_prob: chance of adding noise to an item.
+        rir_dir: folder of room impulse responses; reverberation is off when None.
+        rir_prob: chance of reverberating an item.
+        speed_factors: factors to draw from (Kaldi-style speed perturbation); off when None or empty.
+        speed_prob: chance of drawing a speed factor for an item.
+        sampling_rate: rate of the audio, in Hz (noise and RIR files at other rates are resampled).
+
+    Configured folders are listed and their headers checked here, so a missing, empty or broken folder fails at
+    start-up with an error naming it. The object holds only file lists, so it pickles into DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        noise_dir: str | os.PathLike | None = None,
+        snr_db: Sequence[float] = (0.0, 15.0),
+        noise_prob: float = 0.5,
+        rir_dir: str | os.PathLike | None = None,
+        rir_prob: float = 0.5,
+        speed_factors: Sequence[float] | None = None,
+        speed_prob: float = 1.0,
+        sampling_rate: int = 16000,
+    ):
+        self.sampling_rate = check_sampling_rate(sampling_rate)
+        snr_db = tuple(float(x) for x in snr_db)
+        if len(snr_db) != 2 or not all(np.isfinite(snr_db)) or snr_db[0] > snr_db[1]:
+            raise ValueError(f"snr_db must be a finite (low, high) pair with low <= high, got {snr_db}")
+        self.snr_db = snr_db
+        self.noise_prob = _check_probability("noise_prob", noise_prob)
+        self.rir_prob = _check_probability("rir_prob", rir_prob)
+        self.speed_prob = _check_probability("speed_prob", speed_prob)
+        self.speed_factors = tuple(float(f) for f in speed_factors or ())
+        bad_factors = [f for f in self.speed_factors if not np.isfinite(f) or f <= 0]
+        if bad_factors:
+            raise ValueError(f"speed_factors must be positive numbers, got {list(self.speed_factors)}")
+        self.noise_dir = os.path.abspath(noise_dir) if noise_dir is not None else None
+        self.rir_dir = os.path.abspath(rir_dir) if rir_dir is not None else None
+        self.noise_files = _checked_audio_files(noise_dir, "noise_dir") if noise_dir is not None else []
+        self.rir_files = _checked_audio_files(rir_dir, "rir_dir") if rir_dir is not None else []
+
+    @classmethod
+    def from_config(cls, config: AugmentConfig | Mapping) -> Augmenter:
+        """Builds an Augmenter from an `AugmentConfig` or a mapping with the same keys (YAML lists are accepted)."""
+        if isinstance(config, Mapping):
+            config = AugmentConfig.from_dict(config)
+        if not isinstance(config, AugmentConfig):
+            raise TypeError(f"config must be an AugmentConfig or a mapping, got {type(config).__name__}")
+        return cls(**config.to_dict())
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation is configured."""
+        return bool(self.noise_files or self.rir_files or self.speed_factors)
+
+    # ------------------------------------------------------------------ stages
+    def perturb_speed(
+        self, waveform: np.ndarray, rng: np.random.Generator, min_samples: int = 0
+    ) -> np.ndarray:
+        """Speed perturbation of the whole utterance (before cropping). A drawn factor that would leave fewer than
+        `min_samples` samples is not applied (the feature extractor rejects clips below its `min_seconds`)."""
+        if not self.speed_factors or rng.random() >= self.speed_prob:
+            return waveform
+        factor = float(self.speed_factors[int(rng.integers(len(self.speed_factors)))])
+        if round(waveform.shape[-1] / factor) < min_samples:
+            return waveform
+        return speed_perturb(waveform, factor, self.sampling_rate)
+
+    def add_reverb_and_noise(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Reverberation, then additive noise, each with its probability; the length is kept."""
+        if self.rir_files and rng.random() < self.rir_prob:
+            rir_path = self.rir_files[int(rng.integers(len(self.rir_files)))]
+            waveform = reverberate(waveform, load_audio(rir_path, self.sampling_rate))
+        if self.noise_files and rng.random() < self.noise_prob:
+            noise_path = self.noise_files[int(rng.integers(len(self.noise_files)))]
+            snr_db = float(rng.uniform(*self.snr_db))
+            noise = read_noise_segment(noise_path, waveform.shape[-1], self.sampling_rate, rng)
+            waveform = mix_at_snr(waveform, noise, snr_db)
+        return waveform
+
+    def __call__(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """All configured augmentations: speed (may change the length), reverberation, noise."""
+        return self.add_reverb_and_noise(self.perturb_speed(waveform, rng), rng)
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.noise_files:
+            parts.append(f"noise={len(self.noise_files)} files, snr_db={self.snr_db}, p={self.noise_prob}")
+        if self.rir_files:
+            parts.append(f"rir={len(self.rir_files)} files, p={self.rir_prob}")
+        if self.speed_factors:
+            parts.append(f"speed={list(self.speed_factors)}, p={self.speed_prob}")
+        return f"Augmenter({'; '.join(parts) or 'off'})"

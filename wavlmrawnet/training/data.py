@@ -1,0 +1,705 @@
+"""Training data: speaker-labelled `datasets.Dataset`s, a bad-audio check, and a DataLoader-ready torch dataset.
+
+Every builder (`dataset_from_voxceleb`, `dataset_from_manifest`, `dataset_from_hf`) returns the same columns:
+
+* ``path``: absolute path of the audio file (str),
+* ``speaker``: speaker id (str),
+* ``label``: int, contiguous 0..N-1 in sorted speaker order,
+* ``duration``: seconds, read from the file header (float). A file whose header cannot be read is **kept** with a
+  NaN duration (and a warning): listing never decodes or drops anything. `check_dataset_audio` then reports it as
+  unreadable, together with the empty, NaN/Inf and too-short files, before training starts.
+
+Audio is never decoded through `datasets` (it would need torchcodec / FFmpeg): only paths are stored and
+`SpeakerAudioDataset` reads them with soundfile (`load_audio`) inside the DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import operator
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
+from tqdm.auto import tqdm
+
+from ..processing_wavlmrawnet import (
+    AudioDecodingError,
+    WavLMRawNetFeatureExtractor,
+    audio_duration,
+    crop,
+    load_audio,
+)
+from .augment import Augmenter
+
+
+__all__ = [
+    "BAD_AUDIO_FILENAME",
+    "BadAudio",
+    "BadAudioError",
+    "SpeakerAudioDataset",
+    "SpeakerCollator",
+    "check_dataset_audio",
+    "dataset_from_hf",
+    "dataset_from_manifest",
+    "dataset_from_voxceleb",
+    "label_maps",
+    "relabel",
+    "scan_audio",
+    "speaker_disjoint_split",
+]
+
+logger = logging.getLogger(__name__)
+
+BAD_AUDIO_FILENAME = "bad_audio.tsv"
+_CORE_COLUMNS = ("path", "speaker", "label", "duration")
+# How many problem items an error message names (all are kept on the exception).
+_MAX_LISTED = 50
+
+
+def _default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _listing(items: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(x) for x in items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------------- builders
+def _header_duration(path: str) -> float:
+    try:
+        return audio_duration(path)
+    except AudioDecodingError:
+        return math.nan
+
+
+def _header_durations(paths: Sequence[str], num_workers: int | None = None) -> list[float]:
+    """Durations from the file headers (NaN where unreadable), read in threads (libsndfile releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=num_workers or _default_workers()) as pool:
+        durations = list(pool.map(_header_duration, paths, chunksize=64))
+    unreadable = [p for p, d in zip(paths, durations) if math.isnan(d)]
+    if unreadable:
+        logger.warning(
+            "%d of %d audio headers could not be read (kept with duration NaN; check_dataset_audio reports them): %s",
+            len(unreadable), len(paths), _listing(unreadable),
+        )
+    return durations
+
+
+def _labels_for(speakers: Sequence[str]) -> tuple[list[int], dict[str, int]]:
+    label2id = {speaker: i for i, speaker in enumerate(sorted(set(speakers)))}
+    return [label2id[s] for s in speakers], label2id
+
+
+def _make_dataset(paths: list[str], speakers: list[str], extras: dict[str, list], source: str) -> Dataset:
+    """The common columns (+ `extras`) as a Dataset; checks duplicates and any given `label` / `duration` column."""
+    if not paths:
+        raise ValueError(f"{source} lists no audio files")
+    duplicates = [p for p, n in Counter(paths).items() if n > 1]
+    if duplicates:
+        raise ValueError(f"{source} lists {len(duplicates)} audio file(s) more than once: {_listing(duplicates)}")
+    labels, _ = _labels_for(speakers)
+    extras = dict(extras)
+
+    given_labels = extras.pop("label", None)
+    if given_labels is not None:
+        try:
+            given = [int(x) for x in given_labels]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: the 'label' column must hold integers ({error})") from None
+        if given != labels:
+            raise ValueError(
+                f"{source}: its 'label' column does not number the speakers 0..N-1 in sorted order; labels are "
+                "derived from the 'speaker' column here, so remove or rename the 'label' column"
+            )
+
+    given_durations = extras.pop("duration", None)
+    if given_durations is None:
+        durations = _header_durations(paths)
+    else:
+        try:
+            durations = [math.nan if x is None or x == "" else float(x) for x in given_durations]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: the 'duration' column must hold numbers in seconds ({error})") from None
+        negative = [p for p, d in zip(paths, durations) if d < 0]
+        if negative:
+            raise ValueError(f"{source}: negative 'duration' for {_listing(negative)}")
+        blank = [i for i, d in enumerate(durations) if math.isnan(d)]
+        for i, duration in zip(blank, _header_durations([paths[i] for i in blank]) if blank else []):
+            durations[i] = duration  # rows without a given duration get the header's
+
+    core = Features(
+        {"path": Value("string"), "speaker": Value("string"), "label": Value("int64"), "duration": Value("float64")}
+    )
+    dataset = Dataset.from_dict(
+        {"path": paths, "speaker": speakers, "label": labels, "duration": durations}, features=core
+    )
+    for name, values in extras.items():  # extra columns keep their inferred types
+        dataset = dataset.add_column(name, values)
+    return dataset
+
+
+def dataset_from_voxceleb(root: str | os.PathLike, extensions: Sequence[str] = (".wav",)) -> Dataset:
+    """A dataset of every `<root>/wav/<speaker_id>/<video_id>/<utt>.wav` file, sorted by path.
+
+    `root` may also be the `wav` folder itself. Extra column: ``video`` (the video id). See the module docstring for
+    the common columns.
+
+    Raises:
+        FileNotFoundError: `root` does not exist.
+        ValueError: no audio files, or audio files outside the `<speaker>/<video>/<utt>` layout (listed).
+    """
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise FileNotFoundError(f"VoxCeleb folder {str(root)!r} does not exist or is not a directory")
+    wav_dir = root / "wav" if (root / "wav").is_dir() else root
+    suffixes = {ext.lower() for ext in extensions}
+    files = sorted(p for p in wav_dir.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    if not files:
+        raise ValueError(
+            f"no audio files ({', '.join(sorted(suffixes))}) under {str(wav_dir)!r}; expected the VoxCeleb layout "
+            "<root>/wav/<speaker_id>/<video_id>/<utt>.wav"
+        )
+    relative = [p.relative_to(wav_dir).parts for p in files]
+    misplaced = [str(p) for p, parts in zip(files, relative) if len(parts) != 3]
+    if misplaced:
+        raise ValueError(
+            f"{len(misplaced)} audio file(s) under {str(wav_dir)!r} are not at <speaker_id>/<video_id>/<utt>: "
+            f"{_listing(misplaced)}"
+        )
+    return _make_dataset(
+        [str(p) for p in files],
+        [parts[0] for parts in relative],
+        {"video": [parts[1] for parts in relative]},
+        source=f"VoxCeleb folder {str(wav_dir)!r}",
+    )
+
+
+def _read_csv_manifest(path: Path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        if not reader.fieldnames:
+            raise ValueError(f"manifest {str(path)!r} is empty (no header row)")
+        rows = []
+        for row in reader:
+            if None in row:
+                raise ValueError(f"manifest {str(path)!r} line {reader.line_num}: more fields than header columns")
+            missing = [k for k, v in row.items() if v is None]
+            if missing:
+                raise ValueError(f"manifest {str(path)!r} line {reader.line_num}: no value for column(s) {missing}")
+            rows.append(row)
+    return list(reader.fieldnames), rows
+
+
+def _read_jsonl_manifest(path: Path) -> tuple[list[str], list[dict]]:
+    columns: dict[str, None] = {}
+    rows = []
+    with open(path, encoding="utf-8") as file:
+        for line_number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"manifest {str(path)!r} line {line_number}: invalid JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"manifest {str(path)!r} line {line_number}: expected a JSON object, got {row!r:.80}")
+            for key in ("path", "speaker"):
+                if key not in row:
+                    raise ValueError(f"manifest {str(path)!r} line {line_number}: no {key!r} field")
+            columns.update(dict.fromkeys(row))
+            rows.append(row)
+    return list(columns), rows
+
+
+def dataset_from_manifest(path: str | os.PathLike) -> Dataset:
+    """A dataset from a CSV (`.csv`) or JSON-lines (`.jsonl` / `.json`) manifest with at least `path` and `speaker`.
+
+    Relative paths are resolved against the manifest's folder. Other columns are kept (CSV values stay strings; a
+    JSONL row without an optional field gets None). A `duration` column is used as given (seconds) instead of reading
+    the headers (blank entries are read from the header); a `label` column must match the derived numbering (0..N-1 in sorted speaker order). Rows keep the
+    manifest's order.
+    """
+    path = Path(os.path.abspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        columns, rows = _read_csv_manifest(path)
+    elif suffix in (".jsonl", ".json"):
+        columns, rows = _read_jsonl_manifest(path)
+    else:
+        raise ValueError(f"manifest {str(path)!r}: unsupported extension {suffix!r}; use .csv or .jsonl")
+    missing = [c for c in ("path", "speaker") if c not in columns]
+    if missing:
+        raise ValueError(f"manifest {str(path)!r} is missing required column(s) {missing}; its columns are {columns}")
+
+    paths, speakers = [], []
+    for number, row in enumerate(rows, 1):
+        audio_path, speaker = row["path"], row["speaker"]
+        if not isinstance(audio_path, str) or not audio_path.strip():
+            raise ValueError(
+                f"manifest {str(path)!r} row {number}: 'path' must be a non-empty string, got {audio_path!r}"
+            )
+        if speaker is None or (isinstance(speaker, str) and not speaker.strip()):
+            raise ValueError(f"manifest {str(path)!r} row {number}: 'speaker' is empty")
+        paths.append(os.path.normpath(os.path.join(path.parent, os.path.expanduser(audio_path))))
+        speakers.append(str(speaker))
+    extras = {c: [row.get(c) for row in rows] for c in columns if c not in ("path", "speaker")}
+    return _make_dataset(paths, speakers, extras, source=f"manifest {str(path)!r}")
+
+
+def _embedded_audio_path(entry: Any, row: int, extract_dir: Path | None) -> str:
+    """The local path of one `Audio(decode=False)` entry; embedded bytes are written to `extract_dir` if needed."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"row {row}: expected an audio dict with 'path' / 'bytes', got {type(entry).__name__}")
+    path, data = entry.get("path"), entry.get("bytes")
+    if path and (data is None or os.path.isfile(path)):
+        return os.path.abspath(path)
+    if data is None:
+        raise ValueError(f"row {row}: the audio entry has neither a path nor bytes")
+    if extract_dir is None:
+        raise ValueError(
+            f"row {row}: the audio is embedded as bytes (path {path!r} is not a local file); pass extract_dir= to "
+            "write embedded audio to files there"
+        )
+    suffix = Path(path).suffix if path and Path(path).suffix else ".audio"  # soundfile detects the format itself
+    target = extract_dir / f"{hashlib.sha1(data).hexdigest()}{suffix}"
+    if not target.is_file():
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    return str(target)
+
+
+def dataset_from_hf(
+    dataset: Dataset,
+    audio_column: str = "audio",
+    speaker_column: str = "speaker",
+    extract_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """A dataset from any `datasets.Dataset` with an audio column and a speaker column, without decoding audio.
+
+    `audio_column` is either a string path column or an `Audio` column (a decoding `Audio()` column is cast to
+    `Audio(decode=False)` first). Entries whose `path` is a local file use it; entries holding only `bytes` (e.g. Hub
+    parquet datasets) are written once to `extract_dir` (named by content hash), which must then be given.
+    `speaker_column` may hold strings, integers or a `ClassLabel` (its names become the speaker ids). Other columns are
+    kept, except that a `label` or `duration` column is checked / used as in `dataset_from_manifest`, and a column
+    named `path` or `speaker` that is not the audio / speaker column is refused (rename it first).
+    """
+    if isinstance(dataset, DatasetDict):
+        raise TypeError(f"expected a datasets.Dataset, got a DatasetDict with splits {list(dataset)}; pick one split")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    for option, column in (("audio_column", audio_column), ("speaker_column", speaker_column)):
+        if column not in dataset.column_names:
+            raise ValueError(
+                f"{option} {column!r} is not a column of the dataset; its columns are {dataset.column_names}"
+            )
+    clashes = [c for c in ("path", "speaker") if c in dataset.column_names and c not in (audio_column, speaker_column)]
+    if clashes:
+        raise ValueError(
+            f"the dataset has column(s) {clashes}, which the output uses for the audio path / speaker id; rename them "
+            "first (dataset.rename_column)"
+        )
+
+    audio_feature = dataset.features[audio_column]
+    if isinstance(audio_feature, Audio):
+        if audio_feature.decode:
+            dataset = dataset.cast_column(audio_column, Audio(decode=False))
+        target = Path(os.path.abspath(extract_dir)) if extract_dir is not None else None
+        if target is not None:
+            target.mkdir(parents=True, exist_ok=True)
+        paths = [_embedded_audio_path(entry, i, target) for i, entry in enumerate(dataset[audio_column])]
+    elif isinstance(audio_feature, Value) and audio_feature.dtype in ("string", "large_string"):
+        paths = []
+        for i, entry in enumerate(dataset[audio_column]):
+            if not entry:
+                raise ValueError(f"row {i}: empty audio path in column {audio_column!r}")
+            paths.append(os.path.abspath(entry))
+    else:
+        raise TypeError(
+            f"audio_column {audio_column!r} must hold path strings or be an Audio feature, got {audio_feature!r}"
+        )
+
+    speaker_feature = dataset.features[speaker_column]
+    raw_speakers = list(dataset[speaker_column])
+    if any(s is None or s == "" for s in raw_speakers):
+        row = next(i for i, s in enumerate(raw_speakers) if s is None or s == "")
+        raise ValueError(f"row {row}: empty speaker id in column {speaker_column!r}")
+    if isinstance(speaker_feature, ClassLabel):
+        speakers = [speaker_feature.int2str(int(s)) for s in raw_speakers]
+    else:
+        speakers = [str(s) for s in raw_speakers]
+
+    # A speaker column named "label" is not an extra: it becomes the renumbered label.
+    extras = {c: list(dataset[c]) for c in dataset.column_names if c not in (audio_column, speaker_column)}
+    return _make_dataset(paths, speakers, extras, source="the Hugging Face dataset")
+
+
+# ---------------------------------------------------------------------------------------------------- labels / split
+def _require_columns(dataset: Dataset, columns: Iterable[str]) -> None:
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"the dataset is missing column(s) {missing}; its columns are {dataset.column_names}")
+
+
+def label_maps(dataset: Dataset) -> tuple[dict[int, str], dict[str, int]]:
+    """(id2label, label2id) from the `label` and `speaker` columns, checked to be one-to-one and contiguous."""
+    _require_columns(dataset, ("label", "speaker"))
+    id2label: dict[int, str] = {}
+    label2id: dict[str, int] = {}
+    for label, speaker in sorted(set(zip(dataset["label"], dataset["speaker"]))):
+        label = int(label)
+        if label in id2label:
+            raise ValueError(f"label {label} is used by more than one speaker ({id2label[label]!r}, {speaker!r})")
+        if speaker in label2id:
+            raise ValueError(f"speaker {speaker!r} has more than one label ({label2id[speaker]}, {label})")
+        id2label[label] = speaker
+        label2id[speaker] = label
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ValueError(f"labels are not contiguous 0..{len(id2label) - 1}: {sorted(id2label)[:20]}")
+    return id2label, label2id
+
+
+def relabel(dataset: Dataset) -> Dataset:
+    """The dataset with `label` renumbered 0..N-1 in sorted speaker order (a no-op when it already is)."""
+    _require_columns(dataset, ("speaker",))
+    labels, _ = _labels_for(list(dataset["speaker"]))
+    if "label" in dataset.column_names:
+        if list(dataset["label"]) == labels:
+            return dataset
+        dataset = dataset.remove_columns("label")
+    dataset = dataset.add_column("label", labels, feature=Value("int64"))
+    order = [c for c in _CORE_COLUMNS if c in dataset.column_names]
+    return dataset.select_columns(order + [c for c in dataset.column_names if c not in order])
+
+
+def speaker_disjoint_split(dataset: Dataset, validation_speakers: int | float, seed: int = 0) -> DatasetDict:
+    """Splits by speaker: "train" and "validation" share no speaker; the same seed gives the same split.
+
+    Args:
+        validation_speakers: number of held-out speakers (int >= 1) or their fraction (float in (0, 1), rounded,
+            at least one speaker on each side).
+        seed: draws which speakers are held out (independent of the row order).
+
+    Each split's labels are renumbered 0..N-1 in sorted speaker order; use `label_maps(split["train"])` for the
+    classifier's id2label / label2id. Validation labels number the held-out speakers only (for verification trials),
+    they are not classifier classes.
+    """
+    _require_columns(dataset, ("speaker",))
+    column = list(dataset["speaker"])
+    speakers = sorted(set(column))
+    total = len(speakers)
+    if total < 2:
+        raise ValueError(f"a speaker-disjoint split needs at least 2 speakers, the dataset has {total}")
+    if isinstance(validation_speakers, bool) or not isinstance(
+        validation_speakers, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"validation_speakers must be an int (count) or a float (fraction), got {validation_speakers!r}"
+        )
+    if isinstance(validation_speakers, (int, np.integer)):
+        count = int(validation_speakers)
+        if not 1 <= count < total:
+            raise ValueError(
+                f"validation_speakers={count} must be between 1 and {total - 1} (the dataset has {total} speakers)"
+            )
+    else:
+        if not 0.0 < validation_speakers < 1.0:
+            raise ValueError(f"validation_speakers={validation_speakers} as a fraction must be in (0, 1)")
+        count = round(validation_speakers * total)
+        if not 1 <= count < total:
+            raise ValueError(
+                f"validation_speakers={validation_speakers} of {total} speakers gives {count} held-out speakers; "
+                "each side needs at least one"
+            )
+    rng = np.random.default_rng(seed)
+    held_out = {speakers[i] for i in rng.choice(total, size=count, replace=False)}
+    train_rows = [i for i, s in enumerate(column) if s not in held_out]
+    validation_rows = [i for i, s in enumerate(column) if s in held_out]
+    return DatasetDict(
+        train=relabel(dataset.select(train_rows)),
+        validation=relabel(dataset.select(validation_rows)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- bad audio
+@dataclass(frozen=True)
+class BadAudio:
+    """An unusable audio file. `reason` starts with its kind: unreadable, empty, nan/inf or too short."""
+
+    path: str
+    reason: str
+
+
+class BadAudioError(ValueError):
+    """Some audio files are unusable; `.bad` lists all of them (path + reason)."""
+
+    def __init__(
+        self,
+        bad: Sequence[BadAudio],
+        total: int,
+        min_seconds: float,
+        report: str | None = None,
+        hint: str = "Fix or remove them, or set skip_bad_audio=True to leave them out of training",
+    ):
+        self.bad = list(bad)
+        self.total = total
+        self.report = report
+        shown = "\n  ".join(f"{b.path}\t{b.reason}" for b in self.bad[:_MAX_LISTED])
+        more = ""
+        if len(self.bad) > _MAX_LISTED:
+            more = f"\n  ... and {len(self.bad) - _MAX_LISTED} more (all in BadAudioError.bad)"
+        written = f"; the full list is in {report}" if report else ""
+        super().__init__(
+            f"{len(self.bad)} of {total} audio files are unusable (min_seconds={min_seconds:g}){written}. {hint}:"
+            f"\n  {shown}{more}"
+        )
+
+
+# Integer PCM in an uncompressed container cannot hold NaN/Inf and its frame count comes from the data chunk size,
+# so the header check is enough; float and compressed files are decoded.
+_HEADER_ONLY_FORMATS = {"WAV", "WAVEX", "RF64", "AIFF", "W64", "CAF"}
+_HEADER_ONLY_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}
+
+
+def _check_audio_file(path: str, min_seconds: float, sampling_rate: int, full_decode: bool) -> BadAudio | None:
+    if not os.path.isfile(path):
+        return BadAudio(path, "unreadable: no such file")
+    try:
+        info = sf.info(path)
+    except Exception as error:
+        return BadAudio(path, f"unreadable: not a readable audio file ({error})")
+    if info.frames <= 0:
+        return BadAudio(path, "empty: the file holds no audio samples")
+    seconds = info.frames / info.samplerate
+    if seconds < min_seconds:
+        return BadAudio(path, f"too short: {seconds:.3f} s < min_seconds {min_seconds:g} s")
+    if not full_decode and info.format in _HEADER_ONLY_FORMATS and info.subtype in _HEADER_ONLY_SUBTYPES:
+        return None
+    try:
+        audio = load_audio(path, sampling_rate)
+    except AudioDecodingError as error:
+        return BadAudio(path, f"unreadable: {error.reason}")
+    if audio.size == 0:
+        return BadAudio(path, "empty: the file holds no audio samples")
+    non_finite = int(np.count_nonzero(~np.isfinite(audio)))
+    if non_finite:
+        return BadAudio(path, f"nan/inf: {non_finite} of {audio.size} samples are NaN or Inf")
+    seconds = audio.shape[-1] / sampling_rate
+    if seconds < min_seconds:
+        return BadAudio(path, f"too short: {seconds:.3f} s < min_seconds {min_seconds:g} s")
+    return None
+
+
+def scan_audio(
+    paths: Iterable[str],
+    min_seconds: float,
+    num_workers: int | None = None,
+    sampling_rate: int = 16000,
+    full_decode: bool = False,
+    progress: bool = False,
+) -> list[BadAudio]:
+    """Finds unusable audio files, in input order: unreadable, empty, NaN/Inf samples, shorter than `min_seconds`.
+
+    Headers are read first. Integer-PCM WAV/AIFF files that pass the header check are not decoded (they cannot hold
+    NaN/Inf); float and compressed files (FLAC, OGG, ...) are decoded once with `load_audio` to check the samples.
+    `full_decode=True` decodes every file. Files are checked in `num_workers` threads (default: up to 8).
+    """
+    paths = [os.fspath(p) for p in paths]
+    if min_seconds < 0:
+        raise ValueError(f"min_seconds must be >= 0, got {min_seconds}")
+
+    def check(path: str) -> BadAudio | None:
+        return _check_audio_file(path, min_seconds, sampling_rate, full_decode)
+
+    with ThreadPoolExecutor(max_workers=num_workers or _default_workers()) as pool:
+        results = pool.map(check, paths, chunksize=16)
+        results = list(tqdm(results, total=len(paths), desc="checking audio", unit="file", disable=not progress))
+    return [bad for bad in results if bad is not None]
+
+
+def _write_bad_audio(bad: Sequence[BadAudio], run_dir: str | os.PathLike) -> str:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = run_dir / BAD_AUDIO_FILENAME
+    with open(report, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, delimiter="\t", lineterminator="\n")
+        writer.writerow(["path", "reason"])
+        writer.writerows((b.path, b.reason) for b in bad)
+    return str(report)
+
+
+def check_dataset_audio(
+    dataset: Dataset,
+    min_seconds: float,
+    skip_bad_audio: bool,
+    run_dir: str | os.PathLike | None,
+    sampling_rate: int = 16000,
+    num_workers: int | None = None,
+    full_decode: bool = False,
+) -> Dataset:
+    """Checks every file of `dataset` (see `scan_audio`) before training starts; nothing is dropped silently.
+
+    With bad files and `skip_bad_audio=False`, raises `BadAudioError` (count, paths and reasons; all in `.bad`).
+    With `skip_bad_audio=True`, drops them, logs the count and returns the rest; if a speaker loses all its files the
+    labels are renumbered (recompute `label_maps`). In both cases the list is written to `<run_dir>/bad_audio.tsv`
+    (header `path<TAB>reason`, one row per file) when `run_dir` is given; it is required for `skip_bad_audio=True`.
+    """
+    _require_columns(dataset, ("path",))
+    if skip_bad_audio and run_dir is None:
+        raise ValueError(f"skip_bad_audio=True needs a run_dir to record the dropped files in {BAD_AUDIO_FILENAME}")
+    paths = list(dataset["path"])
+    bad = scan_audio(
+        paths, min_seconds, sampling_rate=sampling_rate, num_workers=num_workers, full_decode=full_decode,
+        progress=len(paths) >= 5000,
+    )
+    if not bad:
+        logger.info("All %d audio files passed the check (min_seconds=%g).", len(paths), min_seconds)
+        return dataset
+    report = _write_bad_audio(bad, run_dir) if run_dir is not None else None
+    if not skip_bad_audio:
+        raise BadAudioError(bad, len(paths), min_seconds, report)
+    if len(bad) == len(paths):
+        raise BadAudioError(bad, len(paths), min_seconds, report, hint="No file is left to train on")
+
+    bad_paths = {b.path for b in bad}
+    kept = dataset.select([i for i, p in enumerate(paths) if p not in bad_paths])
+    logger.warning("Dropped %d bad audio file(s) of %d; they are listed in %s", len(bad), len(paths), report)
+    if "speaker" in dataset.column_names:
+        lost = sorted(set(dataset["speaker"]) - set(kept["speaker"]))
+        if lost:
+            logger.warning("Speaker(s) %s lost all their files; labels are renumbered.", _listing(lost))
+            kept = relabel(kept)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------- torch side
+class SpeakerAudioDataset(torch.utils.data.Dataset):
+    """Reads, crops and augments the utterances of a speaker dataset, in the DataLoader workers.
+
+    Args:
+        hf_dataset: a `datasets.Dataset` with `path` and `label` columns (from the builders above).
+        segment_seconds: crop length; None keeps whole utterances. Shorter utterances are returned whole (the
+            collator zero-pads them and masks the padding).
+        sampling_rate: rate the audio is loaded at (soxr resampling when the file differs).
+        random_crop: random crops (training) or centred crops (evaluation).
+        augmenter: optional `Augmenter`; speed perturbation runs before the crop, reverberation and noise after it.
+        seed: base seed. Item `i` in epoch `e` uses `np.random.default_rng([seed, e, i])`, so crops and augmentation
+            do not depend on the number of workers. Call `set_epoch` before each epoch (workers copy the dataset when
+            they start, so with `persistent_workers=True` the epoch stays at its first value).
+        min_seconds: speed perturbation never shortens an utterance below this (match the feature extractor's
+            `min_seconds`, which rejects shorter clips).
+
+    Items are dicts: `waveform` (float32 np.ndarray), `label` (int), `path` (str), `sampling_rate` (int).
+    """
+
+    def __init__(
+        self,
+        hf_dataset: Dataset,
+        segment_seconds: float | None = 3.0,
+        sampling_rate: int = 16000,
+        random_crop: bool = True,
+        augmenter: Augmenter | None = None,
+        seed: int = 0,
+        min_seconds: float = 0.5,
+    ):
+        _require_columns(hf_dataset, ("path", "label"))
+        if segment_seconds is not None and not segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be positive or None, got {segment_seconds}")
+        if augmenter is not None and augmenter.sampling_rate != sampling_rate:
+            raise ValueError(
+                f"the augmenter works at {augmenter.sampling_rate} Hz but the dataset loads audio at "
+                f"{sampling_rate} Hz"
+            )
+        self.paths = list(hf_dataset["path"])
+        self.labels = [int(label) for label in hf_dataset["label"]]
+        self.sampling_rate = sampling_rate
+        self.num_samples = int(round(segment_seconds * sampling_rate)) if segment_seconds is not None else None
+        self.random_crop = random_crop
+        self.augmenter = augmenter
+        self.seed = int(seed)
+        self.min_samples = int(math.ceil(min_seconds * sampling_rate))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch's random crops / augmentation. Call it before each epoch (e.g. from a
+        `TrainerCallback.on_epoch_begin`): accelerate's DataLoader skips the dataset's `set_epoch` when its sampler
+        has one. Workers copy the dataset when they start, so it must be set before iterating."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def item_rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = operator.index(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} is out of range for {len(self)} items")
+        rng = self.item_rng(index)
+        path = self.paths[index]
+        waveform = load_audio(path, self.sampling_rate)
+        if self.augmenter is not None:
+            waveform = self.augmenter.perturb_speed(waveform, rng, min_samples=self.min_samples)
+        if self.num_samples is not None:
+            waveform = crop(waveform, self.num_samples, self.random_crop, rng)
+        if self.augmenter is not None:
+            waveform = self.augmenter.add_reverb_and_noise(waveform, rng)
+        return {
+            "waveform": np.ascontiguousarray(waveform, dtype=np.float32),
+            "label": self.labels[index],
+            "path": path,
+            "sampling_rate": self.sampling_rate,
+        }
+
+
+class SpeakerCollator:
+    """Batches `SpeakerAudioDataset` items with the feature extractor (validation, zero-padding, normalisation).
+
+    Returns `input_values` (B, T) float32, `attention_mask` (B, T) int64 (1 = real sample) and `labels` (B,) int64;
+    with `return_paths=True` also `paths` (a list; leave it off for `Trainer`, which passes every key to the model).
+    Invalid audio (empty, NaN/Inf, shorter than `feature_extractor.min_seconds`) raises a ValueError naming the file.
+    """
+
+    def __init__(self, feature_extractor: WavLMRawNetFeatureExtractor, return_paths: bool = False):
+        self.feature_extractor = feature_extractor
+        self.return_paths = return_paths
+
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        audio = [
+            {
+                "array": item["waveform"],
+                "sampling_rate": item.get("sampling_rate", self.feature_extractor.sampling_rate),
+                "path": item.get("path"),
+            }
+            for item in items
+        ]
+        features = self.feature_extractor(audio, return_tensors="pt")
+        batch = {
+            "input_values": features["input_values"].to(torch.float32),
+            "attention_mask": features["attention_mask"].to(torch.long),
+            "labels": torch.tensor([int(item["label"]) for item in items], dtype=torch.long),
+        }
+        if self.return_paths:
+            batch["paths"] = [item.get("path") for item in items]
+        return batch
