@@ -1,4 +1,5 @@
-"""ONNX export of WavLMRawNet's speaker embedding: (input_values, attention_mask) -> embeddings, dynamic batch and length.
+"""ONNX export of WavLMRawNet's speaker embedding: (input_values, attention_mask) -> embeddings, with dynamic batch
+and length axes.
 
     from wavlmrawnet.onnx_export import export_onnx
     path = export_onnx("path/to/model_dir", "model.onnx")
@@ -26,6 +27,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -176,17 +178,21 @@ def _export_dynamo(wrapper, example, out_path: Path, opset: int, min_samples: in
 def _export_torchscript(wrapper, example, out_path: Path, opset: int) -> None:
     axes = {name: {0: "batch", 1: "samples"} for name in INPUT_NAMES}
     axes[OUTPUT_NAMES[0]] = {0: "batch"}
-    torch.onnx.export(
-        wrapper,
-        example,
-        str(out_path),
-        input_names=list(INPUT_NAMES),
-        output_names=list(OUTPUT_NAMES),
-        opset_version=opset,
-        dynamo=False,
-        dynamic_axes=axes,
-        do_constant_folding=True,
-    )
+    with warnings.catch_warnings():
+        # F.multi_head_attention_forward (WavLM's attention) validates weight and mask shapes with Python `if`s. The
+        # tracer warns about each one, but none depends on the batch size or length.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.functional")
+        torch.onnx.export(
+            wrapper,
+            example,
+            str(out_path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
 
 
 def _move_weights_to_one_file(out_path: Path) -> None:
@@ -217,10 +223,14 @@ def check_onnx_interface(path: str | os.PathLike) -> None:
     inputs = [value.name for value in proto.graph.input]
     outputs = [value.name for value in proto.graph.output]
     if inputs != list(INPUT_NAMES) or outputs != list(OUTPUT_NAMES):
-        raise RuntimeError(f"exported graph has inputs {inputs} and outputs {outputs}; expected {INPUT_NAMES} -> {OUTPUT_NAMES}")
+        raise RuntimeError(
+            f"exported graph has inputs {inputs} and outputs {outputs}; expected {INPUT_NAMES} -> {OUTPUT_NAMES}"
+        )
     for value in proto.graph.input:
         dims = value.type.tensor_type.shape.dim
-        static = [axis for axis in (0, 1) if len(dims) < 2 or dims[axis].HasField("dim_value") or not dims[axis].dim_param]
+        static = [
+            axis for axis in (0, 1) if len(dims) < 2 or dims[axis].HasField("dim_value") or not dims[axis].dim_param
+        ]
         if static:
             raise RuntimeError(f"input {value.name!r}: axes {static} were exported static, not dynamic ({dims})")
 
@@ -239,7 +249,9 @@ def _check_against_pytorch(wrapper, path: Path, lengths_per_batch: list[list[int
             raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape} for lengths {lengths}")
         difference = float(abs(got - expected).max())
         if not difference <= atol:  # also catches NaN
-            raise RuntimeError(f"ONNX and PyTorch embeddings differ by {difference:.3g} (> {atol}) for lengths {lengths}")
+            raise RuntimeError(
+                f"ONNX and PyTorch embeddings differ by {difference:.3g} (> {atol}) for lengths {lengths}"
+            )
         worst = max(worst, difference)
     return worst
 
@@ -292,7 +304,9 @@ def export_onnx(
     # The shortest audio the feature extractor lets through (0.5 s, or more if the model needs it). torch.export
     # needs a lower bound anyway: below ~2 WavLM frames it would have to specialise.
     feature_extractor = model.default_feature_extractor()
-    min_samples = max(math.ceil(feature_extractor.min_seconds * feature_extractor.sampling_rate), model.config.min_input_samples)
+    min_samples = max(
+        math.ceil(feature_extractor.min_seconds * feature_extractor.sampling_rate), model.config.min_input_samples
+    )
     example_length = max(16000, 2 * min_samples)
     # Batch 2 with one padded row: torch.export would specialise a size-1 axis, and padding exercises the masks.
     example = _padded_batch([example_length, example_length * 3 // 4], seed=0)

@@ -109,6 +109,8 @@ HIGHER_FORMANTS = (3500.0, 4500.0)  # F4, F5 of the reference vocal tract
 BASE_BANDWIDTHS = (60.0, 80.0, 120.0, 175.0, 250.0)  # B1..B5 in Hz
 _ACCENT_PHONES = tuple(VOWELS) + tuple(GLIDES) + tuple(NASALS)
 
+_BLOCK_FRAMES = 64  # frames filtered per FFT call
+
 # Source levels (calibrated so fricatives sit ~10-15 dB below vowels).
 _FRICATION_GAIN = 0.018
 _ASPIRATION_GAIN = 0.5
@@ -326,7 +328,9 @@ def _word(p: VoiceProfile, stretch: float, rng) -> list[Phone]:
     return phones
 
 
-def plan_utterance(profile: VoiceProfile, session: SessionParams, seconds: float, rng) -> list[Phone]:
+def plan_utterance(
+    profile: VoiceProfile, session: SessionParams, seconds: float, rng: np.random.Generator
+) -> list[Phone]:
     """Random phone sequence filling ``seconds`` (leading/trailing silence included)."""
     stretch = 1.0 / (profile.speaking_rate * session.rate_factor)
     phones = [Phone(rng.uniform(0.1, 0.3), pause=True)]
@@ -395,7 +399,9 @@ def _evaluate(poly: np.ndarray, grid: _FrameGrid) -> np.ndarray:
 def _resonator_response(freq_hz, bandwidth_hz, grid: _FrameGrid) -> np.ndarray:
     """Response of one resonator per frame, (frames, bins)."""
     a, b, c = _klatt_coefficients(np.asarray(freq_hz, float), np.asarray(bandwidth_hz, float), grid.sampling_rate)
-    return a[:, None] / _evaluate(_multiply_quadratic(np.ones((len(a), 1)), b, c), grid)
+    response = _evaluate(_multiply_quadratic(np.ones((len(a), 1)), b, c), grid)
+    np.divide(a[:, None], response, out=response)
+    return response
 
 
 def _tilt_gain(bin_hz: np.ndarray, db_per_octave: float, knee_hz: float = 200.0) -> np.ndarray:
@@ -410,28 +416,36 @@ def _highpass_gain(bin_hz: np.ndarray, cutoff_hz: float) -> np.ndarray:
     return ratio / np.sqrt(1.0 + ratio**2)
 
 
-def _filter_framewise(sources: list[tuple[np.ndarray, np.ndarray]], grid: _FrameGrid) -> np.ndarray:
-    """Sum of time-varying filters: each (signal, responses[frames, bins]) pair.
+def _filter_framewise(signals: list[np.ndarray], responses, n_frames: int, grid: _FrameGrid) -> np.ndarray:
+    """Sum of time-varying filters applied to ``signals``.
 
-    Frame t (centred on sample t*hop) is Hann-windowed, zero-padded, multiplied
-    by its response in the FFT domain and overlap-added.
+    ``responses(block)`` returns, for the frames in ``block`` (a slice), one
+    (frames, bins) response per signal. Frame t (centred on sample t*hop) is
+    Hann-windowed, zero-padded, multiplied by its response in the FFT domain and
+    overlap-added. Frames go in blocks to keep the arrays small.
     """
     hop, nfft = grid.hop, grid.nfft
-    n = len(sources[0][0])
-    n_frames = sources[0][1].shape[0]
+    n = len(signals[0])
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(2 * hop) / (2 * hop))  # periodic Hann, sums to 1
-    spectrum = 0
-    for signal, response in sources:
+    framed = []
+    for signal in signals:
         padded = np.zeros((n_frames + 1) * hop)
         padded[hop : hop + n] = signal
-        frames = np.lib.stride_tricks.sliding_window_view(padded, 2 * hop)[::hop][:n_frames]
-        spectrum = spectrum + np.fft.rfft(frames * window, nfft) * response
-    out = np.fft.irfft(spectrum, nfft)
-    chunks = -(-nfft // hop)
-    out = np.pad(out, ((0, 0), (0, chunks * hop - nfft)))
+        framed.append(np.lib.stride_tricks.sliding_window_view(padded, 2 * hop)[::hop][:n_frames])
+    chunks = -(-nfft // hop)  # hop-sized pieces of one output frame
     result = np.zeros((n_frames + chunks) * hop)
-    for k in range(chunks):  # overlap-add, one hop-sized column block at a time
-        result[k * hop : k * hop + n_frames * hop] += out[:, k * hop : (k + 1) * hop].reshape(-1)
+    for start in range(0, n_frames, _BLOCK_FRAMES):
+        block = slice(start, min(start + _BLOCK_FRAMES, n_frames))
+        total = np.zeros((block.stop - start, nfft // 2 + 1), dtype=complex)
+        for frames, response in zip(framed, responses(block)):
+            spectrum = np.fft.rfft(frames[block] * window, nfft)
+            spectrum *= response
+            total += spectrum
+        out = np.zeros((block.stop - start, chunks * hop))
+        out[:, :nfft] = np.fft.irfft(total, nfft)
+        for k in range(chunks):  # overlap-add, one hop-sized column piece at a time
+            offset = (start + k) * hop
+            result[offset : offset + out.shape[0] * hop] += out[:, k * hop : (k + 1) * hop].reshape(-1)
     return result[hop : hop + n]
 
 
@@ -555,14 +569,24 @@ def synthesize_speech(
     aspiration *= per_sample(tracks["aspiration"]) + profile.breathiness * voicing
     frication = rng.standard_normal(num_samples) * per_sample(tracks["frication"]) * _FRICATION_GAIN
 
-    responses = _vocal_tract_responses(tracks, profile, grid)
-    bins = grid.bin_hz
-    source_tilt = _tilt_gain(bins, profile.tilt_db_per_octave + session.tilt_shift_db_per_octave)
-    fric_center = np.minimum(tracks["fric_center_hz"], 0.45 * sampling_rate)
-    fric = _resonator_response(fric_center, tracks["fric_bandwidth_hz"], grid)
-    fric /= np.abs(fric).max(axis=1, keepdims=True)  # unity peak gain
-    fric *= _highpass_gain(bins, 1500.0)  # little frication energy at low frequencies
-    return _filter_framewise([(pulses + aspiration, responses * source_tilt), (frication, fric)], grid)
+    source_tilt = _tilt_gain(grid.bin_hz, profile.tilt_db_per_octave + session.tilt_shift_db_per_octave)
+
+    def responses(block: slice) -> list[np.ndarray]:
+        part = {name: track[block] for name, track in tracks.items()}
+        voice = _vocal_tract_responses(part, profile, grid)
+        voice *= source_tilt
+        return [voice, _frication_responses(part, grid)]
+
+    return _filter_framewise([pulses + aspiration, frication], responses, n_frames, grid)
+
+
+def _frication_responses(tracks, grid: _FrameGrid) -> np.ndarray:
+    """Frication band-pass per frame, unity peak gain, little energy below 1.5 kHz."""
+    centre = np.minimum(tracks["fric_center_hz"], 0.45 * grid.sampling_rate)
+    response = _resonator_response(centre, tracks["fric_bandwidth_hz"], grid)
+    response /= np.abs(response).max(axis=1, keepdims=True)
+    response *= _highpass_gain(grid.bin_hz, 1500.0)
+    return response
 
 
 def _vocal_tract_responses(tracks, profile: VoiceProfile, grid: _FrameGrid) -> np.ndarray:
@@ -585,7 +609,10 @@ def _vocal_tract_responses(tracks, profile: VoiceProfile, grid: _FrameGrid) -> n
     # Nasal zero mixed in with strength s: (1 - s) + s * (1 - b z^-1 - c z^-2) / a
     a, b, c = _klatt_coefficients(np.minimum(tracks["nasal_zero_hz"], 0.47 * sr), np.full(n_frames, 100.0), sr)
     numerator = np.stack([(1 - nasal) + nasal / a, -nasal * b / a, -nasal * c / a], axis=1)
-    return gain[:, None] * _evaluate(numerator, grid) / _evaluate(denominator, grid)
+    response = _evaluate(numerator, grid)
+    response /= _evaluate(denominator, grid)
+    response *= gain[:, None]
+    return response
 
 
 # ---------------------------------------------------------------------------
@@ -651,7 +678,9 @@ def _reverberate(signal, channel: ChannelParams, sampling_rate: int, rng) -> np.
     return wet[: len(signal)]
 
 
-def apply_channel(speech: np.ndarray, channel: ChannelParams, sampling_rate: int, rng) -> np.ndarray:
+def apply_channel(
+    speech: np.ndarray, channel: ChannelParams, sampling_rate: int, rng: np.random.Generator
+) -> np.ndarray:
     """Reverb -> EQ -> additive noise at ``snr_db`` -> level, with peaks kept below 0.95."""
     signal = np.asarray(speech, dtype=float)
     if signal.ndim != 1 or len(signal) < sampling_rate // 10:
@@ -785,6 +814,7 @@ def _run_jobs(jobs: list[tuple], num_workers: int) -> list[list[dict]]:
 
 
 def _metadata_row(split, relative, profile, session, channel, seconds) -> dict:
+    """One metadata.jsonl row: path, speaker, voice (without accent), session and channel values."""
     def rounded(value):
         if isinstance(value, float):
             return round(value, 4)
@@ -800,7 +830,9 @@ def _metadata_row(split, relative, profile, session, channel, seconds) -> dict:
     return {k: rounded(v) for k, v in row.items()}
 
 
-def build_trials(utterances: list[Utterance], num_trials: int, rng) -> list[tuple[int, str, str]]:
+def build_trials(
+    utterances: list[Utterance], num_trials: int, rng: np.random.Generator
+) -> list[tuple[int, str, str]]:
     """Balanced, duplicate-free trials ``(label, path1, path2)``.
 
     Target pairs come from different videos of the same speaker (any two

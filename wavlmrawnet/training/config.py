@@ -30,6 +30,7 @@ class DataSection:
     skip_bad_audio: bool = False
     full_audio_check: bool = True  # decode every file before training (False: headers only, faster on big corpora)
     augment: dict = field(default_factory=dict)  # AugmentConfig fields
+    synthetic: bool = False  # the training data is the synthetic demo corpus (the model card says so at the top)
 
 
 @dataclass
