@@ -142,6 +142,7 @@ def cmd_score(args) -> int:
         model, extractor, args.trials, root=args.root, output_dir=args.output_dir, cohort_paths=cohort,
         top_n=args.top_n, batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, dtype=dtype,
         cache_dir=args.cache_dir, name=args.name,
+        extra={"dataset_name": args.dataset_name} if args.dataset_name else None,
     )
     dcf = results["min_dcf"]
     print(f"{results['trial_list']}: EER {results['eer_percent']:.3f} %  minDCF(0.01) {dcf['0.01']:.4f}  "
@@ -162,7 +163,7 @@ def cmd_export_onnx(args) -> int:
 def cmd_card(args) -> int:
     from .model_card import write_model_card
 
-    path = write_model_card(args.model, results_paths=args.results, license=args.license)
+    path = write_model_card(args.model, results_paths=args.results, license=args.license, repo_id=args.repo_id)
     print(f"wrote {path}")
     return 0
 
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--top-n", type=int, default=200, help="AS-Norm: top cohort scores per side")
     score.add_argument("--cache-dir", help="reuse embeddings cached here (keyed by file and model)")
     score.add_argument("--name", help="name for the outputs (default: the trial list's file name)")
+    score.add_argument("--dataset-name", help='e.g. "VoxCeleb1-O (cleaned)": recorded in the results for the card')
     add_runtime_options(score)
     score.set_defaults(run=cmd_score)
 
@@ -240,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--model", required=True, help="model folder")
     card.add_argument("--results", action="append", default=[], help="results JSON (repeatable)")
     card.add_argument("--license", default="apache-2.0")
+    card.add_argument("--repo-id", help="Hub repo the usage snippets load from (default: the folder's path)")
     card.set_defaults(run=cmd_card)
 
     push = commands.add_parser(

@@ -39,13 +39,15 @@ def evaluate_trial_list(
     cache_dir: str | os.PathLike | None = None,
     name: str | None = None,
     progress: bool = True,
+    extra: dict | None = None,
 ) -> dict:
     """EER and normalised minDCF (p_target 0.01 and 0.05) of `model` on a trial list.
 
     Every trial file must exist (`MissingTrialFilesError` lists the missing ones) and embed without error (a
     `RuntimeError` lists failures): no trial is ever skipped. With `cohort_paths`, scores are AS-Norm normalised
     (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`, writes `<name>_results.json`, a DET curve and
-    score histograms (PNG) there. Returns the results dict (also holding the plot paths).
+    score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are added to the results. Returns the results
+    dict (also holding the plot paths).
     """
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
@@ -70,6 +72,7 @@ def evaluate_trial_list(
         "dtype": str(dtype).replace("torch.", ""),
         "date": datetime.date.today().isoformat(),
         "hardware": hardware_description(device),
+        **(extra or {}),
     }
     if output_dir is not None:
         output_dir = Path(output_dir)

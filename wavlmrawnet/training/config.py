@@ -24,6 +24,7 @@ class DataSection:
     validation_speakers: float = 0.1  # held-out speakers: a count (>= 1) or a fraction
     test_trials: str | None = None  # VoxCeleb trial list evaluated at the end (e.g. veri_test2.txt)
     test_root: str | None = None  # folder the trial paths are relative to
+    test_dataset_name: str | None = None  # e.g. "VoxCeleb1-O (cleaned)": names the result in the model card
     validation_trials: int = 2000  # trials drawn among the validation speakers' files
     segment_seconds: float = 3.0  # training crop
     num_workers: int = 2

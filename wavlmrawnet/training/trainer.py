@@ -22,6 +22,7 @@ from transformers import get_scheduler
 from ..configuration_wavlmrawnet import WavLMRawNetConfig
 from ..evaluation.runner import evaluate_trial_list
 from ..evaluation.trials import make_trials, write_trials
+from ..model_card import write_model_card
 from ..modeling_wavlmrawnet import WavLMRawNetForXVector
 from .augment import AugmentConfig, Augmenter
 from .config import TrainConfig
@@ -331,6 +332,8 @@ def write_final_model(config: TrainConfig, output_dir: Path, model, feature_extr
         results = evaluate_trial_list(
             model, feature_extractor, config.data.test_trials, root=config.data.test_root, output_dir=final,
             batch_size=config.training.eval_batch_size, name="test",
+            extra={"dataset_name": config.data.test_dataset_name} if config.data.test_dataset_name else None,
         )
         summary["test"] = {k: results[k] for k in ("eer_percent", "min_dcf", "num_trials", "results_json")}
+    summary["model_card"] = str(write_model_card(final))
     return summary
