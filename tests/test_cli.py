@@ -135,3 +135,14 @@ def test_score_reports_metrics_and_refuses_missing_files(tmp_path, saved_tiny_mo
     trials.write_text(trials.read_text() + "1 s1/0.wav s3/9.wav\n")
     missing = cli("score", "--model", saved_tiny_model, "--trials", str(trials), "--root", str(root))
     assert missing.returncode == 1 and "s3/9.wav" in missing.stderr and "do not exist" in missing.stderr
+
+
+def test_export_onnx_command(tmp_path, saved_tiny_model):
+    out = tmp_path / "model.onnx"
+    result = cli("export-onnx", "--model", saved_tiny_model, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    assert [i.name for i in graph.input] == ["input_values", "attention_mask"]
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_param, "the length axis is dynamic"

@@ -432,3 +432,21 @@ print(json.dumps(result))
     assert result["min_dcf"] == pytest.approx(expected["min_dcf"], abs=1e-7)
     assert result["num_trials"] == 3000 and result["num_target"] == expected["num_target"]
     assert 0.1 < result["eer"] < 0.5
+
+
+def test_make_trials_balanced_cross_session_and_written(tmp_path):
+    from wavlmrawnet.evaluation.trials import make_trials, write_trials
+
+    paths = [f"/d/{s}/{v}/{u}.wav" for s in ("a", "b", "c") for v in ("v1", "v2") for u in range(3)]
+    speakers = [p.split("/")[2] for p in paths]
+    sessions = [p.split("/")[3] for p in paths]
+    trials = make_trials(paths, speakers, 40, seed=3, sessions=sessions)
+    assert len(trials) == 40 and sum(t.label for t in trials) == 20
+    for t in trials:
+        same = t.enroll.split("/")[2] == t.test.split("/")[2]
+        assert same == bool(t.label) and t.enroll != t.test
+        if t.label:
+            assert t.enroll.split("/")[3] != t.test.split("/")[3], "targets pair different sessions"
+    assert make_trials(paths, speakers, 40, seed=3, sessions=sessions) == trials
+    written = write_trials(trials, tmp_path / "t.txt")
+    assert read_trials(written, check_exists=False) == trials

@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--model", required=True, help="model folder")
     export.add_argument("--out", required=True, help="output .onnx file")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset version (the exporter needs >= 18)")
     export.set_defaults(run=cmd_export_onnx)
 
     card = commands.add_parser(

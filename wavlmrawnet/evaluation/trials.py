@@ -81,30 +81,39 @@ def unique_paths(trials: Iterable[Trial]) -> list[str]:
     return list(seen)
 
 
-def make_trials(paths: list[str], speakers: list[str], num_trials: int, seed: int = 0) -> list[Trial]:
-    """Balanced random trials (half same-speaker, half different) among `paths`, no file paired with itself."""
+def make_trials(
+    paths: list[str], speakers: list[str], num_trials: int, seed: int = 0, sessions: list[str] | None = None
+) -> list[Trial]:
+    """Balanced random trials (half same-speaker, half different) among `paths`, no file paired with itself.
+
+    With `sessions` (e.g. VoxCeleb video ids), same-speaker trials pair different sessions wherever the speaker has
+    more than one, as VoxCeleb's own trial lists do: same-session pairs would reward recognising the recording.
+    """
     import numpy as np
 
-    by_speaker: dict[str, list[str]] = {}
-    for path, speaker in zip(paths, speakers):
-        by_speaker.setdefault(speaker, []).append(path)
+    sessions = sessions if sessions is not None else list(paths)
+    by_speaker: dict[str, list[tuple[str, str]]] = {}
+    for path, speaker, session in zip(paths, speakers, sessions):
+        by_speaker.setdefault(speaker, []).append((path, session))
     eligible = [s for s, files in by_speaker.items() if len(files) >= 2]
     if not eligible or len(by_speaker) < 2:
         raise ValueError("trials need at least 2 speakers, one of them with 2 or more files")
     rng = np.random.default_rng(seed)
     names = sorted(by_speaker)
     trials: set[Trial] = set()
-    for attempt in range(20 * num_trials):
+    for _ in range(20 * num_trials):
         if len(trials) >= num_trials:
             break
         if len(trials) % 2 == 0:
             files = by_speaker[eligible[rng.integers(len(eligible))]]
-            first, second = rng.choice(len(files), size=2, replace=False)
-            trials.add(Trial(1, files[first], files[second]))
+            first, second = (files[i] for i in rng.choice(len(files), size=2, replace=False))
+            if first[1] == second[1] and len({session for _, session in files}) > 1:
+                continue
+            trials.add(Trial(1, first[0], second[0]))
         else:
             a, b = rng.choice(len(names), size=2, replace=False)
-            first = by_speaker[names[a]][rng.integers(len(by_speaker[names[a]]))]
-            second = by_speaker[names[b]][rng.integers(len(by_speaker[names[b]]))]
+            first = by_speaker[names[a]][rng.integers(len(by_speaker[names[a]]))][0]
+            second = by_speaker[names[b]][rng.integers(len(by_speaker[names[b]]))][0]
             trials.add(Trial(0, first, second))
     return sorted(trials, key=lambda t: (t.enroll, t.test, t.label))
 

@@ -189,7 +189,10 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
     validation_trials = output_dir / "validation_trials.txt"
     if main:
         write_trials(
-            make_trials(validation_split["path"], validation_split["speaker"], data.validation_trials, training.seed),
+            make_trials(
+                validation_split["path"], validation_split["speaker"], data.validation_trials, training.seed,
+                sessions=validation_split["video"] if "video" in validation_split.column_names else None,
+            ),
             validation_trials,
         )
 
