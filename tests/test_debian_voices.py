@@ -150,9 +150,12 @@ def test_trials_are_balanced_and_readable(tmp_path):
         assert not (t.label and t.enroll.split("/")[1] == t.test.split("/")[1]), "targets cross videos"
     path = write_trials(trials, tmp_path / "trials.txt")
     assert read_trials(path, root=tmp_path / "wav", check_exists=True)[0].label in (0, 1)
-    languages = {"a": "en-us", "b": "en-uk", "c": "de"}
+    # a and b speak English; c speaks German in video s01 and English in s02 (like RHVoice's Evgeniy)
+    languages = {u.relative_path: "de" if u.relative_path.startswith("c/s01") else "en-us" for u in utterances}
     same_language = dv.make_same_language_trials(utterances, languages, 100, np.random.default_rng(0))
-    assert same_language and all(t.enroll.split("/")[0] in "ab" and t.test.split("/")[0] in "ab" for t in same_language)
+    assert same_language and all(languages[t.enroll][:2] == languages[t.test][:2] for t in same_language)
+    assert not any("c/s01" in t.enroll or "c/s01" in t.test for t in same_language), "German has one speaker"
+    assert any(t.label == 0 and "c/s02" in t.enroll + t.test for t in same_language)
     with pytest.raises(ValueError, match="no trials possible"):
         dv.make_split_trials([u for u in utterances if u.speaker == "a"], 10, np.random.default_rng(0))
 
