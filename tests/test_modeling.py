@@ -186,3 +186,23 @@ def test_from_wavlm_pretrained_copies_weights_exactly(tmp_path):
     for name, tensor in source_state.items():
         assert torch.equal(tensor, fused_state[name]), name
     assert model.fusion.in_features == 32 + model.config.rawnet_embedding_dim
+
+
+def test_contiguous_attention_input_leaves_fp32_results_unchanged(tiny_model):
+    from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+
+    from wavlmrawnet.modeling_wavlmrawnet import WavLMAttentionContiguousInput
+
+    layers = tiny_model.wavlm.encoder.layers
+    assert all(type(layer.attention) is WavLMAttentionContiguousInput for layer in layers)
+    batch, mask = padded_pair(torch.randn(8000), torch.randn(16000))
+    with torch.inference_mode():
+        patched = tiny_model(batch, attention_mask=mask).embeddings
+        for layer in layers:
+            layer.attention.__class__ = WavLMAttention
+        try:
+            plain = tiny_model(batch, attention_mask=mask).embeddings
+        finally:
+            for layer in layers:
+                layer.attention.__class__ = WavLMAttentionContiguousInput
+    assert torch.equal(patched, plain)

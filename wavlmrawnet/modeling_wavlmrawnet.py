@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel, WavLMModel
 from transformers import initialization as init
 from transformers.modeling_outputs import XVectorOutput
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from .configuration_wavlmrawnet import WavLMRawNetConfig
 from .pipeline_wavlmrawnet import CUSTOM_PIPELINES
@@ -227,6 +228,18 @@ class RawNetEncoder(nn.Module):
         return self.fc(self.pooling(x, lengths_to_mask(lengths, x.shape[-1])))
 
 
+class WavLMAttentionContiguousInput(WavLMAttention):
+    """WavLM attention fed a contiguous time-major copy of its input.
+
+    WavLM hands `F.multi_head_attention_forward` a transposed view; for such a bf16 input torch's CPU matmul copies the
+    weight once per frame (pytorch/pytorch#151934), which made bf16 ~50x slower than needed. fp32 results are unchanged.
+    """
+
+    def torch_multi_head_self_attention(self, hidden_states, attention_mask, gated_position_bias):
+        time_major = hidden_states.transpose(0, 1).contiguous()
+        return super().torch_multi_head_self_attention(time_major.transpose(0, 1), attention_mask, gated_position_bias)
+
+
 # ----------------------------------------------------------------------------------------------- loss
 class MarginSoftmax(nn.Module):
     """AM-Softmax (cos θ - m) or AAM-Softmax (cos(θ + m)) over speaker classes.
@@ -292,6 +305,9 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
     def __init__(self, config: WavLMRawNetConfig):
         super().__init__(config)
         self.wavlm = WavLMModel(config.wavlm_config) if config.use_wavlm_branch else None
+        if self.wavlm is not None:
+            for layer in self.wavlm.encoder.layers:
+                layer.attention.__class__ = WavLMAttentionContiguousInput
         self.layer_weights = None
         if config.use_wavlm_branch and config.wavlm_pooling == "weighted":
             num_states = config.wavlm_config.num_hidden_layers + 1  # embeddings + every layer
@@ -400,14 +416,14 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         chunk_seconds: float | None = None,
         overlap_seconds: float | None = None,
-        chunk_batch_size: int = 8,
+        chunk_batch_size: int = 1,
     ) -> torch.Tensor:
         """Un-normalised embeddings (B, embedding_dim); utterances longer than `chunk_seconds` are embedded in
         overlapping windows whose embeddings are averaged with duration weights, so memory does not grow with length.
 
         `chunk_seconds`/`overlap_seconds` default to `config.chunk_seconds`/`config.chunk_overlap_seconds`;
-        `chunk_seconds=0` turns chunking off. An utterance no longer than one chunk gets exactly the un-chunked
-        embedding.
+        `chunk_seconds=0` turns chunking off. `chunk_batch_size` windows run per forward (1 keeps peak memory
+        lowest). An utterance no longer than one chunk gets exactly the un-chunked embedding.
         """
         chunk_seconds = self.config.chunk_seconds if chunk_seconds is None else chunk_seconds
         overlap_seconds = self.config.chunk_overlap_seconds if overlap_seconds is None else overlap_seconds
@@ -448,12 +464,13 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         chunk_seconds: float | None = None,
         overlap_seconds: float | None = None,
+        chunk_batch_size: int = 1,
     ) -> torch.Tensor:
         """L2-normalised speaker embeddings (B, embedding_dim), computed in eval mode (see `embed` for chunking)."""
         was_training = self.training
         self.eval()
         try:
-            embeddings = self.embed(input_values, attention_mask, chunk_seconds, overlap_seconds)
+            embeddings = self.embed(input_values, attention_mask, chunk_seconds, overlap_seconds, chunk_batch_size)
         finally:
             self.train(was_training)
         return F.normalize(embeddings.float(), dim=1)

@@ -1,0 +1,562 @@
+"""CPU inference speed, peak memory and achieved FLOP rate, fp32 against bf16 autocast, in one table.
+
+Rows: transformers' `WavLMForXVector` with the WavLM-Large config (the baseline), the fused presets, and optionally
+a fused preset with dynamic int8 quantisation of its Linear layers. Weights are random; every model runs in eval mode
+under `torch.inference_mode()`, plain fp32 or under `torch.autocast("cpu", dtype=torch.bfloat16)`:
+
+    python benchmarks/bench_inference.py [--seconds 3 10 60] [--batch-size 8] [--batch-seconds 2 10] [--repeats 3] \
+        [--presets reference default] [--attention-fix-presets default] [--int8-presets default] [--threads 2] \
+        [--max-run-seconds 300] [--baseline-as-shipped] [--markdown-out table.md]
+
+Every (row, dtype) runs in its own subprocess, one model in memory at a time, so its peak RSS is its own: the peak
+counts from the loaded model on (Linux `clear_refs` resets the high-water mark after loading). Inputs are the same
+seeded noise for every row, prepared by `WavLMRawNetFeatureExtractor`: one clip per `--seconds` length at batch 1,
+and a batch of `--batch-size` clips with lengths evenly spread over `--batch-seconds`, longest first and zero-padded
+with an attention mask, as `embed_files` batches them. Each input runs once untimed, then `--repeats` timed runs; the
+median is reported. RTF = processing seconds / audio seconds (for the batch: / the summed unpadded seconds). The
+fused models run their plain forward (no long-audio chunking), like the baseline; see bench_long_audio.py for that.
+
+FLOPs are counted once per (row, input) at fp32 with `torch.utils.flop_counter.FlopCounterMode` (matmuls,
+convolutions, attention; a multiply-add is 2 FLOPs; element-wise ops are not counted) and divided by the measured
+time. The matmul peaks are measured in the same run (best of several 4096 x 4096 matmuls, fp32 and bf16), and each
+cell gives the achieved rate as a fraction of the peak of its dtype. The int8 row reuses the fp32 model's FLOP count
+(nominal FLOPs) against the fp32 peak.
+
+bf16 and WavLM: WavLM's attention projects a transposed (strided) view, and torch's CPU matmul sends a strided 3-D
+bf16 input through an expanded-weight `bmm` that copies the weight once per frame (pytorch/pytorch#151934), making
+bf16 far slower than fp32. The fused rows run as the package ships them; the baseline gets the fix
+`contiguous_attention_input` (fp32 results bit-identical) unless `--baseline-as-shipped` is given, and
+`--attention-fix-presets` adds fused rows with the same fix. As a guard, an input whose single run,
+extrapolated linearly from the previous (shorter) input, would exceed `--max-run-seconds` is skipped and marked.
+
+The rows run one after another, not interleaved: run this on an otherwise quiet machine (the load average before
+and after is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from datetime import date
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import WavLMForXVector
+
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+
+
+SAMPLING_RATE = 16000
+BASELINE = "WavLMForXVector-Large"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+BF16_SPEEDUP_TARGET = 3.0
+RATIO_TARGET = 1.25
+WORKER_FLAG = "--worker-job"
+RESULT_PREFIX = "RESULT "
+
+# WavLM passes a bool padding mask with a float position bias to multi_head_attention_forward; harmless here.
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+
+
+# ----------------------------------------------------------------------------------------------- memory
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now."""
+    kib = _proc_status_kib("VmRSS")
+    if kib is not None:
+        return 1024 * kib
+    import psutil  # not Linux: psutil is the portable way; fail loudly rather than report nothing
+
+    return psutil.Process().memory_info().rss
+
+
+def reset_peak_rss() -> bool:
+    """Resets the peak-RSS high-water mark to the current RSS (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def release_freed_memory() -> None:
+    """Collects garbage and hands freed heap pages back to the OS (glibc), so RSS reflects live memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS since the last `reset_peak_rss()` (or since the process started, where reset is not possible)."""
+    kib = _proc_status_kib("VmHWM")
+    if kib is not None:
+        return 1024 * kib
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+# ----------------------------------------------------------------------------------------------- machine
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return "unknown CPU"
+
+
+def machine_caption(threads: int) -> str:
+    return (
+        f"{date.today()}, {cpu_name()} ({os.cpu_count()} CPUs, torch CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}, {threads} torch threads"
+    )
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 5) -> float:
+    """Best GFLOP/s of a size x size matmul in `dtype` (2 size^3 FLOPs each)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    with torch.inference_mode():
+        a @ b  # warm-up
+        best = min(timed_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def timed_seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+# ----------------------------------------------------------------------------------------------- inputs and models
+def make_inputs(seconds: list[float], batch_size: int, batch_seconds: tuple[float, float]) -> list[dict]:
+    """The benchmark inputs: one clip per length at batch 1, then a mixed-length batch (longest first)."""
+    extractor = WavLMRawNetFeatureExtractor(sampling_rate=SAMPLING_RATE, min_seconds=0.5)
+    rng = np.random.default_rng(0)
+
+    def prepare(lengths: list[float], label: str) -> dict:
+        clips = [rng.standard_normal(round(s * SAMPLING_RATE)).astype(np.float32) for s in lengths]
+        features = extractor(clips, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        model_inputs = {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
+        return {"label": label, "inputs": model_inputs, "audio_seconds": float(sum(lengths))}
+
+    inputs = [prepare([s], f"{s:g} s") for s in sorted(seconds)]
+    if batch_size:
+        lengths = sorted(np.linspace(*batch_seconds, batch_size).tolist(), reverse=True)
+        inputs.append(prepare(lengths, batch_label(batch_size, batch_seconds)))
+    return inputs
+
+
+def batch_label(batch_size: int, batch_seconds: tuple[float, float]) -> str:
+    return f"batch {batch_size} x {batch_seconds[0]:g}-{batch_seconds[1]:g} s"
+
+
+def build_model(row: str) -> torch.nn.Module:
+    """'baseline' -> WavLMForXVector (WavLM-Large); 'preset:NAME' / 'fixed:NAME' / 'int8:NAME' -> the fused preset."""
+    torch.manual_seed(0)
+    if row == "baseline":
+        wavlm_config = WavLMRawNetConfig.from_preset("reference").wavlm_config
+        return WavLMForXVector(wavlm_config).eval()
+    kind, _, preset = row.partition(":")
+    if kind not in ("preset", "fixed", "int8"):
+        raise ValueError(f"unknown row {row!r}")
+    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset(preset, num_labels=2)).eval()
+
+
+def int8_quantisable_linears(model: torch.nn.Module) -> set[str]:
+    """Names of the Linear layers dynamic quantisation can replace.
+
+    WavLM's attention passes its q/k/v/out projections' raw `.weight`/`.bias` to `F.multi_head_attention_forward`,
+    which a quantised module does not have, so those stay fp32; the feed-forward, projection and head layers go int8.
+    """
+    attention_children = {
+        f"{name}.{child}" if name else child
+        for name, module in model.named_modules()
+        if hasattr(module, "torch_multi_head_self_attention")
+        for child, _ in module.named_children()
+    }
+    return {
+        name for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name not in attention_children
+    }  # fmt: skip
+
+
+def quantise_int8(model: torch.nn.Module) -> tuple[torch.nn.Module, int, int]:
+    """Dynamic int8 quantisation (weights int8, activations quantised on the fly) of the quantisable Linears."""
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    names = int8_quantisable_linears(model)
+    total = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization is slated to move to torchao
+        quantised = quantize_dynamic(model, {name: default_dynamic_qconfig for name in names}, inplace=True)
+    return quantised, len(names), total
+
+
+def contiguous_attention_input(model: torch.nn.Module) -> int:
+    """Gives every WavLM attention layer a time-major input with standard strides; returns how many it patched.
+
+    WavLM's attention projects `hidden_states.transpose(0, 1)`, a strided view. On CPU, torch's matmul sends such a
+    3-D bf16 input through an expanded-weight `bmm` that copies the weight once per frame (pytorch/pytorch#151934),
+    which makes bf16 many times slower than fp32. Passing a tensor whose transpose is a contiguous copy avoids that.
+    fp32 results are bit-identical; bf16 results may differ by rounding (another GEMM kernel).
+    """
+    patched = 0
+    for module in model.modules():
+        if hasattr(module, "torch_multi_head_self_attention"):
+            original = module.torch_multi_head_self_attention
+
+            def with_contiguous_input(hidden_states, *args, _original=original, **kwargs):
+                time_major = hidden_states.transpose(0, 1).clone(memory_format=torch.contiguous_format)
+                return _original(time_major.transpose(0, 1), *args, **kwargs)
+
+            module.torch_multi_head_self_attention = with_contiguous_input
+            patched += 1
+    return patched
+
+
+def count_flops(model: torch.nn.Module, model_inputs: dict) -> float:
+    # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**model_inputs)
+    return float(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------------------------- worker (subprocess)
+def run_worker(job: dict) -> dict:
+    """Builds one model, times every input in one dtype, and reports times, peak RSS and (optionally) FLOPs."""
+    torch.set_num_threads(job["threads"])
+    inputs = make_inputs(job["seconds"], job["batch_size"], tuple(job["batch_seconds"]))
+    model = build_model(job["row"])
+    result = {"params": sum(p.numel() for p in model.parameters())}
+    if (job["row"] == "baseline" and job["baseline_attention_fix"]) or job["row"].startswith("fixed:"):
+        result["attention_layers_patched"] = contiguous_attention_input(model)
+    if job["row"].startswith("int8:"):
+        if job["count_flops"]:  # the fp32 model's (nominal) FLOPs: quantised ops are not counted
+            result["flops"] = {item["label"]: count_flops(model, item["inputs"]) for item in inputs}
+        probe = inputs[0]["inputs"]
+        with torch.inference_mode():
+            fp32_embedding = model(**probe).embeddings
+        model, quantised, total = quantise_int8(model)
+        with torch.inference_mode():
+            int8_embedding = model(**probe).embeddings
+        result["int8"] = {
+            "quantised_linears": quantised,
+            "linears": total,
+            "probe": inputs[0]["label"],
+            "cosine_to_fp32": float(torch.cosine_similarity(fp32_embedding, int8_embedding).min()),
+        }
+    release_freed_memory()
+    result["rss_loaded"] = current_rss_bytes()
+    result["peak_reset"] = reset_peak_rss()
+
+    dtype = DTYPES[job["dtype"]]
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    result["seconds"], result["skipped"] = {}, {}
+    last = None  # (padded samples, seconds per run) of the previous input, for the time guard
+    with torch.inference_mode(), autocast:
+        for item in inputs:
+            samples = item["inputs"]["input_values"].numel()
+            estimate = None if last is None else last[1] * samples / last[0]  # linear in padded samples
+            if estimate is not None and estimate > job["max_run_seconds"]:
+                result["skipped"][item["label"]] = estimate
+                continue
+            for _ in range(job["warmup"]):
+                model(**item["inputs"])
+            times = [timed_seconds(lambda: model(**item["inputs"])) for _ in range(job["repeats"])]
+            result["seconds"][item["label"]] = times
+            last = (samples, statistics.median(times))
+    result["peak_rss"] = peak_rss_bytes()
+    result["audio_seconds"] = {item["label"]: item["audio_seconds"] for item in inputs}
+    if job["count_flops"] and "flops" not in result:  # after the peak is read; fp32, the same for every dtype
+        measured = [item for item in inputs if item["label"] in result["seconds"]]
+        result["flops"] = {item["label"]: count_flops(model, item["inputs"]) for item in measured}
+    return result
+
+
+def run_job(job: dict) -> dict:
+    """Runs `run_worker(job)` in a fresh Python process; raises with its stderr if it fails."""
+    command = [sys.executable, os.path.abspath(__file__), WORKER_FLAG, json.dumps(job)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if completed.returncode != 0 or not lines:
+        code = completed.returncode
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        raise RuntimeError(f"{job['row']} {job['dtype']} failed ({how}):\n{completed.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+# ----------------------------------------------------------------------------------------------- reporting
+def row_name(row: str, int8_info: dict | None = None) -> str:
+    if row == "baseline":
+        return f"`{BASELINE}` (transformers)"
+    kind, _, preset = row.partition(":")
+    if kind == "int8":
+        linears = f"{int8_info['quantised_linears']}/{int8_info['linears']} Linear" if int8_info else "Linear"
+        return f"`{preset}`, dynamic int8 ({linears})"
+    if kind == "fixed":
+        return f"`{preset}` (fused) + contiguous attention input"
+    return f"`{preset}` (fused)"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def median_seconds(result: dict | None, label: str) -> float | None:
+    """Median seconds per run, or None where the input did not run (no such dtype, failed, or skipped)."""
+    if result is None or label not in result.get("seconds", {}):
+        return None
+    return statistics.median(result["seconds"][label])
+
+
+def time_ratio(numerator: dict | None, denominator: dict | None, label: str) -> float | None:
+    top, bottom = median_seconds(numerator, label), median_seconds(denominator, label)
+    return None if top is None or bottom is None else top / bottom
+
+
+def rtf_cell(result: dict | None, label: str, flops: dict, peak_gflops: float) -> str:
+    if result is None:
+        return "-"
+    if "error" in result:
+        return "failed"
+    if label in result["skipped"]:
+        return f"skipped (~{result['skipped'][label]:.0f} s/run)"
+    seconds = median_seconds(result, label)
+    cell = f"{seconds / result['audio_seconds'][label]:.3f}"
+    if label in flops:
+        rate = flops[label] / seconds / 1e9
+        cell += f" ({rate:.0f} GF/s, {100 * rate / peak_gflops:.0f}%)"
+    return cell
+
+
+def format_ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def build_report(args, rows: list[str], results: dict, peaks: dict, load: tuple[float, float]) -> str:
+    labels = [f"{s:g} s" for s in sorted(args.seconds)]
+    labels += [batch_label(args.batch_size, args.batch_seconds)] if args.batch_size else []
+    target_label = target_input(args)
+    header = ["model", "params (M)", f"GFLOP per audio s ({target_label})"]
+    for dtype in DTYPES:
+        header += [f"{dtype} RTF {label}" for label in labels] + [f"{dtype} peak RSS (GB)"]
+    header += [f"bf16 speed-up ({target_label})"]
+    header += [f"time / {BASELINE}, {dtype} ({target_label})" for dtype in DTYPES]
+
+    table_rows = []
+    for row in rows:
+        by_dtype, flops = results[row], results[row].get("flops", {})
+        first = next((by_dtype[d] for d in DTYPES if "params" in by_dtype.get(d, {})), {})
+        per_second = "-"
+        if target_label in flops:
+            per_second = f"{flops[target_label] / 1e9 / first['audio_seconds'][target_label]:.1f}"
+        params = f"{first['params'] / 1e6:.1f}" if first else "-"
+        cells = [row_name(row, first.get("int8")), params, per_second]
+        for dtype in DTYPES:
+            peak = peaks["fp32" if row.startswith("int8:") else dtype]
+            result = by_dtype.get(dtype)
+            cells += [rtf_cell(result, label, flops, peak) for label in labels]
+            if result is None:
+                cells.append("-")
+            else:
+                cells.append("failed" if "error" in result else f"{result['peak_rss'] / 1e9:.2f}")
+        cells.append(format_ratio(time_ratio(by_dtype.get("fp32"), by_dtype.get("bf16"), target_label)))
+        cells += [format_ratio(time_ratio(by_dtype.get(d), results["baseline"].get(d), target_label)) for d in DTYPES]
+        table_rows.append(cells)
+
+    patched = [row for row in rows if results[row].get("fp32", {}).get("attention_layers_patched")]
+    caption = (
+        f"{machine_caption(args.threads)}. Random weights, eval mode, `torch.inference_mode()`; bf16 = "
+        f"`torch.autocast(\"cpu\", dtype=torch.bfloat16)`. Median of {args.repeats} timed run(s) after "
+        f"{args.warmup} warm-up run(s) per input, each row and dtype in its own process. Cells: RTF (processing s / "
+        "audio s; lower is faster), then achieved GFLOP/s and its fraction of the same-dtype matmul peak measured in "
+        f"this run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s (best "
+        f"{args.peak_size}x{args.peak_size} matmul). "
+        + (f"The batch input holds {args.batch_size} clips of {args.batch_seconds[0]:g}-{args.batch_seconds[1]:g} s, "
+           "longest first, zero-padded with an attention mask; its RTF divides by the unpadded audio. "
+           if args.batch_size else "")
+        + "Peak RSS: the whole process from the loaded model on, over all its inputs. `(fused)` rows run as the "
+        "package ships them; "
+        + "`contiguous_attention_input` (a contiguous time-major input for WavLM's attention; it avoids the bf16 "
+        "matmul slow path of pytorch/pytorch#151934; fp32 results bit-identical) is applied to: "
+        + (", ".join(row_name(row) for row in patched) if patched else "no row") + ". "
+        + f"An input whose time, extrapolated from the previous one, exceeds {args.max_run_seconds:g} s per run is "
+        f"skipped and marked. 1-min load average {load[0]:.1f} before / {load[1]:.1f} after."
+    )  # fmt: skip
+    notes = []
+    for row in rows:
+        info = results[row].get("fp32", {}).get("int8")
+        if info:
+            notes.append(
+                f"{row_name(row, info)}: weights int8, activations quantised per call, fp32 otherwise (no bf16 "
+                "columns); WavLM's attention projections stay fp32 (its attention reads their raw weights). "
+                f"Embedding cosine to the same fp32 model on the {info['probe']} input: "
+                f"{info['cosine_to_fp32']:.4f}. GFLOP/s are the fp32 model's nominal FLOPs against the fp32 peak."
+            )
+    parts = [caption, "", markdown_table(header, table_rows), ""]
+    if notes:
+        parts += [*notes, ""]
+    parts += target_lines(rows, results, labels, target_label)
+    return "\n".join(parts) + "\n"
+
+
+def target_input(args) -> str:
+    """The batch-1 input the bf16 speed-up target is judged on: --target-seconds, else the longest measured."""
+    seconds = args.target_seconds if args.target_seconds in args.seconds else max(args.seconds)
+    return f"{seconds:g} s"
+
+
+def target_lines(rows: list[str], results: dict, labels: list[str], target_label: str) -> list[str]:
+    fused = [row for row in rows if row.startswith(("preset:", "fixed:"))]
+    lines = ["Targets:"]
+    for row in fused:
+        speedup = time_ratio(results[row]["fp32"], results[row]["bf16"], target_label)
+        if speedup is None:
+            lines.append(f"- NOT MEASURED: {row_name(row)} bf16 speed-up at {target_label} (skipped or failed)")
+            continue
+        verdict = "PASS" if speedup >= BF16_SPEEDUP_TARGET else "MISS"
+        lines.append(
+            f"- {verdict}: {row_name(row)} bf16 is {speedup:.2f}x faster than fp32 at {target_label} "
+            f"(target >= {BF16_SPEEDUP_TARGET:g}x)"
+        )
+    for row in fused:
+        for dtype in DTYPES:
+            ratios = {label: time_ratio(results[row][dtype], results["baseline"][dtype], label) for label in labels}
+            measured = {label: ratio for label, ratio in ratios.items() if ratio is not None}
+            listing = ", ".join(f"{label}: {format_ratio(ratio)}" for label, ratio in ratios.items())
+            if not measured:
+                lines.append(f"- NOT MEASURED: {row_name(row)} {dtype} time against {BASELINE} ({listing})")
+                continue
+            worst = max(measured, key=measured.get)
+            verdict = "PASS" if measured[worst] <= RATIO_TARGET else "MISS"
+            partial = "" if len(measured) == len(ratios) else " measured"
+            lines.append(
+                f"- {verdict}: {row_name(row)} {dtype} time <= {RATIO_TARGET:g}x {BASELINE} on every{partial} input "
+                f"(worst {measured[worst]:.2f}x at {worst}; {listing})"
+            )
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0, 60.0], help="batch-1 input lengths")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips in the mixed-length batch (0: no batch)")
+    parser.add_argument("--batch-seconds", type=float, nargs=2, default=[2.0, 10.0], metavar=("MIN", "MAX"),
+                        help="shortest and longest clip of the batch")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per input (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per input before timing")
+    parser.add_argument("--presets", nargs="+", default=["reference", "default"], help="fused presets to measure")
+    parser.add_argument("--int8-presets", nargs="*", default=["default"],
+                        help="presets also measured with dynamic int8 Linear layers (none: leave empty)")  # fmt: skip
+    parser.add_argument("--attention-fix-presets", nargs="*", default=[],
+                        help="presets also measured with `contiguous_attention_input` applied (extra rows)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--target-seconds", type=float, default=10.0,
+                        help="input length of the bf16 speed-up target (else the longest batch-1 length)")  # fmt: skip
+    parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the matmul peak measurement")
+    parser.add_argument("--max-run-seconds", type=float, default=300.0,
+                        help="skip an input whose single run, extrapolated from the previous input, would take longer")
+    parser.add_argument("--baseline-as-shipped", action="store_true",
+                        help="no contiguous-input fix for the baseline's WavLM attention (bf16 gets very slow)")
+    parser.add_argument("--markdown-out", help="also write the report to this file")
+    args = parser.parse_args(argv)
+    if min(args.seconds) <= 0 or args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 0:
+        parser.error("--seconds must be > 0, --repeats and --threads >= 1, --warmup and --batch-size >= 0")
+    if args.max_run_seconds <= 0:
+        parser.error("--max-run-seconds must be > 0")
+    if args.batch_size and not 0 < args.batch_seconds[0] <= args.batch_seconds[1]:
+        parser.error("--batch-seconds needs 0 < MIN <= MAX")
+    if min(args.seconds + (args.batch_seconds if args.batch_size else [])) < 0.5:
+        parser.error("every clip must be at least 0.5 s (the feature extractor's minimum)")
+    for preset in {*args.presets, *args.int8_presets, *args.attention_fix_presets}:
+        try:
+            WavLMRawNetConfig.from_preset(preset)
+        except ValueError as error:
+            parser.error(str(error))
+    return args
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
+        print(RESULT_PREFIX + json.dumps(run_worker(json.loads(sys.argv[2]))), flush=True)
+        return
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    peaks = {name: matmul_peak_gflops(dtype, args.peak_size) for name, dtype in DTYPES.items()}
+    print(f"matmul peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
+
+    keys = ("seconds", "batch_size", "batch_seconds", "repeats", "warmup", "threads", "max_run_seconds")
+    common = {key: getattr(args, key) for key in keys}
+    common["baseline_attention_fix"] = not args.baseline_as_shipped
+    rows = ["baseline", *[f"preset:{p}" for p in args.presets], *[f"fixed:{p}" for p in args.attention_fix_presets]]
+    rows += [f"int8:{p}" for p in args.int8_presets]
+    results, failures = {}, []
+    for row in rows:
+        results[row] = {}
+        dtypes = ["fp32"] if row.startswith("int8:") else list(DTYPES)
+        for dtype in dtypes:
+            # FLOPs are counted once per row, in its fp32 process (the int8 row reuses its preset's count if measured).
+            reuse = row.startswith("int8:") and "flops" in results.get(f"preset:{row[5:]}", {})
+            job = {**common, "row": row, "dtype": dtype, "count_flops": dtype == "fp32" and not reuse}
+            start = time.perf_counter()
+            try:
+                results[row][dtype] = run_job(job)
+            except RuntimeError as error:  # recorded and reported; the other rows still run
+                results[row][dtype] = {"error": str(error)}
+                failures.append((row, dtype, str(error)))
+                print(f"FAILED {row} {dtype}: {error}", file=sys.stderr, flush=True)
+                continue
+            if "flops" in results[row][dtype]:
+                results[row]["flops"] = results[row][dtype]["flops"]
+            elif reuse:
+                results[row]["flops"] = results[f"preset:{row[5:]}"]["flops"]
+            if not results[row][dtype]["peak_reset"]:
+                print("warning: could not reset the peak RSS; peaks include model loading", flush=True)
+            print(f"measured {row} {dtype} in {time.perf_counter() - start:.0f} s", flush=True)
+
+    report = build_report(args, rows, results, peaks, (load_before, os.getloadavg()[0]))
+    if failures:
+        report += "\nFailed runs (their cells read `failed`):\n" + "\n".join(
+            f"- {row_name(row)} {dtype}: {last_line(error)}" for row, dtype, error in failures
+        ) + "\n"  # fmt: skip
+    print("\n" + report)
+    if args.markdown_out:
+        with open(args.markdown_out, "w", encoding="utf-8") as f:
+            f.write(report)
+    if any(not row.startswith("int8:") for row, _, _ in failures):  # the int8 row is optional
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
