@@ -436,25 +436,20 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         hop = chunk - int(round(overlap_seconds * self.config.sampling_rate))
         if hop <= 0:
             raise ValueError(f"overlap_seconds ({overlap_seconds}) must be shorter than chunk_seconds ({chunk_seconds})")
-        shortest = self.config.min_input_samples
         embeddings = []
         for waveform, length in zip(input_values, lengths.tolist()):
             waveform = waveform[:length]
             if length <= chunk:
                 embeddings.append(self(waveform[None]).embeddings[0])
                 continue
-            # Windows start every `hop` samples; the last one ends at the end of the utterance.
+            # Windows start every `hop` samples and the last one ends at the end of the utterance, so every window
+            # lasts `chunk` samples: the duration-weighted average is their plain mean.
             starts = list(range(0, length - chunk, hop)) + [length - chunk]
-            total, weight_sum = 0.0, 0
+            total = 0.0
             for first in range(0, len(starts), chunk_batch_size):
                 batch = torch.stack([waveform[s : s + chunk] for s in starts[first : first + chunk_batch_size]])
-                weights = torch.tensor(
-                    [min(chunk, length - s) for s in starts[first : first + chunk_batch_size]],
-                    dtype=torch.float32, device=batch.device,
-                )
-                total = total + (self(batch).embeddings.float() * weights[:, None]).sum(dim=0)
-                weight_sum += int(weights.sum())
-            embeddings.append(total / max(weight_sum, shortest))
+                total = total + self(batch).embeddings.float().sum(dim=0)
+            embeddings.append(total / len(starts))
         return torch.stack(embeddings)
 
     @torch.inference_mode()
