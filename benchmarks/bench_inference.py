@@ -55,6 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import WavLMForXVector
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+from wavlmrawnet.cpu_malloc import keep_freed_memory
 
 
 SAMPLING_RATE = 16000
@@ -253,6 +254,8 @@ def count_flops(model: torch.nn.Module, model_inputs: dict) -> float:
 def run_worker(job: dict) -> dict:
     """Builds one model, times every input in one dtype, and reports times, peak RSS and (optionally) FLOPs."""
     torch.set_num_threads(job["threads"])
+    if job["keep_freed_memory"]:
+        keep_freed_memory()
     inputs = make_inputs(job["seconds"], job["batch_size"], tuple(job["batch_seconds"]))
     model = build_model(job["row"])
     result = {"params": sum(p.numel() for p in model.parameters())}
@@ -397,7 +400,10 @@ def build_report(args, rows: list[str], results: dict, peaks: dict, load: tuple[
     caption = (
         f"{machine_caption(args.threads)}. Random weights, eval mode, `torch.inference_mode()`; bf16 = "
         f"`torch.autocast(\"cpu\", dtype=torch.bfloat16)`. Median of {args.repeats} timed run(s) after "
-        f"{args.warmup} warm-up run(s) per input, each row and dtype in its own process. Cells: RTF (processing s / "
+        f"{args.warmup} warm-up run(s) per input, each row and dtype in its own process"
+        + (", glibc malloc left as it is" if args.glibc_default_malloc
+           else ", glibc malloc keeping freed memory (`keep_freed_memory()`, as the CLI runs)")
+        + ". Cells: RTF (processing s / "
         "audio s; lower is faster), then achieved GFLOP/s and its fraction of the same-dtype matmul peak measured in "
         f"this run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s (best "
         f"{args.peak_size}x{args.peak_size} matmul). "
@@ -488,6 +494,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="skip an input whose single run, extrapolated from the previous input, would take longer")
     parser.add_argument("--baseline-as-shipped", action="store_true",
                         help="no contiguous-input fix for the baseline's WavLM attention (bf16 gets very slow)")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (by default every row runs with keep_freed_memory(), "
+                             "as the wavlmrawnet CLI does on CPU)")
     parser.add_argument("--markdown-out", help="also write the report to this file")
     args = parser.parse_args(argv)
     if min(args.seconds) <= 0 or args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 0:
@@ -519,6 +528,7 @@ def main() -> None:
     keys = ("seconds", "batch_size", "batch_seconds", "repeats", "warmup", "threads", "max_run_seconds")
     common = {key: getattr(args, key) for key in keys}
     common["baseline_attention_fix"] = not args.baseline_as_shipped
+    common["keep_freed_memory"] = not args.glibc_default_malloc
     rows = ["baseline", *[f"preset:{p}" for p in args.presets], *[f"fixed:{p}" for p in args.attention_fix_presets]]
     rows += [f"int8:{p}" for p in args.int8_presets]
     results, failures = {}, []

@@ -19,13 +19,20 @@ import sys
 import time
 
 
+def device_type(device: str) -> str:
+    return device.split(":")[0]
+
+
 def measure(args) -> dict:
     import torch
 
     from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+    from wavlmrawnet.cpu_malloc import keep_freed_memory
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "keep" and device_type(args.device) == "cpu":
+        keep_freed_memory()  # as train.py does on CPU
     torch.manual_seed(0)
     device = torch.device(args.device)
     config = WavLMRawNetConfig.from_preset(args.preset, num_labels=1000, wavlm_config={"mask_time_prob": 0.0})
@@ -63,7 +70,7 @@ def measure(args) -> dict:
         "batch": args.batch_size, "seconds": args.seconds, "steps_per_s": 1 / seconds,
         "samples_per_s": args.batch_size / seconds, "peak_gb": peak / 1e9,
         "peak_kind": "GPU max allocated" if device.type == "cuda" else "process RSS",
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "malloc": args.malloc,
     }
 
 
@@ -78,35 +85,44 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--checkpointing", action="store_true", help="also measure with activation checkpointing")
+    parser.add_argument("--malloc", nargs="+", default=["keep"], choices=["keep", "default"],
+                        help="CPU: glibc malloc keeping freed memory (keep_freed_memory(), as train.py does) and/or "
+                             "glibc's default")
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        args.malloc = args.malloc[0]
         print(json.dumps(measure(args)))
         return
 
     rows = []
-    for checkpointing in ([False, True] if args.checkpointing else [False]):
-        for dtype in args.dtypes:
-            command = [sys.executable, __file__, "--child", "--dtype", dtype, "--preset", args.preset,
-                       "--batch-size", str(args.batch_size), "--seconds", str(args.seconds),
-                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
-            if args.threads:
-                command += ["--threads", str(args.threads)]
-            if checkpointing:
-                command.append("--checkpointing")
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            rows.append(json.loads(output.strip().splitlines()[-1]))
+    settings = [(checkpointing, malloc, dtype) for checkpointing in ([False, True] if args.checkpointing else [False])
+                for malloc in args.malloc for dtype in args.dtypes]
+    for checkpointing, malloc, dtype in settings:
+        command = [sys.executable, __file__, "--child", "--dtype", dtype, "--preset", args.preset, "--malloc", malloc,
+                   "--batch-size", str(args.batch_size), "--seconds", str(args.seconds),
+                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        if checkpointing:
+            command.append("--checkpointing")
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
 
     print(f"# Training throughput, {datetime.date.today()}, {platform.machine()} {args.device}, "
           f"{rows[0]['threads']} threads, preset {args.preset}, batch {args.batch_size} x {args.seconds} s\n")
-    print("| dtype | checkpointing | steps/s | samples/s | peak memory | |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+    print("| dtype | checkpointing | glibc malloc | steps/s | samples/s | peak memory | |")
+    print("| --- | --- | --- | ---: | ---: | ---: | --- |")
     for row in rows:
-        print(f"| {row['dtype']} | {'yes' if row['checkpointing'] else 'no'} | {row['steps_per_s']:.3f} | "
+        malloc = "keeps freed memory" if row["malloc"] == "keep" else "default"
+        print(f"| {row['dtype']} | {'yes' if row['checkpointing'] else 'no'} | {malloc} | {row['steps_per_s']:.3f} | "
               f"{row['samples_per_s']:.1f} | {row['peak_gb']:.2f} GB | {row['peak_kind']} |")
-    if len(rows) >= 2 and rows[0]["dtype"] == "fp32" and rows[1]["dtype"] == "bf16":
-        print(f"\nbf16 / fp32 speed-up: {rows[1]['samples_per_s'] / rows[0]['samples_per_s']:.2f}x")
+    by_setting = {(r["checkpointing"], r["malloc"], r["dtype"]): r["samples_per_s"] for r in rows}
+    for (checkpointing, malloc, dtype), speed in by_setting.items():
+        if dtype == "bf16" and (checkpointing, malloc, "fp32") in by_setting:
+            print(f"\nbf16 / fp32 speed-up (malloc {malloc}, checkpointing {checkpointing}): "
+                  f"{speed / by_setting[(checkpointing, malloc, 'fp32')]:.2f}x")
 
 
 if __name__ == "__main__":

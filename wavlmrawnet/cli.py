@@ -32,6 +32,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 def load(args):
     import torch
 
+    from .cpu_malloc import keep_freed_memory
     from .modeling_wavlmrawnet import WavLMRawNetForXVector
     from .processing_wavlmrawnet import WavLMRawNetFeatureExtractor
 
@@ -43,6 +44,8 @@ def load(args):
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
+    if device == "cpu":
+        keep_freed_memory()  # large activations reuse the heap instead of faulting in fresh pages per forward
     model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
     if (model_dir / "preprocessor_config.json").is_file():
         extractor = WavLMRawNetFeatureExtractor.from_pretrained(model_dir)
