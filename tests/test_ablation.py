@@ -29,8 +29,8 @@ def default_args(tmp_path, **changes) -> argparse.Namespace:
 
 
 def test_variants_cover_the_issue_and_change_one_thing(tmp_path):
-    assert len(ablation.VARIANTS) == 7
-    baseline = WavLMRawNetConfig.from_preset("tiny").to_dict()
+    assert len(ablation.VARIANTS) == 8  # (a)-(g) from the issue, (h) the combination the presets use
+    baseline = WavLMRawNetConfig.from_preset("tiny", **ablation.BASELINE).to_dict()
     for variant, (_, overrides) in ablation.VARIANTS.items():
         config = TrainConfig.from_dict(ablation.run_config(default_args(tmp_path), variant, 0, tmp_path / variant))
         model_config = WavLMRawNetConfig.from_preset(config.model.preset, **config.model.overrides)

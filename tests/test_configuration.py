@@ -28,6 +28,7 @@ def test_presets():
     reference = WavLMRawNetConfig.from_preset("reference")
     assert reference.sinc_pool_size == 1 and reference.rawnet_block_pool_size == 1
     assert reference.wavlm_config.hidden_size == 1024 and reference.rawnet_downsampling == 1
+    assert (reference.wavlm_pooling, reference.fusion_activation) == ("last", "relu")  # the seed's own choices
     tiny = WavLMRawNetConfig.from_preset("tiny", num_labels=7, wavlm_config={"num_hidden_layers": 1})
     assert tiny.wavlm_config.num_hidden_layers == 1 and tiny.wavlm_config.hidden_size <= 128
     assert tiny.num_labels == 7

@@ -48,11 +48,20 @@ def test_padding_invariance_tiny(tiny_model):
     assert_padding_invariant(tiny_model)
 
 
-def test_padding_invariance_tiny_weighted_pooling():
+def test_padding_invariance_tiny_last_layer_pooling_and_relu():
     torch.manual_seed(0)
-    model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="weighted")).eval()
-    assert model.layer_weights.shape == (3,)
+    config = WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="last", fusion_activation="relu")
+    model = WavLMRawNetForXVector(config).eval()
+    assert model.layer_weights is None
     assert_padding_invariant(model)
+
+
+def test_tiny_and_default_presets_use_the_ablation_choices():
+    for preset in ("tiny", "default"):
+        config = WavLMRawNetConfig.from_preset(preset)
+        assert (config.wavlm_pooling, config.fusion_activation) == ("weighted", "none"), preset
+    model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny"))
+    assert model.layer_weights.shape == (3,)
 
 
 @pytest.mark.slow

@@ -53,6 +53,9 @@ WAVLM_TINY = dict(
     feat_proj_dropout=0.0,
 )
 
+# What benchmarks/ablation.py found better, each alone and together, on the Debian voice corpus (3 seeds).
+ABLATION_CHOICES = dict(wavlm_pooling="weighted", fusion_activation="none")
+
 PRESETS: dict[str, dict] = {
     # The seed model's exact dimensions; the RawNet branch runs at the full 16 kHz sample rate (no pooling).
     "reference": dict(
@@ -60,11 +63,14 @@ PRESETS: dict[str, dict] = {
         sinc_pool_size=1,
         rawnet_block_pool_size=1,
     ),
-    # Reference dimensions with max-pooling (3 after the sinc layer and after each block) in the RawNet branch.
-    "default": dict(wavlm_config=WAVLM_LARGE),
-    # For tests and CPU demos.
+    # Reference dimensions with max-pooling (3 after the sinc layer and after each block) in the RawNet branch, a
+    # learned weighting of WavLM's layers and no ReLU on the embedding: the ablation's best settings
+    # (benchmarks/results/ablation.md).
+    "default": dict(wavlm_config=WAVLM_LARGE, **ABLATION_CHOICES),
+    # For tests and CPU demos; the ablation's settings too.
     "tiny": dict(
         wavlm_config=WAVLM_TINY,
+        **ABLATION_CHOICES,
         sinc_filters=32,
         sinc_kernel_size=129,
         rawnet_channels=[32, 32],
