@@ -215,3 +215,14 @@ def test_contiguous_attention_input_leaves_fp32_results_unchanged(tiny_model):
             for layer in layers:
                 layer.attention.__class__ = WavLMAttentionContiguousInput
     assert torch.equal(patched, plain)
+
+
+@pytest.mark.parametrize("pooling", ["last", "weighted"])
+def test_every_trainable_parameter_gets_a_gradient(pooling):
+    """DDP without find_unused_parameters fails otherwise (weighted pooling skips WavLM's final norm)."""
+    torch.manual_seed(0)
+    config = WavLMRawNetConfig.from_preset("tiny", num_labels=4, wavlm_pooling=pooling, wavlm_config={"mask_time_prob": 0.0})
+    model = WavLMRawNetForXVector(config).train()
+    model.unfreeze_wavlm(keep_feature_encoder_frozen=False)
+    model(torch.randn(2, 16000), labels=torch.tensor([0, 1])).loss.backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []

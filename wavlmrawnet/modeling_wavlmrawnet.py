@@ -312,6 +312,7 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         if config.use_wavlm_branch and config.wavlm_pooling == "weighted":
             num_states = config.wavlm_config.num_hidden_layers + 1  # embeddings + every layer
             self.layer_weights = nn.Parameter(torch.full((num_states,), 1.0 / num_states))
+            self._freeze_unused_final_norm()
         self.rawnet = RawNetEncoder(config) if config.use_rawnet_branch else None
 
         fused_dim = (config.wavlm_config.hidden_size if config.use_wavlm_branch else 0) + (
@@ -340,6 +341,14 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             self.wavlm.requires_grad_(True)
             if keep_feature_encoder_frozen:
                 self.freeze_feature_encoder()
+            if self.layer_weights is not None:
+                self._freeze_unused_final_norm()
+
+    def _freeze_unused_final_norm(self):
+        """Weighted pooling reads WavLM's hidden states, taken before the stable-layer-norm encoder's final norm: that
+        norm gets no gradient, and DDP (without find_unused_parameters) requires every trainable parameter to get one."""
+        if getattr(self.config.wavlm_config, "do_stable_layer_norm", False):
+            self.wavlm.encoder.layer_norm.requires_grad_(False)
 
     # ------------------------------------------------------------------ branches
     def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
