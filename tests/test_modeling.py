@@ -132,12 +132,15 @@ def test_freezing():
     model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny"))
     model.freeze_feature_encoder()
     assert not any(p.requires_grad for p in model.wavlm.feature_extractor.parameters())
-    assert all(p.requires_grad for p in model.wavlm.encoder.parameters())
+    final_norm = set(model.wavlm.encoder.layer_norm.parameters())  # unused by weighted pooling, so kept frozen
+    trainable = [p.requires_grad for p in model.wavlm.encoder.parameters() if p not in final_norm]
+    assert all(trainable) and not any(p.requires_grad for p in final_norm)
     model.freeze_wavlm()
     assert not any(p.requires_grad for p in model.wavlm.parameters())
     assert all(p.requires_grad for p in model.rawnet.parameters()) and model.fusion.weight.requires_grad
     model.unfreeze_wavlm()
-    assert all(p.requires_grad for p in model.wavlm.encoder.parameters())
+    assert all(p.requires_grad for p in model.wavlm.encoder.parameters() if p not in final_norm)
+    assert not any(p.requires_grad for p in final_norm)
     assert not any(p.requires_grad for p in model.wavlm.feature_extractor.parameters())
 
 
