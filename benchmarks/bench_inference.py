@@ -304,15 +304,16 @@ def run_worker(job: dict) -> dict:
     return result
 
 
-def run_job(job: dict) -> dict:
-    """Runs `run_worker(job)` in a fresh Python process; raises with its stderr if it fails."""
-    command = [sys.executable, os.path.abspath(__file__), WORKER_FLAG, json.dumps(job)]
+def run_job(job: dict, script: str = __file__, label: str | None = None) -> dict:
+    """Runs `script WORKER_FLAG <job as JSON>` (its worker) in a fresh Python process and returns the JSON of its
+    `RESULT_PREFIX` line; raises with its stderr if it fails. `label` names the job in the error."""
+    command = [sys.executable, os.path.abspath(script), WORKER_FLAG, json.dumps(job)]
     completed = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
         code = completed.returncode
-        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        raise RuntimeError(f"{job['row']} {job['dtype']} failed ({how}):\n{completed.stderr[-3000:]}")
+        how = f"killed by signal {-code} (out of memory?)" if code < 0 else f"exit status {code}"
+        raise RuntimeError(f"{label or job} failed ({how}):\n{completed.stderr[-3000:]}")
     return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
@@ -541,7 +542,7 @@ def main() -> None:
             job = {**common, "row": row, "dtype": dtype, "count_flops": dtype == "fp32" and not reuse}
             start = time.perf_counter()
             try:
-                results[row][dtype] = run_job(job)
+                results[row][dtype] = run_job(job, label=f"{row} {dtype}")
             except RuntimeError as error:  # recorded and reported; the other rows still run
                 results[row][dtype] = {"error": str(error)}
                 failures.append((row, dtype, str(error)))

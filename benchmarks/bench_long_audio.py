@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -30,12 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from bench_inference import (
+    RESULT_PREFIX,
+    WORKER_FLAG,
     current_rss_bytes,
     machine_caption,
     markdown_table,
     peak_rss_bytes,
     release_freed_memory,
     reset_peak_rss,
+    run_job,
 )
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
@@ -44,8 +46,6 @@ SAMPLING_RATE = 16000
 PEAK_ABOVE_MODEL_LIMIT_GB = 3.0
 LINEARITY_LIMIT = 1.5  # max / min seconds per audio minute over the chunked cases
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-WORKER_FLAG = "--worker-job"
-RESULT_PREFIX = "RESULT "
 # Eager WavLM attention keeps a few (heads, frames, frames) fp32 matrices alive at once: attention weights,
 # position bias, gated bias, softmax. 3 is a floor, not a ceiling.
 LIVE_ATTENTION_MATRICES = 3
@@ -116,18 +116,6 @@ def run_worker(job: dict) -> dict:
     }
 
 
-def run_job(job: dict) -> dict:
-    """Runs `run_worker(job)` in a fresh Python process; raises with its stderr if it fails."""
-    command = [sys.executable, os.path.abspath(__file__), WORKER_FLAG, json.dumps(job)]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if completed.returncode != 0 or not lines:
-        code = completed.returncode
-        how = f"killed by signal {-code} (out of memory?)" if code < 0 else f"exit status {code}"
-        raise RuntimeError(f"{job} failed ({how}):\n{completed.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
-
-
 # ----------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,7 +175,7 @@ def main() -> None:
                 print(f"skipped {label} unchunked: needs > {needed / 1e9:.0f} GB", flush=True)
                 continue
         try:
-            result = run_job({**common, "minutes": minutes, "chunk_seconds": chunk_seconds})
+            result = run_job({**common, "minutes": minutes, "chunk_seconds": chunk_seconds}, script=__file__)
         except RuntimeError as error:  # recorded and reported; the other cases still run
             reason = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
             rows.append([label, how, "-", "-", "-", "-", "-", "-", f"failed: {reason}"])

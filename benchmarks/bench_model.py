@@ -22,7 +22,6 @@ import ast
 import gc
 import os
 import statistics
-import subprocess
 import time
 import warnings
 from datetime import date
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import WavLMConfig, WavLMForXVector
 
+from bench_inference import cpu_name
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
 
@@ -216,14 +216,6 @@ def format_stage(value: float | None, column: str) -> str:
     if value is None:
         return "-"
     return f"{value:.1e}" if "error" in column else f"{value:.0f}"
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
 
 
 def main() -> None:
