@@ -20,6 +20,7 @@ from pathlib import Path
 
 from wavlmrawnet.data.synthetic import generate_corpus
 from wavlmrawnet.evaluation.trials import read_trials
+from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
 from wavlmrawnet.training.config import TrainConfig
 from wavlmrawnet.training.trainer import train
 
@@ -36,7 +37,8 @@ def main() -> None:
     else:
         print(f"[1/5] reusing the synthetic corpus in {corpus}", flush=True)
 
-    print(f"[2/5] training {CONFIG} on CPU ({config.training.max_steps} steps) ...", flush=True)
+    precision = resolve_precision(config.training.mixed_precision, "cpu", training=True)
+    print(f"[2/5] training {CONFIG} on CPU ({config.training.max_steps} steps), {precision} ...", flush=True)
     train_started = time.time()
     summary = train(config)
     train_minutes = (time.time() - train_started) / 60

@@ -8,8 +8,7 @@ import argparse
 import json
 import logging
 
-from wavlmrawnet.training.config import TrainConfig
-from wavlmrawnet.training.trainer import train
+from wavlmrawnet.training.config import ConfigError, TrainConfig
 
 
 def parse_args(argv=None):
@@ -17,7 +16,11 @@ def parse_args(argv=None):
     parser.add_argument("--config", required=True, help="YAML file with model/data/training sections (see configs/)")
     parser.add_argument("--output-dir", help="overrides training.output_dir")
     parser.add_argument("--max-steps", type=int, help="overrides training.max_steps")
-    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="overrides training.mixed_precision")
+    parser.add_argument(
+        "--mixed-precision", choices=["auto", "no", "fp32", "bf16", "fp16"],
+        help="overrides training.mixed_precision (auto: bf16 where the hardware runs it natively, else fp32 on CPUs "
+             "and fp16 on GPUs without bf16; no = fp32)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument(
         "--skip-bad-audio", action="store_true",
@@ -41,7 +44,12 @@ def main(argv=None):
             overrides.append(f"{key}={getattr(args, flag)}")
     if args.skip_bad_audio:
         overrides.append("data.skip_bad_audio=true")
-    config = TrainConfig.from_yaml(args.config, overrides)
+    try:
+        config = TrainConfig.from_yaml(args.config, overrides)
+    except (ConfigError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    from wavlmrawnet.training.trainer import train  # imported after the config is known to be valid: it is slow
+
     summary = train(config, resume=args.resume, record_batches=args.record_batches)
     if summary.get("final_model"):
         print(json.dumps(summary, indent=2))

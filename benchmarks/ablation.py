@@ -8,16 +8,15 @@ training voices (`in_domain/train`), once per seed, and is evaluated on the held
 and on the RHVoice voices (cross-synthesiser), each with all trials and with same-language trials only.
 Each run is its own process (`--jobs` at a time, `--threads` each) and writes `<work-dir>/<variant>/seed<k>/
 result.json`; finished runs are reused, so an interrupted ablation continues where it stopped. The table
-(mean +- std over seeds) goes to `--table` (default `benchmarks/results/ablation.md`).
+(mean +- std over seeds) goes to `--table` (default `benchmarks/results/ablation.md`). `--mixed-precision auto` (the
+default, as train.py) trains in bf16 only where the CPU runs it natively, else fp32; the table says which.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "benchmarks") not in sys.path:  # common.py, also when this file is loaded by path (tests)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+
+from common import CPU_PRECISIONS, machine_caption, precision_label  # noqa: E402
+from wavlmrawnet.modeling_wavlmrawnet import resolve_precision  # noqa: E402
 
 COMBINED = {"wavlm_pooling": "weighted", "fusion_activation": "none"}
 # The baseline's own settings, stated explicitly so that the table does not move when a preset changes.
@@ -91,6 +95,11 @@ def run_config(args, variant: str, seed: int, run_dir: Path) -> dict:
     }
 
 
+def training_precision(requested: str) -> str:
+    """What train.py resolves `mixed_precision` to on this CPU, e.g. "auto → fp32"."""
+    return precision_label(resolve_precision(requested, "cpu", training=True))
+
+
 def run_one(config_path: Path, threads: int) -> None:
     """Child process: train one variant/seed, then evaluate it on every trial list."""
     import torch
@@ -124,7 +133,7 @@ def run_one(config_path: Path, threads: int) -> None:
         "variant": spec["variant"], "seed": spec["seed"], "results": results,
         "validation_eer_percent": summary["best_validation_eer"], "parameters": model.num_parameters(),
         "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - started, 1),
-        "threads": threads,
+        "threads": threads, "precision": training_precision(spec["config"]["training"]["mixed_precision"]),
     }
     (run_dir / "result.json").write_text(json.dumps(record, indent=2))
 
@@ -180,21 +189,22 @@ def table(records: list[dict], args) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     trials = {name: records[0]["results"][name]["num_trials"] for name in EVALUATIONS}
     seeds = sorted({r["seed"] for r in records})
-    cpu = platform.processor() or platform.machine()
+    # Runs record what they trained in; older result files do not, so those say what the request means here.
+    precisions = ", ".join(dict.fromkeys(r.get("precision") or training_precision(args.mixed_precision)
+                                         for r in records))  # fmt: skip
     return "\n".join([
-        f"# Ablation on the Debian voice corpus ({datetime.date.today().isoformat()})",
+        "# Ablation on the Debian voice corpus",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores, CPU only; {args.jobs} run(s) at a time, {args.threads} thread(s) "
-        "each.",
+        f"Machine: {machine_caption(args.threads)} per run, CPU only; {args.jobs} run(s) at a time.",
         f"Budget per run: preset `{args.preset}`, {args.steps} steps, batch {args.batch_size} x "
         f"{args.segment_seconds} s crops, learning rate {args.learning_rate} (cosine, 5% warm-up), "
-        f"{args.mixed_precision} autocast; {args.validation_speakers} of the training voices held out for validation. "
+        f"precision {precisions}; {args.validation_speakers} of the training voices held out for validation. "
         f"Seeds: {', '.join(map(str, seeds))}; cells are mean ± std over seeds.",
         "Trials: " + ", ".join(f"{name} {count}" for name, count in trials.items()) + ".",
         "",
         f"Command: `python benchmarks/ablation.py --corpus CORPUS --steps {args.steps} --batch-size {args.batch_size} "
-        f"--segment-seconds {args.segment_seconds} --seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs} "
-        f"--threads {args.threads}`",
+        f"--segment-seconds {args.segment_seconds} --mixed-precision {args.mixed_precision} "
+        f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs} --threads {args.threads}`",
         "",
         *lines,
         "",
@@ -213,7 +223,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--segment-seconds", type=float, default=2.0)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="bf16")
+    parser.add_argument("--mixed-precision", choices=[*CPU_PRECISIONS, "no"], default="auto",
+                        help="auto: bf16 where the CPU runs it natively, else fp32 (no = fp32)")
     parser.add_argument("--validation-speakers", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")

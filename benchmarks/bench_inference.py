@@ -1,14 +1,16 @@
-"""CPU inference speed, peak memory and achieved FLOP rate, fp32 against bf16 autocast, in one table.
+"""CPU inference speed, peak memory and achieved FLOP rate per precision (fp32, bf16, auto), in one table.
 
 Rows: transformers' `WavLMForXVector` with the WavLM-Large config (the baseline), the fused presets, and optionally
 a fused preset with dynamic int8 quantisation of its Linear layers. Weights are random; every model runs in eval mode
-under `torch.inference_mode()`, plain fp32 or under `torch.autocast("cpu", dtype=torch.bfloat16)`:
+under `torch.inference_mode()` in each of `--precisions` (default fp32 and bf16; `auto` is resolved by
+`resolve_precision`, bf16 only where the CPU runs it natively, and its columns say what it became, e.g. "auto → fp32");
+bf16 runs under `torch.autocast("cpu", dtype=torch.bfloat16)`:
 
     python benchmarks/bench_inference.py [--seconds 3 10 60] [--batch-size 8] [--batch-seconds 2 10] [--repeats 3] \
-        [--presets reference default] [--attention-fix-presets default] [--int8-presets default] [--threads 2] \
-        [--max-run-seconds 300] [--baseline-as-shipped] [--markdown-out table.md]
+        [--precisions fp32 bf16 auto] [--presets reference default] [--attention-fix-presets default] \
+        [--int8-presets default] [--threads 2] [--max-run-seconds 300] [--baseline-as-shipped] [--markdown-out table.md]
 
-Every (row, dtype) runs in its own subprocess, one model in memory at a time, so its peak RSS is its own: the peak
+Every (row, precision) runs in its own subprocess, one model in memory at a time, so its peak RSS is its own: the peak
 counts from the loaded model on (Linux `clear_refs` resets the high-water mark after loading). Inputs are the same
 seeded noise for every row, prepared by `WavLMRawNetFeatureExtractor`: one clip per `--seconds` length at batch 1,
 and a batch of `--batch-size` clips with lengths evenly spread over `--batch-seconds`, longest first and zero-padded
@@ -18,9 +20,9 @@ fused models run their plain forward (no long-audio chunking), like the baseline
 
 FLOPs are counted once per (row, input) at fp32 with `torch.utils.flop_counter.FlopCounterMode` (matmuls,
 convolutions, attention; a multiply-add is 2 FLOPs; element-wise ops are not counted) and divided by the measured
-time. The matmul peaks are measured in the same run (best of several 4096 x 4096 matmuls, fp32 and bf16), and each
-cell gives the achieved rate as a fraction of the peak of its dtype. The int8 row reuses the fp32 model's FLOP count
-(nominal FLOPs) against the fp32 peak.
+time. The matmul peaks are measured in the same run (best of several 4096 x 4096 matmuls in each precision used), and
+each cell gives the achieved rate as a fraction of the peak of its precision. The int8 row runs in the fp32 columns
+and reuses the fp32 model's FLOP count (nominal FLOPs) against the fp32 peak.
 
 bf16 and WavLM: WavLM's attention projects a transposed (strided) view, and torch's CPU matmul sends a strided 3-D
 bf16 input through an expanded-weight `bmm` that copies the weight once per frame (pytorch/pytorch#151934), making
@@ -39,15 +41,12 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import warnings
-from datetime import date
 
 import numpy as np
 import torch
@@ -56,15 +55,24 @@ from transformers import WavLMForXVector
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.cpu_malloc import keep_freed_memory
+from wavlmrawnet.modeling_wavlmrawnet import PRECISION_DTYPES, resolve_precision
+
+from common import (
+    CPU_PRECISIONS,
+    machine_caption,
+    markdown_table,
+    precision_label,
+    precision_note,
+    resolve_all,
+    run_job,
+    serve_worker,
+)
 
 
 SAMPLING_RATE = 16000
 BASELINE = "WavLMForXVector-Large"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BF16_SPEEDUP_TARGET = 3.0
 RATIO_TARGET = 1.25
-WORKER_FLAG = "--worker-job"
-RESULT_PREFIX = "RESULT "
 
 # WavLM passes a bool padding mask with a float position bias to multi_head_attention_forward; harmless here.
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
@@ -119,21 +127,6 @@ def peak_rss_bytes() -> int:
 
 
 # ----------------------------------------------------------------------------------------------- machine
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
-
-
-def machine_caption(threads: int) -> str:
-    return (
-        f"{date.today()}, {cpu_name()} ({os.cpu_count()} CPUs, torch CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}, {threads} torch threads"
-    )
-
-
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 5) -> float:
     """Best GFLOP/s of a size x size matmul in `dtype` (2 size^3 FLOPs each)."""
     generator = torch.Generator().manual_seed(0)
@@ -149,11 +142,6 @@ def timed_seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
 # ----------------------------------------------------------------------------------------------- inputs and models
@@ -252,7 +240,7 @@ def count_flops(model: torch.nn.Module, model_inputs: dict) -> float:
 
 # ----------------------------------------------------------------------------------------------- worker (subprocess)
 def run_worker(job: dict) -> dict:
-    """Builds one model, times every input in one dtype, and reports times, peak RSS and (optionally) FLOPs."""
+    """Builds one model, times every input in one precision, and reports times, peak RSS and (optionally) FLOPs."""
     torch.set_num_threads(job["threads"])
     if job["keep_freed_memory"]:
         keep_freed_memory()
@@ -280,11 +268,11 @@ def run_worker(job: dict) -> dict:
     result["rss_loaded"] = current_rss_bytes()
     result["peak_reset"] = reset_peak_rss()
 
-    dtype = DTYPES[job["dtype"]]
-    autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    precision = resolve_precision(job["precision"])
+    result["precision"] = precision_label(precision)
     result["seconds"], result["skipped"] = {}, {}
     last = None  # (padded samples, seconds per run) of the previous input, for the time guard
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), precision.autocast():
         for item in inputs:
             samples = item["inputs"]["input_values"].numel()
             estimate = None if last is None else last[1] * samples / last[0]  # linear in padded samples
@@ -298,23 +286,10 @@ def run_worker(job: dict) -> dict:
             last = (samples, statistics.median(times))
     result["peak_rss"] = peak_rss_bytes()
     result["audio_seconds"] = {item["label"]: item["audio_seconds"] for item in inputs}
-    if job["count_flops"] and "flops" not in result:  # after the peak is read; fp32, the same for every dtype
+    if job["count_flops"] and "flops" not in result:  # after the peak is read; fp32, the same for every precision
         measured = [item for item in inputs if item["label"] in result["seconds"]]
         result["flops"] = {item["label"]: count_flops(model, item["inputs"]) for item in measured}
     return result
-
-
-def run_job(job: dict, script: str = __file__, label: str | None = None) -> dict:
-    """Runs `script WORKER_FLAG <job as JSON>` (its worker) in a fresh Python process and returns the JSON of its
-    `RESULT_PREFIX` line; raises with its stderr if it fails. `label` names the job in the error."""
-    command = [sys.executable, os.path.abspath(script), WORKER_FLAG, json.dumps(job)]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if completed.returncode != 0 or not lines:
-        code = completed.returncode
-        how = f"killed by signal {-code} (out of memory?)" if code < 0 else f"exit status {code}"
-        raise RuntimeError(f"{label or job} failed ({how}):\n{completed.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 # ----------------------------------------------------------------------------------------------- reporting
@@ -336,7 +311,7 @@ def last_line(text: str) -> str:
 
 
 def median_seconds(result: dict | None, label: str) -> float | None:
-    """Median seconds per run, or None where the input did not run (no such dtype, failed, or skipped)."""
+    """Median seconds per run, or None where the input did not run (no such precision, failed, or skipped)."""
     if result is None or label not in result.get("seconds", {}):
         return None
     return statistics.median(result["seconds"][label])
@@ -366,48 +341,52 @@ def format_ratio(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
 
 
-def build_report(args, rows: list[str], results: dict, peaks: dict, load: tuple[float, float]) -> str:
+def build_report(args, precisions: dict, rows: list[str], results: dict, peaks: dict, load: tuple[float, float]) -> str:
     labels = [f"{s:g} s" for s in sorted(args.seconds)]
     labels += [batch_label(args.batch_size, args.batch_seconds)] if args.batch_size else []
     target_label = target_input(args)
+    names = {key: precision_label(p) for key, p in precisions.items()}  # column names: "fp32", "auto → bf16"
+    first_key, *other_keys = precisions
     header = ["model", "params (M)", f"GFLOP per audio s ({target_label})"]
-    for dtype in DTYPES:
-        header += [f"{dtype} RTF {label}" for label in labels] + [f"{dtype} peak RSS (GB)"]
-    header += [f"bf16 speed-up ({target_label})"]
-    header += [f"time / {BASELINE}, {dtype} ({target_label})" for dtype in DTYPES]
+    for key in precisions:
+        header += [f"{names[key]} RTF {label}" for label in labels] + [f"{names[key]} peak RSS (GB)"]
+    header += [f"{names[key]} speed-up over {names[first_key]} ({target_label})" for key in other_keys]
+    header += [f"time / {BASELINE}, {names[key]} ({target_label})" for key in precisions]
 
     table_rows = []
     for row in rows:
         by_dtype, flops = results[row], results[row].get("flops", {})
-        first = next((by_dtype[d] for d in DTYPES if "params" in by_dtype.get(d, {})), {})
+        first = next((by_dtype[d] for d in precisions if "params" in by_dtype.get(d, {})), {})
         per_second = "-"
         if target_label in flops:
             per_second = f"{flops[target_label] / 1e9 / first['audio_seconds'][target_label]:.1f}"
         params = f"{first['params'] / 1e6:.1f}" if first else "-"
         cells = [row_name(row, first.get("int8")), params, per_second]
-        for dtype in DTYPES:
-            peak = peaks["fp32" if row.startswith("int8:") else dtype]
-            result = by_dtype.get(dtype)
+        for key in precisions:
+            peak = peaks["fp32" if row.startswith("int8:") else precisions[key].name]
+            result = by_dtype.get(key)
             cells += [rtf_cell(result, label, flops, peak) for label in labels]
             if result is None:
                 cells.append("-")
             else:
                 cells.append("failed" if "error" in result else f"{result['peak_rss'] / 1e9:.2f}")
-        cells.append(format_ratio(time_ratio(by_dtype.get("fp32"), by_dtype.get("bf16"), target_label)))
-        cells += [format_ratio(time_ratio(by_dtype.get(d), results["baseline"].get(d), target_label)) for d in DTYPES]
+        cells += [format_ratio(time_ratio(by_dtype.get(first_key), by_dtype.get(k), target_label)) for k in other_keys]
+        baseline = results["baseline"]
+        cells += [format_ratio(time_ratio(by_dtype.get(k), baseline.get(k), target_label)) for k in precisions]
         table_rows.append(cells)
 
-    patched = [row for row in rows if results[row].get("fp32", {}).get("attention_layers_patched")]
+    patched = [row for row in rows if results[row].get(first_key, {}).get("attention_layers_patched")]
     caption = (
-        f"{machine_caption(args.threads)}. Random weights, eval mode, `torch.inference_mode()`; bf16 = "
-        f"`torch.autocast(\"cpu\", dtype=torch.bfloat16)`. Median of {args.repeats} timed run(s) after "
-        f"{args.warmup} warm-up run(s) per input, each row and dtype in its own process"
+        f"{machine_caption(args.threads)}. Random weights, eval mode, `torch.inference_mode()`; precisions "
+        + "; ".join(map(precision_note, precisions.values()))
+        + f"; bf16 = `torch.autocast(\"cpu\", dtype=torch.bfloat16)`. Median of {args.repeats} timed run(s) after "
+        f"{args.warmup} warm-up run(s) per input, each row and precision in its own process"
         + (", glibc malloc left as it is" if args.glibc_default_malloc
            else ", glibc malloc keeping freed memory (`keep_freed_memory()`, as the CLI runs)")
         + ". Cells: RTF (processing s / "
-        "audio s; lower is faster), then achieved GFLOP/s and its fraction of the same-dtype matmul peak measured in "
-        f"this run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s (best "
-        f"{args.peak_size}x{args.peak_size} matmul). "
+        "audio s; lower is faster), then achieved GFLOP/s and its fraction of the same-precision matmul peak "
+        "measured in this run: " + ", ".join(f"{name} {peak:.0f} GFLOP/s" for name, peak in peaks.items())
+        + f" (best {args.peak_size}x{args.peak_size} matmul). "
         + (f"The batch input holds {args.batch_size} clips of {args.batch_seconds[0]:g}-{args.batch_seconds[1]:g} s, "
            "longest first, zero-padded with an attention mask; its RTF divides by the unpadded audio. "
            if args.batch_size else "")
@@ -424,15 +403,15 @@ def build_report(args, rows: list[str], results: dict, peaks: dict, load: tuple[
         info = results[row].get("fp32", {}).get("int8")
         if info:
             notes.append(
-                f"{row_name(row, info)}: weights int8, activations quantised per call, fp32 otherwise (no bf16 "
-                "columns); WavLM's attention projections stay fp32 (its attention reads their raw weights). "
+                f"{row_name(row, info)}: weights int8, activations quantised per call, fp32 otherwise (fp32 "
+                "columns only); WavLM's attention projections stay fp32 (its attention reads their raw weights). "
                 f"Embedding cosine to the same fp32 model on the {info['probe']} input: "
                 f"{info['cosine_to_fp32']:.4f}. GFLOP/s are the fp32 model's nominal FLOPs against the fp32 peak."
             )
     parts = [caption, "", markdown_table(header, table_rows), ""]
     if notes:
         parts += [*notes, ""]
-    parts += target_lines(rows, results, labels, target_label)
+    parts += target_lines(rows, results, labels, target_label, precisions)
     return "\n".join(parts) + "\n"
 
 
@@ -442,32 +421,39 @@ def target_input(args) -> str:
     return f"{seconds:g} s"
 
 
-def target_lines(rows: list[str], results: dict, labels: list[str], target_label: str) -> list[str]:
+def target_lines(rows: list[str], results: dict, labels: list[str], target_label: str, precisions: dict) -> list[str]:
+    """The bf16 speed-up target (each precision that resolved to bf16 against the first that is fp32, where both
+    ran) and the time against the baseline in every precision."""
     fused = [row for row in rows if row.startswith(("preset:", "fixed:"))]
+    names = {key: precision_label(p) for key, p in precisions.items()}
+    fp32_key = next((key for key, p in precisions.items() if p.name == "fp32"), None)
+    bf16_keys = [key for key, p in precisions.items() if p.name == "bf16"] if fp32_key else []
     lines = ["Targets:"]
     for row in fused:
-        speedup = time_ratio(results[row]["fp32"], results[row]["bf16"], target_label)
-        if speedup is None:
-            lines.append(f"- NOT MEASURED: {row_name(row)} bf16 speed-up at {target_label} (skipped or failed)")
-            continue
-        verdict = "PASS" if speedup >= BF16_SPEEDUP_TARGET else "MISS"
-        lines.append(
-            f"- {verdict}: {row_name(row)} bf16 is {speedup:.2f}x faster than fp32 at {target_label} "
-            f"(target >= {BF16_SPEEDUP_TARGET:g}x)"
-        )
+        for key in bf16_keys:
+            speedup = time_ratio(results[row][fp32_key], results[row][key], target_label)
+            if speedup is None:
+                what = f"{row_name(row)} {names[key]} speed-up at {target_label}"
+                lines.append(f"- NOT MEASURED: {what} (skipped or failed)")
+                continue
+            verdict = "PASS" if speedup >= BF16_SPEEDUP_TARGET else "MISS"
+            lines.append(
+                f"- {verdict}: {row_name(row)} {names[key]} is {speedup:.2f}x faster than {names[fp32_key]} at "
+                f"{target_label} (target >= {BF16_SPEEDUP_TARGET:g}x)"
+            )
     for row in fused:
-        for dtype in DTYPES:
-            ratios = {label: time_ratio(results[row][dtype], results["baseline"][dtype], label) for label in labels}
+        for key, name in names.items():
+            ratios = {label: time_ratio(results[row][key], results["baseline"][key], label) for label in labels}
             measured = {label: ratio for label, ratio in ratios.items() if ratio is not None}
             listing = ", ".join(f"{label}: {format_ratio(ratio)}" for label, ratio in ratios.items())
             if not measured:
-                lines.append(f"- NOT MEASURED: {row_name(row)} {dtype} time against {BASELINE} ({listing})")
+                lines.append(f"- NOT MEASURED: {row_name(row)} {name} time against {BASELINE} ({listing})")
                 continue
             worst = max(measured, key=measured.get)
             verdict = "PASS" if measured[worst] <= RATIO_TARGET else "MISS"
             partial = "" if len(measured) == len(ratios) else " measured"
             lines.append(
-                f"- {verdict}: {row_name(row)} {dtype} time <= {RATIO_TARGET:g}x {BASELINE} on every{partial} input "
+                f"- {verdict}: {row_name(row)} {name} time <= {RATIO_TARGET:g}x {BASELINE} on every{partial} input "
                 f"(worst {measured[worst]:.2f}x at {worst}; {listing})"
             )
     return lines
@@ -483,6 +469,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per input (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per input before timing")
     parser.add_argument("--presets", nargs="+", default=["reference", "default"], help="fused presets to measure")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=CPU_PRECISIONS,
+                        help="precisions to measure, each in its own columns; auto resolves as the CLI does")
     parser.add_argument("--int8-presets", nargs="*", default=["default"],
                         help="presets also measured with dynamic int8 Linear layers (none: leave empty)")  # fmt: skip
     parser.add_argument("--attention-fix-presets", nargs="*", default=[],
@@ -502,6 +490,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.seconds) <= 0 or args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 0:
         parser.error("--seconds must be > 0, --repeats and --threads >= 1, --warmup and --batch-size >= 0")
+    args.precisions = list(dict.fromkeys(args.precisions))
+    if args.int8_presets and "fp32" not in args.precisions:
+        parser.error("--int8-presets runs in the fp32 columns: add fp32 to --precisions or leave --int8-presets empty")
     if args.max_run_seconds <= 0:
         parser.error("--max-run-seconds must be > 0")
     if args.batch_size and not 0 < args.batch_seconds[0] <= args.batch_seconds[1]:
@@ -517,14 +508,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
-        print(RESULT_PREFIX + json.dumps(run_worker(json.loads(sys.argv[2]))), flush=True)
+    if serve_worker(run_worker):
         return
     args = parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    peaks = {name: matmul_peak_gflops(dtype, args.peak_size) for name, dtype in DTYPES.items()}
-    print(f"matmul peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
+    precisions = resolve_all(args.precisions)
+    names = dict.fromkeys(p.name for p in precisions.values())
+    peaks = {name: matmul_peak_gflops(PRECISION_DTYPES[name], args.peak_size) for name in names}
+    print("matmul peaks: " + ", ".join(f"{name} {peak:.0f} GFLOP/s" for name, peak in peaks.items()), flush=True)
 
     keys = ("seconds", "batch_size", "batch_seconds", "repeats", "warmup", "threads", "max_run_seconds")
     common = {key: getattr(args, key) for key in keys}
@@ -535,14 +527,14 @@ def main() -> None:
     results, failures = {}, []
     for row in rows:
         results[row] = {}
-        dtypes = ["fp32"] if row.startswith("int8:") else list(DTYPES)
+        dtypes = ["fp32"] if row.startswith("int8:") else args.precisions
         for dtype in dtypes:
-            # FLOPs are counted once per row, in its fp32 process (the int8 row reuses its preset's count if measured).
+            # FLOPs (at fp32) are counted once per row, in its first process (the int8 row reuses its preset's count).
             reuse = row.startswith("int8:") and "flops" in results.get(f"preset:{row[5:]}", {})
-            job = {**common, "row": row, "dtype": dtype, "count_flops": dtype == "fp32" and not reuse}
+            job = {**common, "row": row, "precision": dtype, "count_flops": dtype == dtypes[0] and not reuse}
             start = time.perf_counter()
             try:
-                results[row][dtype] = run_job(job, label=f"{row} {dtype}")
+                results[row][dtype] = run_job(job, __file__, label=f"{row} {dtype}")
             except RuntimeError as error:  # recorded and reported; the other rows still run
                 results[row][dtype] = {"error": str(error)}
                 failures.append((row, dtype, str(error)))
@@ -556,7 +548,7 @@ def main() -> None:
                 print("warning: could not reset the peak RSS; peaks include model loading", flush=True)
             print(f"measured {row} {dtype} in {time.perf_counter() - start:.0f} s", flush=True)
 
-    report = build_report(args, rows, results, peaks, (load_before, os.getloadavg()[0]))
+    report = build_report(args, precisions, rows, results, peaks, (load_before, os.getloadavg()[0]))
     if failures:
         report += "\nFailed runs (their cells read `failed`):\n" + "\n".join(
             f"- {row_name(row)} {dtype}: {last_line(error)}" for row, dtype, error in failures

@@ -4,13 +4,14 @@ The `reference` preset (random weights) embeds 1, 5 and 10 minutes of seeded noi
 `model.get_embeddings(input_values, chunk_seconds=...)`, each case in a fresh subprocess:
 
     python benchmarks/bench_long_audio.py [--minutes 1 5 10] [--chunk-seconds 20] [--unchunked-minutes 1 5 10] \
-        [--preset reference] [--dtype fp32|bf16] [--chunk-batch-size N] [--threads 2] [--markdown-out table.md]
+        [--preset reference] [--precision auto|fp32|bf16] [--chunk-batch-size N] [--threads 2] [--markdown-out table.md]
 
 Per case: the RSS once the model and the audio are loaded, the peak RSS during embedding (Linux `clear_refs` resets
 the high-water mark after loading, so the peak is that of the embedding alone plus what was already resident), and
 the wall time. Unchunked cases (`chunk_seconds=0`) whose attention matrices alone would not fit in the available
 memory are not run; the table says so and why. `--chunk-batch-size` calls `model.embed(..., chunk_batch_size=N)`
-(same computation, N windows per forward) instead of `get_embeddings`' default of 8.
+(same computation, N windows per forward) instead of `get_embeddings`' default of 8. `--precision auto` (the default,
+as the CLI) is bf16 autocast only where the CPU runs bf16 natively, else fp32; the caption says what it became.
 
 Checks: the peak RSS above the loaded model stays under 3 GB for every chunked case, and the chunked time is
 roughly linear in length (seconds per audio minute within a factor 1.5 of each other).
@@ -19,8 +20,6 @@ roughly linear in length (seconds per audio minute within a factor 1.5 of each o
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import sys
 import time
@@ -28,24 +27,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench_inference import (
-    RESULT_PREFIX,
-    WORKER_FLAG,
-    current_rss_bytes,
-    machine_caption,
-    markdown_table,
-    peak_rss_bytes,
-    release_freed_memory,
-    reset_peak_rss,
-    run_job,
-)
+from bench_inference import current_rss_bytes, peak_rss_bytes, release_freed_memory, reset_peak_rss
+from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_note, run_job, serve_worker
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
 
 
 SAMPLING_RATE = 16000
 PEAK_ABOVE_MODEL_LIMIT_GB = 3.0
 LINEARITY_LIMIT = 1.5  # max / min seconds per audio minute over the chunked cases
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Eager WavLM attention keeps a few (heads, frames, frames) fp32 matrices alive at once: attention weights,
 # position bias, gated bias, softmax. 3 is a floor, not a ceiling.
 LIVE_ATTENTION_MATRICES = 3
@@ -83,9 +73,8 @@ def run_worker(job: dict) -> dict:
     model = WavLMRawNetForXVector(config).eval()
     samples = int(round(job["minutes"] * 60 * SAMPLING_RATE))
     waveform = torch.randn(1, samples, generator=torch.Generator().manual_seed(0))  # zero mean, unit variance
-    dtype = DTYPES[job["dtype"]]
-    autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:  # warm-up: one window, so one-off start-up costs are not timed
+    precision = resolve_precision(job["precision"])
+    with torch.inference_mode(), precision.autocast():  # warm-up: one window, so one-off start-up costs are not timed
         model(waveform[:, : int(job["warmup_seconds"] * SAMPLING_RATE)])
     forward_batches = []
     model.register_forward_pre_hook(lambda module, args, kwargs: forward_batches.append(len(args[0])), with_kwargs=True)
@@ -94,7 +83,7 @@ def run_worker(job: dict) -> dict:
     rss_loaded = current_rss_bytes()
     peak_reset = reset_peak_rss()
     start = time.perf_counter()
-    with autocast:
+    with precision.autocast():
         if job["chunk_batch_size"] and job["chunk_seconds"]:
             with torch.inference_mode():
                 embedding = model.embed(waveform, chunk_seconds=job["chunk_seconds"],
@@ -124,7 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--unchunked-minutes", type=float, nargs="*", default=[1.0, 5.0, 10.0],
                         help="lengths also tried without chunking (skipped where they cannot fit in memory)")
     parser.add_argument("--preset", default="reference", help="model preset (random weights)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="fp32, or bf16 CPU autocast")
+    parser.add_argument("--precision", "--dtype", choices=CPU_PRECISIONS, default="auto",
+                        help="fp32, bf16 CPU autocast, or auto: bf16 where the CPU runs it natively, else fp32")
     parser.add_argument("--chunk-batch-size", type=int, default=None,
                         help="windows per forward (model.embed); default: get_embeddings' own (8)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
@@ -148,13 +138,13 @@ def gigabytes(value: int) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
-        print(RESULT_PREFIX + json.dumps(run_worker(json.loads(sys.argv[2]))), flush=True)
+    if serve_worker(run_worker):
         return
     args = parse_args()
     config = WavLMRawNetConfig.from_preset(args.preset)
     warmup_seconds = min(args.chunk_seconds, 60 * min(args.minutes + args.unchunked_minutes))
-    common = {"preset": args.preset, "dtype": args.dtype, "threads": args.threads,
+    precision = resolve_precision(args.precision)  # as each worker resolves it (same machine and environment)
+    common = {"preset": args.preset, "precision": args.precision, "threads": args.threads,
               "chunk_batch_size": args.chunk_batch_size, "warmup_seconds": warmup_seconds}  # fmt: skip
     cases = [(minutes, args.chunk_seconds) for minutes in sorted(args.minutes)]
     cases += [(minutes, 0.0) for minutes in sorted(args.unchunked_minutes)]
@@ -175,7 +165,7 @@ def main() -> None:
                 print(f"skipped {label} unchunked: needs > {needed / 1e9:.0f} GB", flush=True)
                 continue
         try:
-            result = run_job({**common, "minutes": minutes, "chunk_seconds": chunk_seconds}, script=__file__)
+            result = run_job({**common, "minutes": minutes, "chunk_seconds": chunk_seconds}, __file__)
         except RuntimeError as error:  # recorded and reported; the other cases still run
             reason = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
             rows.append([label, how, "-", "-", "-", "-", "-", "-", f"failed: {reason}"])
@@ -196,8 +186,8 @@ def main() -> None:
 
     batch = f"model.embed(chunk_batch_size={args.chunk_batch_size})" if args.chunk_batch_size else "get_embeddings"
     caption = (
-        f"{machine_caption(args.threads)}. `{args.preset}` preset, random weights, {args.dtype}, batch 1, via "
-        f"`{batch}`; windows overlap {config.chunk_overlap_seconds:g} s. Each case in a fresh process, timed after "
+        f"{machine_caption(args.threads)}. `{args.preset}` preset, random weights, {precision_note(precision)}, "
+        f"batch 1, via `{batch}`; windows overlap {config.chunk_overlap_seconds:g} s. Each case in a fresh process, timed after "
         "one untimed warm-up forward on a single window; "
         + ("peak RSS counts from the loaded model on. " if peak_reset else
            "the peak RSS could not be reset after loading, so it includes model loading. ")

@@ -24,14 +24,13 @@ import os
 import statistics
 import time
 import warnings
-from datetime import date
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import WavLMConfig, WavLMForXVector
 
-from bench_inference import cpu_name
+from common import machine_caption, markdown_table
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
 
@@ -183,11 +182,6 @@ def rawnet_breakdown(spec: str, inputs: dict, repeats: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------- reporting
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
-
-
 def main_table(results: list[dict], baseline: dict, baseline_times: list[float], seconds: float) -> str:
     header = [
         "model", "params WavLM (M)", "params RawNet (M)", "params fusion+head (M)", "params total (M)",
@@ -252,8 +246,7 @@ def main() -> None:
         print(f"measured {spec}: ratio {statistics.median(results[-1]['ratios']):.2f}", flush=True)
     baseline = results[0].pop("baseline")
     caption = (
-        f"{date.today()}, {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, fp32, batch 1, {args.seconds:g} s input, {args.repeats} timed runs "
+        f"{machine_caption()}, fp32, batch 1, {args.seconds:g} s input, {args.repeats} timed runs "
         f"per row after a warm-up, 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after. "
         "GFLOPs per second of audio from FlopCounterMode (matmul, conv, attention only). "
         f"Target: fused time <= {TARGET_RATIO}x {BASELINE}."

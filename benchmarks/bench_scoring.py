@@ -9,11 +9,11 @@ Embeddings are random, so the EER is meaningless; only the timings matter.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 
+from common import machine_caption
 from wavlmrawnet.evaluation import Trial, as_norm_scores, compute_metrics, cosine_scores
 
 NUM_FILES = 4874
@@ -64,8 +64,8 @@ def main() -> None:
         ),
     ]
     print(
-        f"{NUM_TRIALS:,} trials, {NUM_FILES:,} files, {DIM}-d embeddings; "
-        f"best of {args.repeats}; numpy {np.__version__}, {platform.processor() or platform.machine()}\n"
+        f"{machine_caption()}, numpy {np.__version__}. {NUM_TRIALS:,} trials, {NUM_FILES:,} files, {DIM}-d "
+        f"embeddings; best of {args.repeats}.\n"
     )
     print("| operation | seconds |")
     print("|---|---:|")

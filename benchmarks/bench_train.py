@@ -1,80 +1,98 @@
-"""Training throughput of a preset on this machine: samples/s, fp32 vs bf16 autocast, and peak memory.
+"""Training throughput of a preset on this machine: samples/s per precision (fp32, bf16 autocast, auto), peak memory.
 
-    python benchmarks/bench_train.py                       # tiny preset, batch 32 x 2 s, CPU
+    python benchmarks/bench_train.py                       # tiny preset, batch 32 x 2 s, CPU, fp32 and bf16
+    python benchmarks/bench_train.py --dtypes auto fp32    # what "auto" costs against forced fp32
     python benchmarks/bench_train.py --preset default --batch-size 32 --seconds 3 --device cuda --checkpointing
 
-Each setting runs in its own process, so peak memory (RSS on CPU, max allocated on CUDA) is its own.
-Steps are full optimiser steps (forward, AM-Softmax loss, backward, AdamW) on random audio after warm-up steps.
+Each setting runs in its own process, so peak memory (RSS on CPU, max allocated on CUDA) is its own, and the
+precision is resolved there (`resolve_precision(..., training=True)`; "auto" is bf16 only where the hardware runs it
+natively). Steps are full optimiser steps (forward, AM-Softmax loss, backward, AdamW) on random audio after warm-up
+steps. The last column is the step time against the fp32 row of the same setting (else its first row).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import resource
-import subprocess
-import sys
 import time
 
-
-def device_type(device: str) -> str:
-    return device.split(":")[0]
+from common import PRECISIONS, machine_caption, markdown_table, precision_label, precision_note, run_job, serve_worker
 
 
-def measure(args) -> dict:
+def measure(job: dict) -> dict:
     import torch
 
     from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
     from wavlmrawnet.cpu_malloc import keep_freed_memory
+    from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.malloc == "keep" and device_type(args.device) == "cpu":
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    if job["malloc"] == "keep" and device.type == "cpu":
         keep_freed_memory()  # as train.py does on CPU
+    precision = resolve_precision(job["dtype"], device, training=True)
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    config = WavLMRawNetConfig.from_preset(args.preset, num_labels=1000, wavlm_config={"mask_time_prob": 0.0})
+    config = WavLMRawNetConfig.from_preset(job["preset"], num_labels=1000, wavlm_config={"mask_time_prob": 0.0})
     model = WavLMRawNetForXVector(config).to(device).train()
     model.freeze_feature_encoder()
-    if args.checkpointing:
+    if job["checkpointing"]:
         model.activation_checkpointing_enable()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    audio = torch.randn(args.batch_size, int(args.seconds * 16000), device=device)
-    labels = torch.randint(0, 1000, (args.batch_size,), device=device)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    audio = torch.randn(job["batch_size"], int(job["seconds"] * 16000), device=device)
+    labels = torch.randint(0, 1000, (job["batch_size"],), device=device)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is not None):
+        with precision.autocast():
             loss = model(audio, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(args.warmup):
+    for _ in range(job["warmup"]):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(job["steps"]):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / args.steps
+    seconds = (time.perf_counter() - start) / job["steps"]
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {
-        "preset": args.preset, "dtype": args.dtype, "checkpointing": args.checkpointing,
-        "batch": args.batch_size, "seconds": args.seconds, "steps_per_s": 1 / seconds,
-        "samples_per_s": args.batch_size / seconds, "peak_gb": peak / 1e9,
+        **job, "precision": precision_label(precision), "note": precision_note(precision), "step_seconds": seconds,
+        "samples_per_s": job["batch_size"] / seconds, "peak_gb": peak / 1e9,
         "peak_kind": "GPU max allocated" if device.type == "cuda" else "process RSS",
-        "threads": torch.get_num_threads(), "malloc": args.malloc,
-    }
+        "machine": machine_caption(),
+    }  # fmt: skip
+
+
+def report(rows: list[dict], args) -> str:
+    header = ["precision", "checkpointing", "glibc malloc", "steps/s", "samples/s", "peak memory", "",
+              "step time / fp32"]  # fmt: skip
+    cells = []
+    for row in rows:
+        group = [r for r in rows if (r["checkpointing"], r["malloc"]) == (row["checkpointing"], row["malloc"])]
+        reference = next((r for r in group if r["dtype"] == "fp32"), group[0])
+        ratio = f"{row['step_seconds'] / reference['step_seconds']:.2f}"
+        cells.append([
+            row["precision"], "yes" if row["checkpointing"] else "no",
+            "keeps freed memory" if row["malloc"] == "keep" else "default", f"{1 / row['step_seconds']:.3f}",
+            f"{row['samples_per_s']:.1f}", f"{row['peak_gb']:.2f} GB", row["peak_kind"],
+            ratio if reference["dtype"] == "fp32" else f"{ratio} (vs {reference['precision']})",
+        ])  # fmt: skip
+    caption = (f"# Training throughput, {rows[0]['machine']}, {args.device}, preset {args.preset}, "
+               f"batch {args.batch_size} x {args.seconds} s, {args.steps} steps after {args.warmup} warm-up")
+    notes = "Precisions: " + "; ".join(dict.fromkeys(row["note"] for row in rows)) + "."
+    return "\n".join([caption, "", markdown_table(header, cells), "", notes]) + "\n"
 
 
 def main() -> None:
+    if serve_worker(measure):
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -83,46 +101,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--dtypes", "--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
+                        help="precisions to compare; auto resolves as train.py does")
     parser.add_argument("--checkpointing", action="store_true", help="also measure with activation checkpointing")
     parser.add_argument("--malloc", nargs="+", default=["keep"], choices=["keep", "default"],
                         help="CPU: glibc malloc keeping freed memory (keep_freed_memory(), as train.py does) and/or "
                              "glibc's default")
-    parser.add_argument("--dtype", help=argparse.SUPPRESS)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        args.malloc = args.malloc[0]
-        print(json.dumps(measure(args)))
-        return
 
+    keys = ("preset", "batch_size", "seconds", "steps", "warmup", "device", "threads")
+    common = {key: getattr(args, key) for key in keys}
     rows = []
-    settings = [(checkpointing, malloc, dtype) for checkpointing in ([False, True] if args.checkpointing else [False])
-                for malloc in args.malloc for dtype in args.dtypes]
-    for checkpointing, malloc, dtype in settings:
-        command = [sys.executable, __file__, "--child", "--dtype", dtype, "--preset", args.preset, "--malloc", malloc,
-                   "--batch-size", str(args.batch_size), "--seconds", str(args.seconds),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
-        if args.threads:
-            command += ["--threads", str(args.threads)]
-        if checkpointing:
-            command.append("--checkpointing")
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
-
-    print(f"# Training throughput, {datetime.date.today()}, {platform.machine()} {args.device}, "
-          f"{rows[0]['threads']} threads, preset {args.preset}, batch {args.batch_size} x {args.seconds} s\n")
-    print("| dtype | checkpointing | glibc malloc | steps/s | samples/s | peak memory | |")
-    print("| --- | --- | --- | ---: | ---: | ---: | --- |")
-    for row in rows:
-        malloc = "keeps freed memory" if row["malloc"] == "keep" else "default"
-        print(f"| {row['dtype']} | {'yes' if row['checkpointing'] else 'no'} | {malloc} | {row['steps_per_s']:.3f} | "
-              f"{row['samples_per_s']:.1f} | {row['peak_gb']:.2f} GB | {row['peak_kind']} |")
-    by_setting = {(r["checkpointing"], r["malloc"], r["dtype"]): r["samples_per_s"] for r in rows}
-    for (checkpointing, malloc, dtype), speed in by_setting.items():
-        if dtype == "bf16" and (checkpointing, malloc, "fp32") in by_setting:
-            print(f"\nbf16 / fp32 speed-up (malloc {malloc}, checkpointing {checkpointing}): "
-                  f"{speed / by_setting[(checkpointing, malloc, 'fp32')]:.2f}x")
+    for checkpointing in [False, True] if args.checkpointing else [False]:
+        for malloc in args.malloc:
+            for dtype in dict.fromkeys(args.dtypes):
+                job = {**common, "checkpointing": checkpointing, "malloc": malloc, "dtype": dtype}
+                rows.append(run_job(job, __file__, label=f"{dtype}, malloc {malloc}, checkpointing {checkpointing}"))
+                print(f"measured {rows[-1]['precision']}: {1 / rows[-1]['step_seconds']:.3f} steps/s", flush=True)
+    print("\n" + report(rows, args))
 
 
 if __name__ == "__main__":

@@ -99,12 +99,16 @@ def test_verify_prints_score_threshold_and_decision(saved_tiny_model, audio):
 
 def test_verify_bfloat16_matches_float32_closely(saved_tiny_model, audio):
     scores = []
-    for dtype in ("float32", "bfloat16"):
+    for dtype, shown in (("float32", "precision: fp32"), ("bf16", "precision: bf16"), ("auto", "precision: ")):
         result = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_8k"], "--json",
                      "--dtype", dtype, "--device", "cpu")
         assert result.returncode == 0, result.stderr
+        assert shown in result.stderr, "the resolved precision and its reason are printed"
         scores.append(json.loads(result.stdout)["score"])
-    assert abs(scores[0] - scores[1]) < 0.05
+    assert abs(scores[0] - scores[1]) < 0.05 and abs(scores[0] - scores[2]) < 0.05
+    fp16 = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_8k"], "--dtype", "fp16",
+               "--device", "cpu")
+    assert fp16.returncode == 1 and "fp16 is for CUDA" in fp16.stderr
 
 
 def test_verify_bad_input_fails_clearly(saved_tiny_model, audio):

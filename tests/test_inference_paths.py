@@ -43,15 +43,20 @@ def test_embed_files_bf16_is_close_to_fp32(tiny_model, tmp_path):
              for i, seconds in enumerate([1.0, 1.7, 2.5, 5.0])]  # fmt: skip
     extractor = WavLMRawNetFeatureExtractor()
     results = {
-        dtype: embed_files(tiny_model, extractor, paths, batch_size=2, chunk_seconds=3.0, dtype=dtype, progress=False)
-        for dtype in (torch.float32, torch.bfloat16)
-    }
-    for result in results.values():
-        assert result.failures == {} and result.computed == len(paths)
-    fp32 = np.stack([results[torch.float32].embeddings[p] for p in paths])
-    bf16 = np.stack([results[torch.bfloat16].embeddings[p] for p in paths])
+        name: embed_files(tiny_model, extractor, paths, batch_size=2, chunk_seconds=3.0, precision=name,
+                          progress=False, cache_dir=tmp_path / "cache")
+        for name in ("fp32", "bf16")
+    }  # fmt: skip
+    for name, result in results.items():
+        assert result.failures == {} and result.computed == len(paths), "each precision has its own cache"
+        assert result.precision.name == name
+    assert sorted(p.name.split("-")[-1] for p in (tmp_path / "cache").iterdir()) == [
+        "bf16.safetensors", "fp32.safetensors",
+    ]
+    fp32 = np.stack([results["fp32"].embeddings[p] for p in paths])
+    bf16 = np.stack([results["bf16"].embeddings[p] for p in paths])
     assert_unit_rows(bf16)
-    assert not np.array_equal(bf16, fp32), "dtype=torch.bfloat16 was ignored"
+    assert not np.array_equal(bf16, fp32), "precision='bf16' was ignored"
     cosine = (bf16 * fp32).sum(axis=1)
     assert cosine.min() > 0.9, f"bf16 vs fp32 cosine per file {cosine.tolist()}"
 
@@ -62,7 +67,7 @@ PIPELINE_SCRIPT = textwrap.dedent(
     from transformers import pipeline
 
     folder, path = sys.argv[1], sys.argv[2]
-    embed = pipeline("feature-extraction", model=folder, trust_remote_code=True)
+    embed = pipeline("feature-extraction", model=folder, trust_remote_code=True, precision="fp32")  # exact
     print("RESULT" + json.dumps({
         "module": type(embed.model).__module__,
         "chunked": embed(path, chunk_seconds=3.0).tolist(),

@@ -45,14 +45,18 @@ REMOTE_SCRIPT = textwrap.dedent(
             name: model(**extractor(path, return_tensors="pt")).embeddings[0].tolist() for name, path in files.items()
         }
 
-    embed = pipeline("feature-extraction", model=folder, trust_remote_code=True)
+    embed = pipeline("feature-extraction", model=folder, trust_remote_code=True, precision="fp32")  # exact
     names = list(files)
     result["pipeline_paths"] = {n: e.tolist() for n, e in zip(names, embed([files[n] for n in names], batch_size=2))}
     audio, rate = sf.read(files["stereo_44k"], dtype="float32")
     result["pipeline_array"] = embed(audio.T, sampling_rate=rate).tolist()
     result["pipeline_dict"] = embed({"array": audio.T, "sampling_rate": rate}).tolist()
 
-    verify = pipeline("speaker-verification", model=folder, trust_remote_code=True)
+    auto = pipeline("feature-extraction", model=folder, trust_remote_code=True)  # precision "auto"
+    result["pipeline_auto"] = auto(files["mono_16k"]).tolist()
+    result["auto_precision"] = auto.resolved_precision().to_dict()
+
+    verify = pipeline("speaker-verification", model=folder, trust_remote_code=True, precision="fp32")
     result["verify_one"] = verify((files["mono_16k"], files["mono_8k"]))
     result["verify_many"] = verify([(files["mono_16k"], files["mono_16k"]), (files["stereo_16k"], files["mono_8k"])])
     print("RESULT" + json.dumps(result))
@@ -108,6 +112,11 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
     same, other = result["verify_many"]
     assert abs(same["score"] - 1.0) < 1e-5 and same["same_speaker"] is True
     assert abs(other["score"] - float(unit["stereo_16k"] @ unit["mono_8k"])) < 1e-5
+
+    # The default precision follows the hardware, says why, and stays close to fp32.
+    auto = result["auto_precision"]
+    assert auto["requested"] == "auto" and auto["precision"] in ("fp32", "bf16") and "cores" in auto["reason"]
+    assert float(np.dot(result["pipeline_auto"], unit["mono_16k"])) > 0.999
 
 
 def test_local_pipelines_and_threshold_override(saved_tiny_model, wav_files):

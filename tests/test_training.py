@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -51,8 +52,8 @@ def write_config(folder: Path, corpus: Path, **training) -> Path:
     return path
 
 
-def run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+def run(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     completed = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     return completed
@@ -63,12 +64,14 @@ def train_command(config: Path, *extra: str) -> list[str]:
 
 
 def test_train_end_to_end_writes_a_loadable_final_model(tmp_path, corpus):
-    config = write_config(tmp_path, corpus, test_before_training=True)
-    completed = run(train_command(config), tmp_path)
+    config = write_config(tmp_path, corpus, test_before_training=True, mixed_precision="bf16")
+    completed = run(train_command(config, "--mixed-precision", "no"), tmp_path)
     run_dir = tmp_path / "run"
     summary = json.loads(completed.stdout[completed.stdout.index("{"):])
     assert summary["steps"] == 8 and summary["test"]["num_trials"] == 16
     assert "untrained_test" in summary
+    assert summary["training_precision"]["precision"] == "fp32", "--mixed-precision no overrides the YAML's bf16"
+    assert "training precision: fp32 (asked for" in completed.stderr
 
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {"train/loss", "train/lr_new"} <= set(metrics[0])
@@ -78,12 +81,17 @@ def test_train_end_to_end_writes_a_loadable_final_model(tmp_path, corpus):
 
     final = run_dir / "final"
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "modeling_wavlmrawnet.py",
-                 "train_config.yaml", "test_results.json", "test_det.png", "test_scores.png"):
+                 "train_config.yaml", "run_info.json", "test_results.json", "test_det.png", "test_scores.png"):
         assert (final / name).exists(), name
+    run_info = json.loads((final / "run_info.json").read_text())
+    assert run_info["training_precision"]["precision"] == "fp32" and "cores" in run_info["hardware"]
+    card = (final / "README.md").read_text()
+    assert "| mixed precision | no → fp32 (asked for;" in card and "| training hardware | " in card
     config_json = json.loads((final / "config.json").read_text())
     assert len(config_json["id2label"]) == 4, "4 of the 6 speakers train; 2 are held out for validation"
     results = json.loads((final / "test_results.json").read_text())
     assert results["num_trials"] == 16 and 0 <= results["eer_percent"] <= 100
+    assert results["dtype"] == "fp32" and results["precision_reason"].startswith("asked for")
     # The threshold comes from the validation EER of the best checkpoint.
     assert config_json["verification_threshold"] != 0.5
 
@@ -127,13 +135,21 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, corpus):
 
 
 def test_two_process_ddp_keeps_replicas_identical_on_different_batches(tmp_path, corpus):
-    config = write_config(tmp_path, corpus, max_steps=4, eval_every=4, checkpoint_every=4)
+    config = write_config(tmp_path, corpus, max_steps=4, eval_every=4, checkpoint_every=4)  # precision: auto
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
         str(REPO / "train.py"), "--config", str(config), "--record-batches",
     ]
-    run(command, tmp_path)
+    # On x86, kernels capped at AVX2 as on a CPU without native bf16: auto must train in fp32 on both ranks.
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    avx2_only = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"} if x86 else {}
+    completed = run(command, tmp_path, env=avx2_only)
     run_dir = tmp_path / "run"
+    run_info = json.loads((run_dir / "run_info.json").read_text())
+    assert run_info["num_processes"] == 2
+    if x86:
+        assert "training precision: fp32 (CPU has" in completed.stderr
+        assert run_info["training_precision"]["precision"] == "fp32"
     digests = [(run_dir / f"param_digest.rank{r}.txt").read_text() for r in (0, 1)]
     assert digests[0] == digests[1], "both replicas end with identical parameters"
     seen = []

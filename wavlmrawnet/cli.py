@@ -21,8 +21,9 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, ...)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to run (auto: cuda if available, else cpu)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                        help="bfloat16 runs under autocast (AMX on recent Intel CPUs, tensor cores on GPUs)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "float32", "bfloat16"],
+                        help="auto (default): bf16 autocast where the hardware runs it natively (AMX or AVX512-BF16 "
+                             "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
     parser.add_argument("--chunk-seconds", type=float,
@@ -33,7 +34,7 @@ def load(args):
     import torch
 
     from .cpu_malloc import keep_freed_memory
-    from .modeling_wavlmrawnet import WavLMRawNetForXVector
+    from .modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
     from .processing_wavlmrawnet import WavLMRawNetFeatureExtractor
 
     if args.threads:
@@ -44,6 +45,8 @@ def load(args):
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
+    precision = resolve_precision(args.dtype, device)
+    print(precision, file=sys.stderr)
     if device == "cpu":
         keep_freed_memory()  # large activations reuse the heap instead of faulting in fresh pages per forward
     model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
@@ -51,8 +54,7 @@ def load(args):
         extractor = WavLMRawNetFeatureExtractor.from_pretrained(model_dir)
     else:
         extractor = model.default_feature_extractor()
-    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    return model, extractor, dtype
+    return model, extractor, precision
 
 
 def collect_audio(inputs: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -93,9 +95,9 @@ def cmd_embed(args) -> int:
     if out.suffix not in (".safetensors", ".npy"):
         raise SystemExit("error: --out must end in .safetensors or .npy")
     files, failures = collect_audio(args.inputs)
-    model, extractor, dtype = load(args)
+    model, extractor, precision = load(args)
     result = embed_files(model, extractor, files, batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
-                         dtype=dtype, progress=not args.quiet)
+                         precision=precision, progress=not args.quiet)
     failures.update(result.failures)
     done = [p for p in files if p in result.embeddings]
     if done:
@@ -114,8 +116,8 @@ def cmd_verify(args) -> int:
     from .evaluation.embedding import embed_files
 
     files, failures = collect_audio([args.enroll, args.test])
-    model, extractor, dtype = load(args)
-    result = embed_files(model, extractor, files, chunk_seconds=args.chunk_seconds, dtype=dtype, progress=False)
+    model, extractor, precision = load(args)
+    result = embed_files(model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False)
     failures.update(result.failures)
     if failures:
         report_failures(failures)
@@ -139,10 +141,10 @@ def cmd_score(args) -> int:
     if failures:
         report_failures(failures)
         return EXIT_FAILED_INPUTS
-    model, extractor, dtype = load(args)
+    model, extractor, precision = load(args)
     results = evaluate_trial_list(
         model, extractor, args.trials, root=args.root, output_dir=args.output_dir, cohort_paths=cohort,
-        top_n=args.top_n, batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, dtype=dtype,
+        top_n=args.top_n, batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, precision=precision,
         cache_dir=args.cache_dir, name=args.name,
         extra={"dataset_name": args.dataset_name} if args.dataset_name else None,
     )

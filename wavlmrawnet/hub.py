@@ -7,7 +7,7 @@
     push_to_hub("runs/wavlmrawnet/final", "you/wavlmrawnet-vox1")             # `hf auth login` first, or token=...
 
 What goes up (`upload_file_list`): the weights, config.json, preprocessor_config.json, the remote-code .py files,
-the README.md card, the PNG plots, the results JSON(s) and train_config.yaml, all from the folder's top level.
+the README.md card, the PNG plots, the results JSON(s), train_config.yaml and run_info.json, all from the folder's top level.
 Training checkpoints, caches, sub-folders and hidden files stay behind. The folder is never modified.
 """
 
@@ -47,7 +47,8 @@ REMOTE_CODE_FILES = (
 )
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, "README.md")
 UPLOADED_NAMES = {
-    "config.json", "preprocessor_config.json", "README.md", "train_config.yaml", "model.safetensors.index.json",
+    "config.json", "preprocessor_config.json", "README.md", "train_config.yaml", "run_info.json",
+    "model.safetensors.index.json",
 }
 DEFAULT_COMMIT_MESSAGE = "Upload WavLMRawNet speaker-verification model"
 # Errors that mean "the Hub could not be reached" (as opposed to the Hub answering with an error).
@@ -74,7 +75,7 @@ def upload_file_list(model_dir: str | os.PathLike) -> list[str]:
 
     Only top-level regular files are considered: weights (`model.safetensors` or its shards and index),
     `config.json`, `preprocessor_config.json`, `*.py` (the remote code), `README.md`, `*.png`, `*_results.json`
-    and `train_config.yaml`. Sub-folders (checkpoints, caches, `__pycache__`) and hidden files are left out.
+    `train_config.yaml` and `run_info.json`. Sub-folders (checkpoints, caches, `__pycache__`) and hidden files are left out.
     """
     folder = Path(model_dir)
     if not folder.is_dir():

@@ -13,6 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Pipeline
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 def _as_audio_dict(audio: Any, sampling_rate: int | None) -> Any:
@@ -27,7 +31,8 @@ class SpeakerEmbeddingPipeline(Pipeline):
 
     Inputs: a path, a numpy array (pass `sampling_rate=`), a `{"array", "sampling_rate"}` dict, or a list of these.
     Options: `sampling_rate`, `normalize` (default True), `chunk_seconds` (long-audio window; default from the
-    config, 0 = off), `batch_size`.
+    config, 0 = off), `batch_size`, `precision` ("auto" by default: bf16 autocast where the hardware runs bf16
+    natively, else fp32; or "fp32", "bf16", "fp16"), given to `pipeline(...)` or to each call.
     """
 
     _load_processor = False
@@ -35,9 +40,11 @@ class SpeakerEmbeddingPipeline(Pipeline):
     _load_feature_extractor = True
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, sampling_rate=None, normalize=None, chunk_seconds=None, **kwargs):
+    def _sanitize_parameters(self, sampling_rate=None, normalize=None, chunk_seconds=None, precision=None, **kwargs):
         preprocess_params = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
         forward_params = {} if chunk_seconds is None else {"chunk_seconds": chunk_seconds}
+        if precision is not None:
+            forward_params["precision"] = precision
         postprocess_params = {} if normalize is None else {"normalize": normalize}
         return preprocess_params, forward_params, postprocess_params
 
@@ -52,9 +59,18 @@ class SpeakerEmbeddingPipeline(Pipeline):
         )
         return {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
 
-    def _forward(self, model_inputs, chunk_seconds=None):
+    def _forward(self, model_inputs, chunk_seconds=None, precision="auto"):
         # Long recordings are embedded in bounded windows (config.chunk_seconds unless `chunk_seconds=` is given).
-        return {"embeddings": self.model.embed(**model_inputs, chunk_seconds=chunk_seconds)}
+        with self.resolved_precision(precision).autocast():
+            return {"embeddings": self.model.embed(**model_inputs, chunk_seconds=chunk_seconds)}
+
+    def resolved_precision(self, requested: str = "auto"):
+        """The model's `Precision` for `requested` on its device, resolved (and logged) once per pipeline."""
+        resolved = self.__dict__.setdefault("_resolved_precisions", {})
+        if requested not in resolved:
+            resolved[requested] = self.model.precision(requested)
+            logger.info(str(resolved[requested]))
+        return resolved[requested]
 
     def postprocess(self, model_outputs, normalize=True):
         embedding = model_outputs["embeddings"][0].float()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +14,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..modeling_wavlmrawnet import Precision, resolve_precision
 from ..processing_wavlmrawnet import AudioDecodingError, audio_duration, load_audio
 
 
@@ -25,6 +25,7 @@ class EmbeddingResult:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     computed: int = 0  # files run through the model in this call (the rest came from the cache)
+    precision: Precision | None = None  # the precision the embeddings were computed in
 
     def raise_for_failures(self) -> None:
         if self.failures:
@@ -47,10 +48,8 @@ def _file_key(path: str) -> str:
     return hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def _resolve(model, precision: str | Precision) -> Precision:
+    return precision if isinstance(precision, Precision) else resolve_precision(precision, next(model.parameters()).device)
 
 
 def embed_files(
@@ -60,21 +59,22 @@ def embed_files(
     batch_size: int = 8,
     max_batch_seconds: float = 120.0,
     chunk_seconds: float | None = None,
-    dtype: torch.dtype = torch.float32,
+    precision: str | Precision = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> EmbeddingResult:
     """Embeds each unique path once, longest first, in batches of similar length (minimal padding).
 
     A file that cannot be read or is invalid (empty, NaN, too short) is recorded in `failures` with its reason;
-    nothing is skipped silently. With `cache_dir`, embeddings are stored in `<cache_dir>/<model fingerprint>.safetensors`
-    keyed by path, size and modification time, and reused on the next call.
+    nothing is skipped silently. `precision` is "auto" (bf16 where the hardware runs it natively, else fp32), "fp32",
+    "bf16" or a resolved [`Precision`]. With `cache_dir`, embeddings are stored in
+    `<cache_dir>/<model fingerprint>-<precision>.safetensors` keyed by path, size and modification time, and reused.
     """
     unique = list(dict.fromkeys(os.fspath(p) for p in paths))
-    result = EmbeddingResult()
+    result = EmbeddingResult(precision=_resolve(model, precision))
     cache_file, cache = None, {}
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{model_fingerprint(model)}.safetensors"
+        cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}.safetensors"
         if cache_file.exists():
             cache = load_file(cache_file)
     todo = []
@@ -121,7 +121,7 @@ def embed_files(
                 kept.append((path, key))
             if kept:
                 inputs = feature_extractor(waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
-                with torch.inference_mode(), _autocast(device, dtype):
+                with torch.inference_mode(), result.precision.autocast():
                     embeddings = model.embed(
                         inputs["input_values"].to(device), inputs["attention_mask"].to(device), chunk_seconds
                     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..modeling_wavlmrawnet import Precision, describe_cpu
 from .embedding import embed_files
 from .metrics import compute_metrics, write_results_json
 from .plots import plot_det_curve, plot_score_histograms
@@ -19,10 +19,10 @@ from .trials import read_trials, unique_paths
 
 
 def hardware_description(device: torch.device | str = "cpu") -> str:
+    """The GPU's name, or the CPU's model, cores and bf16-relevant flags; with the torch version."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
+    return f"{where}; torch {torch.__version__}"
 
 
 def evaluate_trial_list(
@@ -35,7 +35,7 @@ def evaluate_trial_list(
     top_n: int = 200,
     batch_size: int = 8,
     chunk_seconds: float | None = None,
-    dtype: torch.dtype = torch.float32,
+    precision: str | Precision = "auto",
     cache_dir: str | os.PathLike | None = None,
     name: str | None = None,
     progress: bool = True,
@@ -47,14 +47,14 @@ def evaluate_trial_list(
     `RuntimeError` lists failures): no trial is ever skipped. With `cohort_paths`, scores are AS-Norm normalised
     (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`, writes `<name>_results.json`, a DET curve and
     score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are added to the results. Returns the results
-    dict (also holding the plot paths).
+    dict (also holding the plot paths). `precision` as in `embed_files`; the one used is recorded.
     """
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
     cohort_paths = list(cohort_paths or [])
     embedded = embed_files(
         model, feature_extractor, paths + cohort_paths, batch_size=batch_size, chunk_seconds=chunk_seconds,
-        dtype=dtype, cache_dir=cache_dir, progress=progress,
+        precision=precision, cache_dir=cache_dir, progress=progress,
     )
     embedded.raise_for_failures()
     cohort = np.stack([embedded.embeddings[p] for p in cohort_paths]) if cohort_paths else None
@@ -69,7 +69,8 @@ def evaluate_trial_list(
         "num_files": len(paths),
         "files_embedded_this_run": embedded.computed,
         "score_normalization": f"AS-Norm (top {top_n}, cohort {len(cohort_paths)})" if cohort_paths else "none (cosine)",
-        "dtype": str(dtype).replace("torch.", ""),
+        "dtype": embedded.precision.name,
+        "precision_reason": embedded.precision.reason,
         "date": datetime.date.today().isoformat(),
         "hardware": hardware_description(device),
         **(extra or {}),

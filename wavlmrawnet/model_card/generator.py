@@ -223,6 +223,20 @@ def _read_train_config(model_dir: Path) -> tuple[dict | None, str | None]:
     return values, text
 
 
+def _read_run_info(model_dir: Path) -> dict | None:
+    """`run_info.json` (the resolved training precision and the hardware), or None when the folder has none."""
+    path = model_dir / "run_info.json"
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        precision = info["training_precision"]
+        return {"precision": str(precision["precision"]), "reason": str(precision["reason"]),
+                "hardware": str(info["hardware"]), "num_processes": int(info["num_processes"])}  # fmt: skip
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a valid run_info.json: {error!r}") from error
+
+
 def _setting(train: dict | None, section: str, key: str) -> Any:
     return ((train or {}).get(section) or {}).get(key)
 
@@ -533,6 +547,7 @@ def _build(
         not_recorded=NOT_RECORDED,
         train=train,
         train_text=train_text,
+        run_info=_read_run_info(model_dir),
         setting=lambda section, key: _setting(train, section, key),
     )
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import soundfile as sf
 import soxr
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 from ..processing_wavlmrawnet import (
     AudioDecodingError,
@@ -189,9 +190,12 @@ def speed_perturb(waveform: np.ndarray, factor: float, sampling_rate: int) -> np
 
 
 # ---------------------------------------------------------------------------------------------------- config
-@dataclass
-class AugmentConfig:
-    """Augmentation settings (YAML-friendly). Each augmentation is off unless its folder / factors are set.
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class AugmentConfig(BaseModel):
+    """Augmentation settings (the `data.augment` section of a training config). Each augmentation is off unless its
+    folder / factors are set; values are validated on construction (unknown keys, probabilities outside [0, 1]...).
 
     Attributes:
         noise_dir: folder of noise recordings (MUSAN-style; *.wav / *.flac, searched recursively).
@@ -204,33 +208,34 @@ class AugmentConfig:
         sampling_rate: rate of the audio being augmented, in Hz.
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     noise_dir: str | None = None
-    snr_db: tuple[float, float] = (0.0, 15.0)
-    noise_prob: float = 0.5
+    snr_db: tuple[FiniteFloat, FiniteFloat] = (0.0, 15.0)
+    noise_prob: Probability = 0.5
     rir_dir: str | None = None
-    rir_prob: float = 0.5
-    speed_factors: tuple[float, ...] | None = None
-    speed_prob: float = 1.0
-    sampling_rate: int = 16000
+    rir_prob: Probability = 0.5
+    speed_factors: tuple[Annotated[FiniteFloat, Field(gt=0)], ...] | None = None
+    speed_prob: Probability = 1.0
+    sampling_rate: Annotated[int, Field(gt=0)] = 16000
+
+    @field_validator("snr_db")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"snr_db must be a (low, high) pair with low <= high, got {value}")
+        return value
 
     @classmethod
     def from_dict(cls, values: Mapping) -> AugmentConfig:
-        """Builds a config from a mapping (e.g. a YAML section); unknown keys raise a ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Builds a config from a mapping (e.g. a YAML section); unknown keys or bad values raise a ValueError."""
+        unknown = sorted(set(values) - set(cls.model_fields))
         if unknown:
-            raise ValueError(f"unknown augmentation option(s) {unknown}; known options are {sorted(known)}")
+            raise ValueError(f"unknown augmentation option(s) {unknown}; known options are {sorted(cls.model_fields)}")
         return cls(**dict(values))
 
     def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _check_probability(name: str, value: float) -> float:
-    is_number = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    if not is_number or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
+        return self.model_dump()
 
 
 class Augmenter:
@@ -261,18 +266,16 @@ class Augmenter:
         speed_prob: float = 1.0,
         sampling_rate: int = 16000,
     ):
-        self.sampling_rate = check_sampling_rate(sampling_rate)
-        snr_db = tuple(float(x) for x in snr_db)
-        if len(snr_db) != 2 or not all(np.isfinite(snr_db)) or snr_db[0] > snr_db[1]:
-            raise ValueError(f"snr_db must be a finite (low, high) pair with low <= high, got {snr_db}")
-        self.snr_db = snr_db
-        self.noise_prob = _check_probability("noise_prob", noise_prob)
-        self.rir_prob = _check_probability("rir_prob", rir_prob)
-        self.speed_prob = _check_probability("speed_prob", speed_prob)
-        self.speed_factors = tuple(float(f) for f in speed_factors or ())
-        bad_factors = [f for f in self.speed_factors if not np.isfinite(f) or f <= 0]
-        if bad_factors:
-            raise ValueError(f"speed_factors must be positive numbers, got {list(self.speed_factors)}")
+        settings = AugmentConfig(
+            noise_dir=None if noise_dir is None else os.fspath(noise_dir), snr_db=tuple(snr_db), noise_prob=noise_prob,
+            rir_dir=None if rir_dir is None else os.fspath(rir_dir), rir_prob=rir_prob,
+            speed_factors=None if speed_factors is None else tuple(speed_factors), speed_prob=speed_prob,
+            sampling_rate=sampling_rate,
+        )  # raises a ValueError naming any bad setting
+        self.sampling_rate = check_sampling_rate(settings.sampling_rate)
+        self.snr_db = settings.snr_db
+        self.noise_prob, self.rir_prob, self.speed_prob = settings.noise_prob, settings.rir_prob, settings.speed_prob
+        self.speed_factors = settings.speed_factors or ()
         self.noise_dir = os.path.abspath(noise_dir) if noise_dir is not None else None
         self.rir_dir = os.path.abspath(rir_dir) if rir_dir is not None else None
         self.noise_files = _checked_audio_files(noise_dir, "noise_dir") if noise_dir is not None else []

@@ -22,10 +22,11 @@ from ..configuration_wavlmrawnet import WavLMRawNetConfig
 from ..evaluation.runner import evaluate_trial_list
 from ..evaluation.trials import make_trials, write_trials
 from ..model_card import write_model_card
-from ..modeling_wavlmrawnet import WavLMRawNetForXVector
-from .augment import AugmentConfig, Augmenter
-from .config import TrainConfig
 from ..cpu_malloc import keep_freed_memory
+from ..evaluation.runner import hardware_description
+from ..modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
+from .augment import Augmenter
+from .config import TrainConfig
 from .data import (
     SpeakerAudioDataset,
     SpeakerCollator,
@@ -40,6 +41,7 @@ from .data import (
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.json"
+RUN_INFO_FILE = "run_info.json"  # the resolved precision and the hardware: which path produced the run's figures
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -140,10 +142,13 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
     training, data = config.training, config.data
     output_dir = Path(training.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
+    on_cpu = training.cpu or not torch.cuda.is_available()
+    precision = resolve_precision(training.mixed_precision, "cpu" if on_cpu else "cuda", training=True)
+    eval_precision = resolve_precision(training.mixed_precision, "cpu" if on_cpu else "cuda")
     accelerator = Accelerator(
         # Without a GPU, cpu=True is what lets torchrun's processes form a gloo group.
-        cpu=training.cpu or not torch.cuda.is_available(),
-        mixed_precision=training.mixed_precision,
+        cpu=on_cpu,
+        mixed_precision=precision.accelerate_mixed_precision,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
@@ -154,8 +159,16 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
         keep_freed_memory()  # a third of a CPU step is page faults otherwise
     main = accelerator.is_main_process
     if main:
+        logger.info("training %s; evaluation %s", precision, eval_precision.name)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        run_info = {
+            "training_precision": precision.to_dict(),
+            "evaluation_precision": eval_precision.to_dict(),
+            "hardware": hardware_description(accelerator.device),
+            "num_processes": accelerator.num_processes,
+        }
+        (output_dir / RUN_INFO_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
     accelerator.wait_for_everyone()
 
     # ---- data: speaker-disjoint validation split, bad files reported before any training
@@ -177,7 +190,7 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
         id2label, label2id = label_maps(train_split)
         model = build_model(config, id2label, label2id)
 
-    augmenter = Augmenter.from_config(AugmentConfig.from_dict(data.augment)) if data.augment else None
+    augmenter = Augmenter.from_config(data.augment) if data.augment else None
     train_data = SpeakerAudioDataset(
         train_split, data.segment_seconds, feature_extractor.sampling_rate, random_crop=True,
         augmenter=augmenter, seed=training.seed, min_seconds=feature_extractor.min_seconds,
@@ -198,11 +211,11 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
             validation_trials,
         )
 
-    summary = {}
+    summary = {"training_precision": precision.to_dict()}
     if training.test_before_training and data.test_trials and main:
         untrained = evaluate_trial_list(
             model, feature_extractor, data.test_trials, root=data.test_root, output_dir=output_dir / "untrained",
-            batch_size=training.eval_batch_size, name="test",
+            batch_size=training.eval_batch_size, name="test", precision=eval_precision,
         )
         summary["untrained_test"] = {k: untrained[k] for k in ("eer_percent", "min_dcf", "num_trials")}
     accelerator.wait_for_everyone()
@@ -247,7 +260,7 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
         if main:
             results = evaluate_trial_list(
                 unwrapped, feature_extractor, validation_trials, batch_size=training.eval_batch_size,
-                name="validation", progress=False,
+                name="validation", progress=False, precision=eval_precision,
             )
             log({"validation/eer": results["eer_percent"], "validation/min_dcf_0.01": results["min_dcf"]["0.01"]})
             best = state["best_validation_eer"]
@@ -316,13 +329,13 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
         (output_dir / f"param_digest.rank{accelerator.process_index}.txt").write_text(parameter_digest(unwrapped))
     accelerator.wait_for_everyone()
     if main:
-        summary.update(write_final_model(config, output_dir, unwrapped, feature_extractor))
+        summary.update(write_final_model(config, output_dir, unwrapped, feature_extractor, eval_precision))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
 
 
-def write_final_model(config: TrainConfig, output_dir: Path, model, feature_extractor) -> dict:
+def write_final_model(config: TrainConfig, output_dir: Path, model, feature_extractor, precision) -> dict:
     """The best checkpoint (by validation EER) becomes `<output_dir>/final`, evaluated on the test trials if given."""
     final = output_dir / "final"
     best = output_dir / "best"
@@ -331,12 +344,13 @@ def write_final_model(config: TrainConfig, output_dir: Path, model, feature_extr
     shutil.rmtree(final, ignore_errors=True)
     model.save_pretrained(final)
     feature_extractor.save_pretrained(final)
-    shutil.copy(output_dir / "train_config.yaml", final / "train_config.yaml")
+    for name in ("train_config.yaml", RUN_INFO_FILE):
+        shutil.copy(output_dir / name, final / name)
     summary = {"final_model": str(final)}
     if config.data.test_trials:
         results = evaluate_trial_list(
             model, feature_extractor, config.data.test_trials, root=config.data.test_root, output_dir=final,
-            batch_size=config.training.eval_batch_size, name="test",
+            batch_size=config.training.eval_batch_size, name="test", precision=precision,
             extra={"dataset_name": config.data.test_dataset_name} if config.data.test_dataset_name else None,
         )
         summary["test"] = {k: results[k] for k in ("eer_percent", "min_dcf", "num_trials", "results_json")}
