@@ -18,7 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from wavlmrawnet.data.synthetic import generate_corpus
+from wavlmrawnet.synthetic.corpus import generate_corpus
 from wavlmrawnet.evaluation.trials import read_trials
 from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
 from wavlmrawnet.training.config import TrainConfig

@@ -29,7 +29,7 @@ import torch
 from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.evaluation import compute_metrics, cosine_scores, read_trials, unique_paths
 from wavlmrawnet.evaluation.embedding import embed_files
-from wavlmrawnet.processing_wavlmrawnet import audio_duration
+from wavlmrawnet.feature_extraction_wavlmrawnet import audio_duration
 
 from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_label, precision_note, resolve_all
 

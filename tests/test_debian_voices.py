@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wavlmrawnet.data.synthetic import Utterance
+from wavlmrawnet.synthetic.corpus import Utterance
 from wavlmrawnet.evaluation.trials import read_trials, write_trials
 from wavlmrawnet.training.data import dataset_from_voxceleb
 

@@ -3,7 +3,7 @@
 import torch
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.data.synthetic import generate_corpus
+from wavlmrawnet.synthetic.corpus import generate_corpus
 from wavlmrawnet.evaluation.runner import evaluate_trial_list
 
 

@@ -31,7 +31,7 @@ PUBLISHED = {
     "modeling_wavlmrawnet.py",
     "pipeline_wavlmrawnet.py",
     "preprocessor_config.json",
-    "processing_wavlmrawnet.py",
+    "feature_extraction_wavlmrawnet.py",
     "test_det.png",
     "test_results.json",
     "test_scores.png",
@@ -140,12 +140,12 @@ def test_cli_push_dry_run(model_dir, no_network, capsys):
 
 
 def test_missing_files_are_named_before_any_network_call(model_dir, no_network):
-    for name in ("model.safetensors", "processing_wavlmrawnet.py", "README.md"):
+    for name in ("model.safetensors", "feature_extraction_wavlmrawnet.py", "README.md"):
         (model_dir / name).unlink()
     with pytest.raises(FileNotFoundError) as raised:
         push_to_hub(model_dir, "someone/wavlmrawnet-demo")
     message = str(raised.value)
-    assert "missing model.safetensors, processing_wavlmrawnet.py, README.md" in message
+    assert "missing model.safetensors, feature_extraction_wavlmrawnet.py, README.md" in message
     assert "write_model_card" in message and "save_pretrained" in message and "Nothing was uploaded" in message
     with pytest.raises(FileNotFoundError, match="does not exist"):
         push_to_hub(model_dir / "nope", "someone/wavlmrawnet-demo", dry_run=True)

@@ -69,7 +69,7 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
     shutil.copytree(saved_tiny_model, folder)
     assert {
         "config.json", "model.safetensors", "preprocessor_config.json", "configuration_wavlmrawnet.py",
-        "modeling_wavlmrawnet.py", "processing_wavlmrawnet.py", "pipeline_wavlmrawnet.py",
+        "modeling_wavlmrawnet.py", "feature_extraction_wavlmrawnet.py", "pipeline_wavlmrawnet.py",
     } <= set(os.listdir(folder))
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {

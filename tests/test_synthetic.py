@@ -1,4 +1,4 @@
-"""Tests for the synthetic VoxCeleb-layout speaker corpus (wavlmrawnet.data.synthetic)."""
+"""Tests for the synthetic VoxCeleb-layout speaker corpus (wavlmrawnet.synthetic.corpus)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wavlmrawnet.data.synthetic import (
+from wavlmrawnet.synthetic.corpus import (
     TRIALS_FILENAME,
     Utterance,
     build_trials,
@@ -252,7 +252,7 @@ def test_existing_output_needs_overwrite(tmp_path):
 
 
 def test_cli_writes_corpus_and_prints_summary(tmp_path, capsys):
-    # In-process: `python -m wavlmrawnet.data.synthetic` only adds `raise SystemExit(main())`.
+    # In-process: `python -m wavlmrawnet.synthetic.corpus` only adds `raise SystemExit(main())`.
     out = tmp_path / "cli"
     argv = ["--out", str(out), "--train-speakers", "2", "--test-speakers", "2", "--utterances-per-speaker", "3",
             "--videos-per-speaker", "2", "--min-seconds", "1", "--max-seconds", "1.5", "--trials", "4",

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
-from wavlmrawnet.data.synthetic import generate_corpus
+from wavlmrawnet.synthetic.corpus import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

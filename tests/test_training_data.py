@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from datasets import Audio, ClassLabel, Dataset, Features, Value
 
-from wavlmrawnet.processing_wavlmrawnet import WavLMRawNetFeatureExtractor
+from wavlmrawnet.feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from wavlmrawnet.training.augment import Augmenter
 from wavlmrawnet.training.data import (
     BAD_AUDIO_FILENAME,

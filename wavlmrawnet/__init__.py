@@ -1,6 +1,6 @@
 """wavlmrawnet: WavLM-Large + RawNet2.5 fused speaker verification for the Hugging Face ecosystem.
 
-Data flow: audio -> `processing_wavlmrawnet` -> `modeling_wavlmrawnet` -> `training` / `evaluation` -> `model_card`.
+Data flow: audio -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` -> `training` / `evaluation` -> `model_card`.
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
@@ -9,7 +9,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
 from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
 from .pipeline_wavlmrawnet import SpeakerEmbeddingPipeline, SpeakerVerificationPipeline
-from .processing_wavlmrawnet import AudioDecodingError, WavLMRawNetFeatureExtractor, load_audio
+from .feature_extraction_wavlmrawnet import AudioDecodingError, WavLMRawNetFeatureExtractor, load_audio
 
 
 __version__ = "0.1.0"

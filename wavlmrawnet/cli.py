@@ -35,7 +35,7 @@ def load(args):
 
     from .cpu_malloc import keep_freed_memory
     from .modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
-    from .processing_wavlmrawnet import WavLMRawNetFeatureExtractor
+    from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ __all__ = [
 REMOTE_CODE_FILES = (
     "configuration_wavlmrawnet.py",
     "modeling_wavlmrawnet.py",
-    "processing_wavlmrawnet.py",
+    "feature_extraction_wavlmrawnet.py",
     "pipeline_wavlmrawnet.py",
 )
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, "README.md")

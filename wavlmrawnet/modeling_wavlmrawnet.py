@@ -25,7 +25,7 @@ from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from .configuration_wavlmrawnet import WavLMRawNetConfig
 from .pipeline_wavlmrawnet import CUSTOM_PIPELINES
-from .processing_wavlmrawnet import WavLMRawNetFeatureExtractor
+from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 
 
 

@@ -18,7 +18,7 @@ voice), which takes both folders as arguments.
 Each utterance is random text in the voice's language (built-in word lists, numbers read by the synthesiser),
 spoken at a slightly varied rate and pitch (per session, then per utterance), cut to 3-10 s at a pause, resampled to
 16 kHz and passed through a random channel (EQ, band limits, additive noise at 5-30 dB SNR, sometimes synthetic
-reverb; the project's own ``wavlmrawnet.data.synthetic`` channel model), so the channel does not identify the voice.
+reverb; the project's own ``wavlmrawnet.synthetic.corpus`` channel model), so the channel does not identify the voice.
 
 Output (VoxCeleb layout, 16 kHz mono 16-bit wav)::
 
@@ -401,9 +401,9 @@ def apply_random_channel(speech: np.ndarray, sampling_rate: int, rng: np.random.
     """``speech`` through a random recording channel (EQ and band limits, reverb 30% of the time, additive
     noise at 5-30 dB SNR, random level; peaks <= 0.95). Returns ``(audio, ChannelParams)``.
 
-    This is the project's own channel model (``wavlmrawnet.data.synthetic.draw_channel`` / ``apply_channel``).
+    This is the project's own channel model (``wavlmrawnet.synthetic.corpus.draw_channel`` / ``apply_channel``).
     """
-    from wavlmrawnet.data.synthetic import apply_channel, draw_channel
+    from wavlmrawnet.synthetic.corpus import apply_channel, draw_channel
 
     channel = draw_channel(rng, sampling_rate)
     return apply_channel(speech, channel, sampling_rate, rng), channel
@@ -532,7 +532,7 @@ def split_speakers(speakers: Iterable[str], test_fraction: float, seed: int) -> 
 
 
 def trial_pool_sizes(utterances) -> tuple[int, int]:
-    """``(target, non-target)`` pairs that ``wavlmrawnet.data.synthetic.build_trials`` can draw from: target pairs
+    """``(target, non-target)`` pairs that ``wavlmrawnet.synthetic.corpus.build_trials`` can draw from: target pairs
     are across videos of a speaker (any two utterances if the speaker has a single video)."""
     by_speaker: dict[str, dict[str, int]] = {}
     for u in utterances:
@@ -551,7 +551,7 @@ def trial_pool_sizes(utterances) -> tuple[int, int]:
 def make_split_trials(utterances, max_trials: int, rng: np.random.Generator) -> list:
     """Balanced trials (``wavlmrawnet.evaluation.Trial``) over ``utterances``: as many as the pools allow, at most
     ``max_trials``, half target. Raises ValueError when there is no target or no non-target pair."""
-    from wavlmrawnet.data.synthetic import build_trials
+    from wavlmrawnet.synthetic.corpus import build_trials
     from wavlmrawnet.evaluation.trials import Trial
 
     target, nontarget = trial_pool_sizes(utterances)
@@ -734,7 +734,7 @@ def build_corpus(
             for outcome in pool.map(_run_voice_job, job_list):
                 record(outcome)
 
-    from wavlmrawnet.data.synthetic import Utterance
+    from wavlmrawnet.synthetic.corpus import Utterance
     from wavlmrawnet.evaluation.trials import write_trials
 
     failed = {o.voice.key: o.error for o in outcomes if o.error}

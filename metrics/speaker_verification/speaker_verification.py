@@ -1,13 +1,13 @@
 """Speaker-verification metric (EER and normalised minDCF) for `evaluate`.
 
-The maths lives in `wavlmrawnet.evaluation.metrics`; this module only adapts
+The maths lives in `wavlmrawnet.evaluation.error_rates`; this module only adapts
 it to the `evaluate.Metric` interface.
 """
 
 import datasets
 import evaluate
 
-from wavlmrawnet.evaluation.metrics import compute_metrics
+from wavlmrawnet.evaluation.error_rates import compute_metrics
 
 _DESCRIPTION = """\
 Equal error rate (EER) and normalised minimum detection cost (minDCF) for

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..modeling_wavlmrawnet import Precision, resolve_precision
-from ..processing_wavlmrawnet import AudioDecodingError, audio_duration, load_audio
+from ..feature_extraction_wavlmrawnet import AudioDecodingError, audio_duration, load_audio
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .metrics import _check_inputs, compute_eer, det_curve
+from .error_rates import _check_inputs, compute_eer, det_curve
 
 __all__ = ["plot_det_curve", "plot_score_histograms"]
 

@@ -12,7 +12,7 @@ import torch
 
 from ..modeling_wavlmrawnet import Precision, describe_cpu
 from .embedding import embed_files
-from .metrics import compute_metrics, write_results_json
+from .error_rates import compute_metrics, write_results_json
 from .plots import plot_det_curve, plot_score_histograms
 from .scoring import score_trials
 from .trials import read_trials, unique_paths

@@ -49,7 +49,7 @@ SYNTHETIC_TAG = "synthetic-data"
 REQUIRED_RESULT_KEYS = ("eer", "min_dcf", "num_trials", "trial_list")
 PLAIN_COSINE = "none (cosine)"
 NOT_RECORDED = "not recorded"
-# minDCF as computed by `wavlmrawnet.evaluation.metrics.compute_metrics` (normalised, unit costs).
+# minDCF as computed by `wavlmrawnet.evaluation.error_rates.compute_metrics` (normalised, unit costs).
 DCF_COSTS = {"c_miss": 1.0, "c_fa": 1.0}
 WEIGHT_FILE = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")
 

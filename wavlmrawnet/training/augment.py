@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
-from ..processing_wavlmrawnet import (
+from ..feature_extraction_wavlmrawnet import (
     AudioDecodingError,
     audio_duration,
     check_sampling_rate,

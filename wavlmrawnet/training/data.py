@@ -35,7 +35,7 @@ import torch
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
 from tqdm.auto import tqdm
 
-from ..processing_wavlmrawnet import (
+from ..feature_extraction_wavlmrawnet import (
     AudioDecodingError,
     WavLMRawNetFeatureExtractor,
     audio_duration,

@@ -24,7 +24,7 @@ Layout written by :func:`generate_corpus` (same as VoxCeleb1)::
 
 CLI::
 
-    python -m wavlmrawnet.data.synthetic --out DIR [--train-speakers N --test-speakers N --seed S ...]
+    python -m wavlmrawnet.synthetic.corpus --out DIR [--train-speakers N --test-speakers N --seed S ...]
 """
 
 from __future__ import annotations
@@ -994,7 +994,7 @@ def _generate_from_args(a: argparse.Namespace) -> CorpusInfo:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m wavlmrawnet.data.synthetic",
+        prog="python -m wavlmrawnet.synthetic.corpus",
         description="Write a deterministic synthetic speaker corpus in VoxCeleb layout.",
     )
     parser.add_argument("--out", required=True, help="corpus root directory")
