@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch. On a CUDA machine: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) demo.py
 
-test: install
+test: install lint
 	$(PY) -m pytest -q
+
+# ruff: pycodestyle, pyflakes and import order at line length 119, and the formatter (pyproject.toml).
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The inner loop: everything but the tests marked `slow` (multi-process training, fresh interpreters, Large size).
 test-fast: install

@@ -18,9 +18,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from wavlmrawnet.synthetic.corpus import generate_corpus
 from wavlmrawnet.evaluation.trials import read_trials
 from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+from wavlmrawnet.synthetic.corpus import generate_corpus
 from wavlmrawnet.training.config import TrainConfig
 from wavlmrawnet.training.trainer import train
 
@@ -48,7 +48,10 @@ def main() -> None:
     print(f"  {'model':<10} {'EER %':>7} {'minDCF@0.01':>12} {'minDCF@0.05':>12} {'trials':>7}")
     for name, result in (("untrained", before), ("trained", after)):
         dcf = result["min_dcf"]
-        print(f"  {name:<10} {result['eer_percent']:7.2f} {dcf['0.01']:12.3f} {dcf['0.05']:12.3f} {result['num_trials']:7d}")
+        print(
+            f"  {name:<10} {result['eer_percent']:7.2f} {dcf['0.01']:12.3f} {dcf['0.05']:12.3f} "
+            f"{result['num_trials']:7d}"
+        )
     print(f"  training took {train_minutes:.1f} min")
 
     final = Path(summary["final_model"])
@@ -72,7 +75,14 @@ def main() -> None:
     print("[5/5] speaker-verification pipeline (remote code, fresh process):", flush=True)
     subprocess.run([sys.executable, "-c", script], check=True)
     (final.parent / "demo_summary.json").write_text(
-        json.dumps({**summary, "train_minutes": round(train_minutes, 2), "total_minutes": round((time.time() - started) / 60, 2)}, indent=2)
+        json.dumps(
+            {
+                **summary,
+                "train_minutes": round(train_minutes, 2),
+                "total_minutes": round((time.time() - started) / 60, 2),
+            },
+            indent=2,
+        )
     )
     print(f"done in {(time.time() - started) / 60:.1f} min; summary in {final.parent / 'demo_summary.json'}")
 

@@ -17,20 +17,25 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", help="overrides training.output_dir")
     parser.add_argument("--max-steps", type=int, help="overrides training.max_steps")
     parser.add_argument(
-        "--mixed-precision", choices=["auto", "no", "fp32", "bf16", "fp16"],
+        "--mixed-precision",
+        choices=["auto", "no", "fp32", "bf16", "fp16"],
         help="overrides training.mixed_precision (auto: bf16 where the hardware runs it natively, else fp32 on CPUs "
-             "and fp16 on GPUs without bf16; no = fp32)",
+        "and fp16 on GPUs without bf16; no = fp32)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument(
-        "--skip-bad-audio", action="store_true",
+        "--skip-bad-audio",
+        action="store_true",
         help="drop unreadable/empty/too-short files (listed in output_dir/bad_audio.tsv) instead of refusing to start",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override any config value, e.g. --set training.batch_size=16 (repeatable)",
     )
-    parser.add_argument("--record-batches", action="store_true", help="log each process's batches (for DDP tests)")
     return parser.parse_args(argv)
 
 
@@ -38,8 +43,11 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = list(args.overrides)
-    for flag, key in (("output_dir", "training.output_dir"), ("max_steps", "training.max_steps"),
-                      ("mixed_precision", "training.mixed_precision")):
+    for flag, key in (
+        ("output_dir", "training.output_dir"),
+        ("max_steps", "training.max_steps"),
+        ("mixed_precision", "training.mixed_precision"),
+    ):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     if args.skip_bad_audio:
@@ -50,7 +58,7 @@ def main(argv=None):
         raise SystemExit(f"error: {error}") from None
     from wavlmrawnet.training.trainer import train  # imported after the config is known to be valid: it is slow
 
-    summary = train(config, resume=args.resume, record_batches=args.record_batches)
+    summary = train(config, resume=args.resume)
     if summary.get("final_model"):
         print(json.dumps(summary, indent=2))
 

@@ -24,12 +24,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "benchmarks") not in sys.path:  # common.py, also when this file is loaded by path (tests)
-    sys.path.insert(0, str(REPO / "benchmarks"))
+from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_label
 
-from common import CPU_PRECISIONS, machine_caption, precision_label  # noqa: E402
-from wavlmrawnet.modeling_wavlmrawnet import resolve_precision  # noqa: E402
+from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+
+REPO = Path(__file__).resolve().parents[1]
 
 COMBINED = {"wavlm_pooling": "weighted", "fusion_activation": "none"}
 # The baseline's own settings, stated explicitly so that the table does not move when a preset changes.
@@ -41,8 +40,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "fused": ("(a) both branches (baseline)", {}),
     "wavlm_only": ("(b) WavLM branch only", {"use_rawnet_branch": False}),
     "rawnet_only": ("(c) RawNet branch only", {"use_wavlm_branch": False}),
-    "rawnet_no_pooling": ("(d) RawNet without max-pooling (`reference` setting)",
-                          {"sinc_pool_size": 1, "rawnet_block_pool_size": 1}),
+    "rawnet_no_pooling": (
+        "(d) RawNet without max-pooling (`reference` setting)",
+        {"sinc_pool_size": 1, "rawnet_block_pool_size": 1},
+    ),
     "wavlm_weighted": ('(e) "weighted" WavLM layer pooling', {"wavlm_pooling": "weighted"}),
     "fusion_linear": ("(f) no ReLU after the fusion layer", {"fusion_activation": "none"}),
     "aamsoftmax": ("(g) AAM-Softmax m=0.2 s=30", {"loss": "aamsoftmax", "loss_margin": 0.2}),
@@ -124,16 +125,31 @@ def run_one(config_path: Path, threads: int) -> None:
     for name, (split, trials) in EVALUATIONS.items():
         folder = Path(spec["corpus"]) / split
         out = evaluate_trial_list(
-            model, feature_extractor, folder / trials, root=folder / "wav", output_dir=run_dir / "eval",
-            batch_size=16, cache_dir=run_dir / "embedding_cache", name=name, progress=False,
+            model,
+            feature_extractor,
+            folder / trials,
+            root=folder / "wav",
+            output_dir=run_dir / "eval",
+            batch_size=16,
+            cache_dir=run_dir / "embedding_cache",
+            name=name,
+            progress=False,
         )
-        results[name] = {"eer_percent": out["eer_percent"], "min_dcf_0.01": out["min_dcf"]["0.01"],
-                         "num_trials": out["num_trials"]}
+        results[name] = {
+            "eer_percent": out["eer_percent"],
+            "min_dcf_0.01": out["min_dcf"]["0.01"],
+            "num_trials": out["num_trials"],
+        }
     record = {
-        "variant": spec["variant"], "seed": spec["seed"], "results": results,
-        "validation_eer_percent": summary["best_validation_eer"], "parameters": model.num_parameters(),
-        "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - started, 1),
-        "threads": threads, "precision": training_precision(spec["config"]["training"]["mixed_precision"]),
+        "variant": spec["variant"],
+        "seed": spec["seed"],
+        "results": results,
+        "validation_eer_percent": summary["best_validation_eer"],
+        "parameters": model.num_parameters(),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.time() - started, 1),
+        "threads": threads,
+        "precision": training_precision(spec["config"]["training"]["mixed_precision"]),
     }
     (run_dir / "result.json").write_text(json.dumps(record, indent=2))
 
@@ -145,24 +161,32 @@ def launch(args, variant: str, seed: int) -> dict:
         return json.loads(result_file.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "run.json"
-    config_path.write_text(json.dumps({
-        "variant": variant, "seed": seed, "corpus": str(Path(args.corpus).resolve()),
-        "config": run_config(args, variant, seed, run_dir),
-    }, indent=2))
+    config_path.write_text(
+        json.dumps(
+            {
+                "variant": variant,
+                "seed": seed,
+                "corpus": str(Path(args.corpus).resolve()),
+                "config": run_config(args, variant, seed, run_dir),
+            },
+            indent=2,
+        )
+    )
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     print(f"start {variant} seed {seed}", flush=True)
     with open(run_dir / "log.txt", "w") as log:
         code = subprocess.call(
             [sys.executable, __file__, "--run-one", str(config_path), "--threads", str(args.threads)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     if code != 0 or not result_file.exists():
         raise RuntimeError(f"{variant} seed {seed} failed (exit {code}); see {run_dir / 'log.txt'}")
     record = json.loads(result_file.read_text())
-    print(f"done  {variant} seed {seed}: " + ", ".join(
-        f"{name} {r['eer_percent']:.2f}%" for name, r in record["results"].items()) + f" ({record['total_seconds']:.0f} s)",
-        flush=True)
+    scores = ", ".join(f"{name} {r['eer_percent']:.2f}%" for name, r in record["results"].items())
+    print(f"done  {variant} seed {seed}: {scores} ({record['total_seconds']:.0f} s)", flush=True)
     return record
 
 
@@ -179,36 +203,39 @@ def table(records: list[dict], args) -> str:
     header = ["variant"]
     for name in EVALUATIONS:
         header += [f"{name} EER %", f"{name} minDCF0.01"]
-    lines = ["| " + " | ".join(header) + " | train s |", "|" + "---|" * (len(header) + 1)]
+    rows = []
     for variant, runs in by_variant.items():
         cells = [VARIANTS[variant][0]]
         for name in EVALUATIONS:
             cells.append(mean_std([r["results"][name]["eer_percent"] for r in runs], 2))
             cells.append(mean_std([r["results"][name]["min_dcf_0.01"] for r in runs], 3))
         cells.append(f"{statistics.mean(r['train_seconds'] for r in runs):.0f}")
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
     trials = {name: records[0]["results"][name]["num_trials"] for name in EVALUATIONS}
     seeds = sorted({r["seed"] for r in records})
     # Runs record what they trained in; older result files do not, so those say what the request means here.
     precisions = ", ".join(dict.fromkeys(r.get("precision") or training_precision(args.mixed_precision)
                                          for r in records))  # fmt: skip
-    return "\n".join([
-        "# Ablation on the Debian voice corpus",
-        "",
-        f"Machine: {machine_caption(args.threads)} per run, CPU only; {args.jobs} run(s) at a time.",
-        f"Budget per run: preset `{args.preset}`, {args.steps} steps, batch {args.batch_size} x "
-        f"{args.segment_seconds} s crops, learning rate {args.learning_rate} (cosine, 5% warm-up), "
-        f"precision {precisions}; {args.validation_speakers} of the training voices held out for validation. "
-        f"Seeds: {', '.join(map(str, seeds))}; cells are mean ± std over seeds.",
-        "Trials: " + ", ".join(f"{name} {count}" for name, count in trials.items()) + ".",
-        "",
-        f"Command: `python benchmarks/ablation.py --corpus CORPUS --steps {args.steps} --batch-size {args.batch_size} "
-        f"--segment-seconds {args.segment_seconds} --mixed-precision {args.mixed_precision} "
-        f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs} --threads {args.threads}`",
-        "",
-        *lines,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Ablation on the Debian voice corpus",
+            "",
+            f"Machine: {machine_caption(args.threads)} per run, CPU only; {args.jobs} run(s) at a time.",
+            f"Budget per run: preset `{args.preset}`, {args.steps} steps, batch {args.batch_size} x "
+            f"{args.segment_seconds} s crops, learning rate {args.learning_rate} (cosine, 5% warm-up), "
+            f"precision {precisions}; {args.validation_speakers} of the training voices held out for validation. "
+            f"Seeds: {', '.join(map(str, seeds))}; cells are mean ± std over seeds.",
+            "Trials: " + ", ".join(f"{name} {count}" for name, count in trials.items()) + ".",
+            "",
+            f"Command: `python benchmarks/ablation.py --corpus CORPUS --steps {args.steps} "
+            f"--batch-size {args.batch_size} "
+            f"--segment-seconds {args.segment_seconds} --mixed-precision {args.mixed_precision} "
+            f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs} --threads {args.threads}`",
+            "",
+            markdown_table([*header, "train s"], rows),
+            "",
+        ]
+    )
 
 
 def main(argv=None):
@@ -223,8 +250,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--segment-seconds", type=float, default=2.0)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--mixed-precision", choices=[*CPU_PRECISIONS, "no"], default="auto",
-                        help="auto: bf16 where the CPU runs it natively, else fp32 (no = fp32)")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=[*CPU_PRECISIONS, "no"],
+        default="auto",
+        help="auto: bf16 where the CPU runs it natively, else fp32 (no = fp32)",
+    )
     parser.add_argument("--validation-speakers", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")

@@ -1,4 +1,5 @@
-"""Trial scores of a trained model in several precisions (fp32, bf16 CPU autocast, auto): score differences, EER, speed.
+"""Trial scores of a trained model in several precisions (fp32, bf16 CPU autocast, auto): score differences, EER,
+speed.
 
 Defaults are the demo (`make demo`): the trained tiny model and the held-out synthetic trial list.
 
@@ -25,14 +26,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import (
+    CPU_PRECISIONS,
+    load_note,
+    machine_caption,
+    markdown_table,
+    precision_label,
+    precision_note,
+    publish,
+    resolve_all,
+)
 
 from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.evaluation import compute_metrics, cosine_scores, read_trials, unique_paths
 from wavlmrawnet.evaluation.embedding import embed_files
 from wavlmrawnet.feature_extraction_wavlmrawnet import audio_duration
-
-from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_label, precision_note, resolve_all
-
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "demo_output" / "run" / "final"
@@ -69,8 +77,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="trained model folder")
     parser.add_argument("--trials", type=Path, default=DEFAULT_TRIALS, help="trial list (label enroll test)")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder the trial paths are relative to")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=CPU_PRECISIONS,
-                        help="precisions to compare, each against the first; auto resolves as the CLI does")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=CPU_PRECISIONS,
+        help="precisions to compare, each against the first; auto resolves as the CLI does",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch")
     parser.add_argument("--chunk-seconds", type=float, default=None, help="long-audio window (default: the config's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per precision (median reported)")
@@ -118,7 +131,7 @@ def main() -> None:
         f"{machine_caption()}. Precisions: " + "; ".join(map(precision_note, precisions.values())) + ". "
         f"Model `{args.model}`, trials `{args.trials}`: {len(trials)} trials, {len(paths)} files, "
         f"{audio_seconds / 60:.1f} min of audio, batch size {args.batch_size}. Median of {args.repeats} alternating "
-        f"round(s). 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after."
+        f"round(s). {load_note(load_before)}."
     )
     differences, targets = [], ["Target:"]
     for key in others:
@@ -133,10 +146,7 @@ def main() -> None:
         targets.append(f"- {verdict}: mean |score {names[key]} - score {names[first]}| = {difference.mean():.5f} "
                        f"(target <= {MEAN_ABS_DIFF_TARGET:g})")  # fmt: skip
     report = "\n".join([caption, "", markdown_table(header, rows), "", *differences, "", *targets]) + "\n"
-    print("\n" + report)
-    if args.markdown_out:
-        with open(args.markdown_out, "w", encoding="utf-8") as f:
-            f.write(report)
+    publish(report, args.markdown_out)
 
 
 if __name__ == "__main__":

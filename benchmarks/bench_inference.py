@@ -8,7 +8,8 @@ bf16 runs under `torch.autocast("cpu", dtype=torch.bfloat16)`:
 
     python benchmarks/bench_inference.py [--seconds 3 10 60] [--batch-size 8] [--batch-seconds 2 10] [--repeats 3] \
         [--precisions fp32 bf16 auto] [--presets reference default] [--attention-fix-presets default] \
-        [--int8-presets default] [--threads 2] [--max-run-seconds 300] [--baseline-as-shipped] [--markdown-out table.md]
+        [--int8-presets default] [--threads 2] [--max-run-seconds 300] [--baseline-as-shipped] \
+        [--markdown-out table.md]
 
 Every (row, precision) runs in its own subprocess, one model in memory at a time, so its peak RSS is its own: the peak
 counts from the loaded model on (Linux `clear_refs` resets the high-water mark after loading). Inputs are the same
@@ -26,10 +27,11 @@ and reuses the fp32 model's FLOP count (nominal FLOPs) against the fp32 peak.
 
 bf16 and WavLM: WavLM's attention projects a transposed (strided) view, and torch's CPU matmul sends a strided 3-D
 bf16 input through an expanded-weight `bmm` that copies the weight once per frame (pytorch/pytorch#151934), making
-bf16 far slower than fp32. The fused rows run as the package ships them; the baseline gets the fix
-`contiguous_attention_input` (fp32 results bit-identical) unless `--baseline-as-shipped` is given, and
-`--attention-fix-presets` adds fused rows with the same fix. As a guard, an input whose single run,
-extrapolated linearly from the previous (shorter) input, would exceed `--max-run-seconds` is skipped and marked.
+bf16 far slower than fp32. The fused rows run as the package ships them, with its fix (`WavLMAttentionContiguousInput`,
+fp32 results bit-identical); the baseline gets the same class unless `--baseline-as-shipped` is given.
+`--attention-fix-presets` rows (from before the package had the fix) now equal the plain fused rows. As a guard, an
+input whose single run, extrapolated linearly from the previous (shorter) input, would exceed `--max-run-seconds` is
+skipped and marked.
 
 The rows run one after another, not interleaved: run this on an otherwise quiet machine (the load average before
 and after is printed).
@@ -38,11 +40,7 @@ and after is printed).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import os
-import resource
 import statistics
 import sys
 import time
@@ -50,80 +48,36 @@ import warnings
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-from transformers import WavLMForXVector
-
-from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
-from wavlmrawnet.cpu_malloc import keep_freed_memory
-from wavlmrawnet.modeling_wavlmrawnet import PRECISION_DTYPES, resolve_precision
-
 from common import (
+    BASELINE,
     CPU_PRECISIONS,
+    SAMPLING_RATE,
+    baseline_wavlm_config,
+    count_flops,
+    current_rss_bytes,
+    load_note,
     machine_caption,
     markdown_table,
+    peak_rss_bytes,
     precision_label,
     precision_note,
+    publish,
+    release_freed_memory,
+    reset_peak_rss,
     resolve_all,
     run_job,
     serve_worker,
+    timed_seconds,
 )
+from transformers import WavLMForXVector
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+from wavlmrawnet.cpu_malloc import keep_freed_memory
+from wavlmrawnet.modeling_wavlmrawnet import PRECISION_DTYPES, WavLMAttentionContiguousInput, resolve_precision
 
-SAMPLING_RATE = 16000
-BASELINE = "WavLMForXVector-Large"
 BF16_SPEEDUP_TARGET = 3.0
 RATIO_TARGET = 1.25
-
-# WavLM passes a bool padding mask with a float position bias to multi_head_attention_forward; harmless here.
-warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
-
-
-# ----------------------------------------------------------------------------------------------- memory
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def current_rss_bytes() -> int:
-    """Resident set size of this process now."""
-    kib = _proc_status_kib("VmRSS")
-    if kib is not None:
-        return 1024 * kib
-    import psutil  # not Linux: psutil is the portable way; fail loudly rather than report nothing
-
-    return psutil.Process().memory_info().rss
-
-
-def reset_peak_rss() -> bool:
-    """Resets the peak-RSS high-water mark to the current RSS (Linux); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def release_freed_memory() -> None:
-    """Collects garbage and hands freed heap pages back to the OS (glibc), so RSS reflects live memory."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def peak_rss_bytes() -> int:
-    """Peak RSS since the last `reset_peak_rss()` (or since the process started, where reset is not possible)."""
-    kib = _proc_status_kib("VmHWM")
-    if kib is not None:
-        return 1024 * kib
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 # ----------------------------------------------------------------------------------------------- machine
@@ -136,12 +90,6 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 5) -
         a @ b  # warm-up
         best = min(timed_seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
-
-
-def timed_seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------------------------- inputs and models
@@ -171,8 +119,7 @@ def build_model(row: str) -> torch.nn.Module:
     """'baseline' -> WavLMForXVector (WavLM-Large); 'preset:NAME' / 'fixed:NAME' / 'int8:NAME' -> the fused preset."""
     torch.manual_seed(0)
     if row == "baseline":
-        wavlm_config = WavLMRawNetConfig.from_preset("reference").wavlm_config
-        return WavLMForXVector(wavlm_config).eval()
+        return WavLMForXVector(baseline_wavlm_config()).eval()
     kind, _, preset = row.partition(":")
     if kind not in ("preset", "fixed", "int8"):
         raise ValueError(f"unknown row {row!r}")
@@ -209,33 +156,12 @@ def quantise_int8(model: torch.nn.Module) -> tuple[torch.nn.Module, int, int]:
     return quantised, len(names), total
 
 
-def contiguous_attention_input(model: torch.nn.Module) -> int:
-    """Gives every WavLM attention layer a time-major input with standard strides; returns how many it patched.
-
-    WavLM's attention projects `hidden_states.transpose(0, 1)`, a strided view. On CPU, torch's matmul sends such a
-    3-D bf16 input through an expanded-weight `bmm` that copies the weight once per frame (pytorch/pytorch#151934),
-    which makes bf16 many times slower than fp32. Passing a tensor whose transpose is a contiguous copy avoids that.
-    fp32 results are bit-identical; bf16 results may differ by rounding (another GEMM kernel).
-    """
-    patched = 0
+def contiguous_attention_input(model: torch.nn.Module) -> None:
+    """Gives every plain WavLM attention layer the package's bf16 fix, `WavLMAttentionContiguousInput` (a contiguous
+    time-major input), as `WavLMRawNetForXVector` does for its own."""
     for module in model.modules():
-        if hasattr(module, "torch_multi_head_self_attention"):
-            original = module.torch_multi_head_self_attention
-
-            def with_contiguous_input(hidden_states, *args, _original=original, **kwargs):
-                time_major = hidden_states.transpose(0, 1).clone(memory_format=torch.contiguous_format)
-                return _original(time_major.transpose(0, 1), *args, **kwargs)
-
-            module.torch_multi_head_self_attention = with_contiguous_input
-            patched += 1
-    return patched
-
-
-def count_flops(model: torch.nn.Module, model_inputs: dict) -> float:
-    # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(**model_inputs)
-    return float(counter.get_total_flops())
+        if type(module) is WavLMAttention:
+            module.__class__ = WavLMAttentionContiguousInput
 
 
 # ----------------------------------------------------------------------------------------------- worker (subprocess)
@@ -247,11 +173,12 @@ def run_worker(job: dict) -> dict:
     inputs = make_inputs(job["seconds"], job["batch_size"], tuple(job["batch_seconds"]))
     model = build_model(job["row"])
     result = {"params": sum(p.numel() for p in model.parameters())}
-    if (job["row"] == "baseline" and job["baseline_attention_fix"]) or job["row"].startswith("fixed:"):
-        result["attention_layers_patched"] = contiguous_attention_input(model)
+    if job["row"] == "baseline" and job["baseline_attention_fix"]:
+        contiguous_attention_input(model)
+    result["attention_fix_layers"] = sum(isinstance(m, WavLMAttentionContiguousInput) for m in model.modules())
     if job["row"].startswith("int8:"):
         if job["count_flops"]:  # the fp32 model's (nominal) FLOPs: quantised ops are not counted
-            result["flops"] = {item["label"]: count_flops(model, item["inputs"]) for item in inputs}
+            result["flops"] = {item["label"]: count_flops(model, item["inputs"])["total"] for item in inputs}
         probe = inputs[0]["inputs"]
         with torch.inference_mode():
             fp32_embedding = model(**probe).embeddings
@@ -288,7 +215,7 @@ def run_worker(job: dict) -> dict:
     result["audio_seconds"] = {item["label"]: item["audio_seconds"] for item in inputs}
     if job["count_flops"] and "flops" not in result:  # after the peak is read; fp32, the same for every precision
         measured = [item for item in inputs if item["label"] in result["seconds"]]
-        result["flops"] = {item["label"]: count_flops(model, item["inputs"]) for item in measured}
+        result["flops"] = {item["label"]: count_flops(model, item["inputs"])["total"] for item in measured}
     return result
 
 
@@ -341,7 +268,7 @@ def format_ratio(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
 
 
-def build_report(args, precisions: dict, rows: list[str], results: dict, peaks: dict, load: tuple[float, float]) -> str:
+def build_report(args, precisions: dict, rows: list[str], results: dict, peaks: dict, load_before: float) -> str:
     labels = [f"{s:g} s" for s in sorted(args.seconds)]
     labels += [batch_label(args.batch_size, args.batch_seconds)] if args.batch_size else []
     target_label = target_input(args)
@@ -375,7 +302,7 @@ def build_report(args, precisions: dict, rows: list[str], results: dict, peaks: 
         cells += [format_ratio(time_ratio(by_dtype.get(k), baseline.get(k), target_label)) for k in precisions]
         table_rows.append(cells)
 
-    patched = [row for row in rows if results[row].get(first_key, {}).get("attention_layers_patched")]
+    patched = [row for row in rows if results[row].get(first_key, {}).get("attention_fix_layers")]
     caption = (
         f"{machine_caption(args.threads)}. Random weights, eval mode, `torch.inference_mode()`; precisions "
         + "; ".join(map(precision_note, precisions.values()))
@@ -392,11 +319,11 @@ def build_report(args, precisions: dict, rows: list[str], results: dict, peaks: 
            if args.batch_size else "")
         + "Peak RSS: the whole process from the loaded model on, over all its inputs. `(fused)` rows run as the "
         "package ships them; "
-        + "`contiguous_attention_input` (a contiguous time-major input for WavLM's attention; it avoids the bf16 "
-        "matmul slow path of pytorch/pytorch#151934; fp32 results bit-identical) is applied to: "
+        + "`WavLMAttentionContiguousInput` (a contiguous time-major input for WavLM's attention; it avoids the bf16 "
+        "matmul slow path of pytorch/pytorch#151934; fp32 results bit-identical) is in: "
         + (", ".join(row_name(row) for row in patched) if patched else "no row") + ". "
         + f"An input whose time, extrapolated from the previous one, exceeds {args.max_run_seconds:g} s per run is "
-        f"skipped and marked. 1-min load average {load[0]:.1f} before / {load[1]:.1f} after."
+        f"skipped and marked. {load_note(load_before)}."
     )  # fmt: skip
     notes = []
     for row in rows:
@@ -469,23 +396,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per input (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per input before timing")
     parser.add_argument("--presets", nargs="+", default=["reference", "default"], help="fused presets to measure")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=CPU_PRECISIONS,
-                        help="precisions to measure, each in its own columns; auto resolves as the CLI does")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=CPU_PRECISIONS,
+        help="precisions to measure, each in its own columns; auto resolves as the CLI does",
+    )
     parser.add_argument("--int8-presets", nargs="*", default=["default"],
                         help="presets also measured with dynamic int8 Linear layers (none: leave empty)")  # fmt: skip
-    parser.add_argument("--attention-fix-presets", nargs="*", default=[],
-                        help="presets also measured with `contiguous_attention_input` applied (extra rows)")
+    parser.add_argument(
+        "--attention-fix-presets",
+        nargs="*",
+        default=[],
+        help="presets also measured as `fixed:` rows (the fused model has the attention fix built in)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--target-seconds", type=float, default=10.0,
                         help="input length of the bf16 speed-up target (else the longest batch-1 length)")  # fmt: skip
     parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the matmul peak measurement")
-    parser.add_argument("--max-run-seconds", type=float, default=300.0,
-                        help="skip an input whose single run, extrapolated from the previous input, would take longer")
-    parser.add_argument("--baseline-as-shipped", action="store_true",
-                        help="no contiguous-input fix for the baseline's WavLM attention (bf16 gets very slow)")
-    parser.add_argument("--glibc-default-malloc", action="store_true",
-                        help="leave glibc's malloc as it is (by default every row runs with keep_freed_memory(), "
-                             "as the wavlmrawnet CLI does on CPU)")
+    parser.add_argument(
+        "--max-run-seconds",
+        type=float,
+        default=300.0,
+        help="skip an input whose single run, extrapolated from the previous input, would take longer",
+    )
+    parser.add_argument(
+        "--baseline-as-shipped",
+        action="store_true",
+        help="no contiguous-input fix for the baseline's WavLM attention (bf16 gets very slow)",
+    )
+    parser.add_argument(
+        "--glibc-default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default every row runs with keep_freed_memory(), "
+        "as the wavlmrawnet CLI does on CPU)",
+    )
     parser.add_argument("--markdown-out", help="also write the report to this file")
     args = parser.parse_args(argv)
     if min(args.seconds) <= 0 or args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 0:
@@ -548,15 +494,12 @@ def main() -> None:
                 print("warning: could not reset the peak RSS; peaks include model loading", flush=True)
             print(f"measured {row} {dtype} in {time.perf_counter() - start:.0f} s", flush=True)
 
-    report = build_report(args, precisions, rows, results, peaks, (load_before, os.getloadavg()[0]))
+    report = build_report(args, precisions, rows, results, peaks, load_before)
     if failures:
         report += "\nFailed runs (their cells read `failed`):\n" + "\n".join(
             f"- {row_name(row)} {dtype}: {last_line(error)}" for row, dtype, error in failures
         ) + "\n"  # fmt: skip
-    print("\n" + report)
-    if args.markdown_out:
-        with open(args.markdown_out, "w", encoding="utf-8") as f:
-            f.write(report)
+    publish(report, args.markdown_out)
     if any(not row.startswith("int8:") for row, _, _ in failures):  # the int8 row is optional
         sys.exit(1)
 

@@ -4,7 +4,8 @@ The `reference` preset (random weights) embeds 1, 5 and 10 minutes of seeded noi
 `model.get_embeddings(input_values, chunk_seconds=...)`, each case in a fresh subprocess:
 
     python benchmarks/bench_long_audio.py [--minutes 1 5 10] [--chunk-seconds 20] [--unchunked-minutes 1 5 10] \
-        [--preset reference] [--precision auto|fp32|bf16] [--chunk-batch-size N] [--threads 2] [--markdown-out table.md]
+        [--preset reference] [--precision auto|fp32|bf16] [--chunk-batch-size N] [--threads 2] \
+        [--markdown-out table.md]
 
 Per case: the RSS once the model and the audio are loaded, the peak RSS during embedding (Linux `clear_refs` resets
 the high-water mark after loading, so the peak is that of the embedding alone plus what was already resident), and
@@ -26,14 +27,26 @@ import time
 
 import torch
 import torch.nn.functional as F
+from common import (
+    CPU_PRECISIONS,
+    SAMPLING_RATE,
+    available_memory_bytes,
+    current_rss_bytes,
+    load_note,
+    machine_caption,
+    markdown_table,
+    peak_rss_bytes,
+    precision_note,
+    publish,
+    release_freed_memory,
+    reset_peak_rss,
+    run_job,
+    serve_worker,
+)
 
-from bench_inference import current_rss_bytes, peak_rss_bytes, release_freed_memory, reset_peak_rss
-from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_note, run_job, serve_worker
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
 
-
-SAMPLING_RATE = 16000
 PEAK_ABOVE_MODEL_LIMIT_GB = 3.0
 LINEARITY_LIMIT = 1.5  # max / min seconds per audio minute over the chunked cases
 # Eager WavLM attention keeps a few (heads, frames, frames) fp32 matrices alive at once: attention weights,
@@ -42,20 +55,6 @@ LIVE_ATTENTION_MATRICES = 3
 
 
 # ----------------------------------------------------------------------------------------------- estimates
-def available_memory_bytes() -> int:
-    """MemAvailable from /proc/meminfo (psutil elsewhere)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return 1024 * int(line.split()[1])
-    except OSError:
-        pass
-    import psutil
-
-    return psutil.virtual_memory().available
-
-
 def unchunked_attention_bytes(config: WavLMRawNetConfig, minutes: float) -> int:
     """A lower bound on the unchunked forward's memory: its live (heads, frames, frames) fp32 attention matrices."""
     if not config.use_wavlm_branch:
@@ -77,7 +76,8 @@ def run_worker(job: dict) -> dict:
     with torch.inference_mode(), precision.autocast():  # warm-up: one window, so one-off start-up costs are not timed
         model(waveform[:, : int(job["warmup_seconds"] * SAMPLING_RATE)])
     forward_batches = []
-    model.register_forward_pre_hook(lambda module, args, kwargs: forward_batches.append(len(args[0])), with_kwargs=True)
+    model.register_forward_pre_hook(lambda module, args, kwargs: forward_batches.append(len(args[0])),
+                                    with_kwargs=True)  # fmt: skip
 
     release_freed_memory()
     rss_loaded = current_rss_bytes()
@@ -110,13 +110,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0, 10.0], help="chunked input lengths")
     parser.add_argument("--chunk-seconds", type=float, default=20.0, help="window length of the chunked cases")
-    parser.add_argument("--unchunked-minutes", type=float, nargs="*", default=[1.0, 5.0, 10.0],
-                        help="lengths also tried without chunking (skipped where they cannot fit in memory)")
+    parser.add_argument(
+        "--unchunked-minutes",
+        type=float,
+        nargs="*",
+        default=[1.0, 5.0, 10.0],
+        help="lengths also tried without chunking (skipped where they cannot fit in memory)",
+    )
     parser.add_argument("--preset", default="reference", help="model preset (random weights)")
-    parser.add_argument("--precision", "--dtype", choices=CPU_PRECISIONS, default="auto",
-                        help="fp32, bf16 CPU autocast, or auto: bf16 where the CPU runs it natively, else fp32")
-    parser.add_argument("--chunk-batch-size", type=int, default=None,
-                        help="windows per forward (model.embed); default: get_embeddings' own (8)")
+    parser.add_argument(
+        "--precision",
+        "--dtype",
+        choices=CPU_PRECISIONS,
+        default="auto",
+        help="fp32, bf16 CPU autocast, or auto: bf16 where the CPU runs it natively, else fp32",
+    )
+    parser.add_argument(
+        "--chunk-batch-size",
+        type=int,
+        default=None,
+        help="windows per forward (model.embed); default: get_embeddings' own (8)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--markdown-out", help="also write the report to this file")
     args = parser.parse_args(argv)
@@ -187,11 +201,11 @@ def main() -> None:
     batch = f"model.embed(chunk_batch_size={args.chunk_batch_size})" if args.chunk_batch_size else "get_embeddings"
     caption = (
         f"{machine_caption(args.threads)}. `{args.preset}` preset, random weights, {precision_note(precision)}, "
-        f"batch 1, via `{batch}`; windows overlap {config.chunk_overlap_seconds:g} s. Each case in a fresh process, timed after "
-        "one untimed warm-up forward on a single window; "
+        f"batch 1, via `{batch}`; windows overlap {config.chunk_overlap_seconds:g} s. Each case in a fresh process, "
+        "timed after one untimed warm-up forward on a single window; "
         + ("peak RSS counts from the loaded model on. " if peak_reset else
            "the peak RSS could not be reset after loading, so it includes model loading. ")
-        + f"1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after."
+        + f"{load_note(load_before)}."
     )  # fmt: skip
     checks = ["Checks:"]
     for label, above, _ in chunked:
@@ -215,10 +229,7 @@ def main() -> None:
     blocks = [caption, "", markdown_table(header, rows), "", *checks]
     blocks += ["", *savings] if len(savings) > 1 else []
     report = "\n".join(blocks) + "\n"
-    print("\n" + report)
-    if args.markdown_out:
-        with open(args.markdown_out, "w", encoding="utf-8") as f:
-            f.write(report)
+    publish(report, args.markdown_out)
     if failures:
         sys.exit(1)
 

@@ -23,18 +23,24 @@ import gc
 import os
 import statistics
 import time
-import warnings
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from common import (
+    BASELINE,
+    SAMPLING_RATE,
+    baseline_wavlm_config,
+    count_flops,
+    load_note,
+    machine_caption,
+    markdown_table,
+    publish,
+    timed_seconds,
+)
 from transformers import WavLMConfig, WavLMForXVector
 
-from common import machine_caption, markdown_table
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
-
-BASELINE = "WavLMForXVector-Large"
 DEFAULT_ROWS = [
     "reference",
     "reference:sinc_stride=4",
@@ -42,10 +48,6 @@ DEFAULT_ROWS = [
     "default:sinc_stride=2",
 ]
 TARGET_RATIO = 1.25
-SAMPLING_RATE = 16000
-
-# WavLM passes a bool padding mask with a float position bias to multi_head_attention_forward; harmless here.
-warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
 
 
 # ----------------------------------------------------------------------------------------------- building
@@ -90,31 +92,20 @@ def count_params(module: torch.nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-def count_flops(model: torch.nn.Module, inputs: dict) -> dict[str, float]:
-    """FLOPs of the whole model and of its `.wavlm` and `.rawnet` submodules."""
-    # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(**inputs)
-    counts, root = counter.get_flop_counts(), type(model).__name__
-    suffixes = {"total": "", "wavlm": ".wavlm", "rawnet": ".rawnet"}
-    return {name: float(sum(counts.get(root + suffix, {}).values())) for name, suffix in suffixes.items()}
-
-
 def summarise(model: torch.nn.Module, inputs: dict) -> dict:
     params = {"wavlm": count_params(model.wavlm), "rawnet": count_params(getattr(model, "rawnet", None))}
-    return {"params": {**params, "total": count_params(model)}, "flops": count_flops(model, inputs)}
+    flops = count_flops(model, inputs, ("wavlm", "rawnet"))
+    return {"params": {**params, "total": count_params(model)}, "flops": flops}
 
 
 def timed_ms(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return 1000 * (time.perf_counter() - start)
+    return 1000 * timed_seconds(fn)
 
 
 def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[float]) -> dict:
     """Builds one fused row (plus a baseline sharing its WavLM), times both alternately, frees them."""
     fused = build_fused(spec)
-    baseline = build_baseline(WavLMRawNetConfig.from_preset("reference").wavlm_config, fused.wavlm)
+    baseline = build_baseline(baseline_wavlm_config(), fused.wavlm)
     waveform, lengths = inputs["input_values"], inputs["attention_mask"].sum(dim=1)
     result = {"row": spec, **summarise(fused, inputs), "ms": [], "rawnet_ms": [], "ratios": []}
     if not baseline_times:  # the baseline's own row, once
@@ -128,7 +119,7 @@ def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[floa
             result["ratios"].append(fused_ms / baseline_ms)
             if fused.rawnet is not None:
                 result["rawnet_ms"].append(timed_ms(lambda: fused.rawnet(waveform, lengths)))
-    del fused, baseline
+    fused = baseline = None  # free both before the next row is built
     gc.collect()
     return result
 
@@ -247,7 +238,7 @@ def main() -> None:
     baseline = results[0].pop("baseline")
     caption = (
         f"{machine_caption()}, fp32, batch 1, {args.seconds:g} s input, {args.repeats} timed runs "
-        f"per row after a warm-up, 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after. "
+        f"per row after a warm-up, {load_note(load_before)}. "
         "GFLOPs per second of audio from FlopCounterMode (matmul, conv, attention only). "
         f"Target: fused time <= {TARGET_RATIO}x {BASELINE}."
     )
@@ -263,10 +254,7 @@ def main() -> None:
             "columns time the sinc filter bank at stride 1 as F.conv1d and as an FFT overlap-save):\n\n"
             + markdown_table(["row", *columns], cells) + "\n"
         )  # fmt: skip
-    print("\n" + report)
-    if args.markdown_out:
-        with open(args.markdown_out, "w", encoding="utf-8") as f:
-            f.write(report)
+    publish(report, args.markdown_out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ Embeddings are random, so the EER is meaningless; only the timings matter.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from common import machine_caption, timed_seconds
 
-from common import machine_caption
 from wavlmrawnet.evaluation import Trial, as_norm_scores, compute_metrics, cosine_scores
 
 NUM_FILES = 4874
@@ -35,12 +34,7 @@ def make_data(seed: int = 0):
 
 
 def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timed_seconds(fn) for _ in range(repeats))
 
 
 def main() -> None:

@@ -13,10 +13,18 @@ steps. The last column is the step time against the fp32 row of the same setting
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
-from common import PRECISIONS, machine_caption, markdown_table, precision_label, precision_note, run_job, serve_worker
+from common import (
+    PRECISIONS,
+    machine_caption,
+    markdown_table,
+    peak_rss_bytes,
+    precision_label,
+    precision_note,
+    run_job,
+    serve_worker,
+)
 
 
 def measure(job: dict) -> dict:
@@ -60,8 +68,7 @@ def measure(job: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / job["steps"]
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
     return {
         **job, "precision": precision_label(precision), "note": precision_note(precision), "step_seconds": seconds,
         "samples_per_s": job["batch_size"] / seconds, "peak_gb": peak / 1e9,
@@ -84,8 +91,10 @@ def report(rows: list[dict], args) -> str:
             f"{row['samples_per_s']:.1f}", f"{row['peak_gb']:.2f} GB", row["peak_kind"],
             ratio if reference["dtype"] == "fp32" else f"{ratio} (vs {reference['precision']})",
         ])  # fmt: skip
-    caption = (f"# Training throughput, {rows[0]['machine']}, {args.device}, preset {args.preset}, "
-               f"batch {args.batch_size} x {args.seconds} s, {args.steps} steps after {args.warmup} warm-up")
+    caption = (
+        f"# Training throughput, {rows[0]['machine']}, {args.device}, preset {args.preset}, "
+        f"batch {args.batch_size} x {args.seconds} s, {args.steps} steps after {args.warmup} warm-up"
+    )
     notes = "Precisions: " + "; ".join(dict.fromkeys(row["note"] for row in rows)) + "."
     return "\n".join([caption, "", markdown_table(header, cells), "", notes]) + "\n"
 
@@ -101,12 +110,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--dtypes", "--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
-                        help="precisions to compare; auto resolves as train.py does")
+    parser.add_argument(
+        "--dtypes",
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=PRECISIONS,
+        help="precisions to compare; auto resolves as train.py does",
+    )
     parser.add_argument("--checkpointing", action="store_true", help="also measure with activation checkpointing")
-    parser.add_argument("--malloc", nargs="+", default=["keep"], choices=["keep", "default"],
-                        help="CPU: glibc malloc keeping freed memory (keep_freed_memory(), as train.py does) and/or "
-                             "glibc's default")
+    parser.add_argument(
+        "--malloc",
+        nargs="+",
+        default=["keep"],
+        choices=["keep", "default"],
+        help="CPU: glibc malloc keeping freed memory (keep_freed_memory(), as train.py does) and/or glibc's default",
+    )
     args = parser.parse_args()
 
     keys = ("preset", "batch_size", "seconds", "steps", "warmup", "device", "threads")

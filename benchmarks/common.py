@@ -1,40 +1,64 @@
-"""What the benchmark scripts share: the machine caption, precision labels, Markdown tables and subprocess workers.
+"""What the benchmark scripts share: the machine caption, precision labels, Markdown tables and reports, subprocess
+workers, process memory, timing and FLOP counting.
 
 Scripts run as `python benchmarks/<script>.py` find this module because their own folder is first on `sys.path`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import json
 import os
+import resource
 import subprocess
 import sys
+import time
+import warnings
 from datetime import date
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from wavlmrawnet import WavLMRawNetConfig
 from wavlmrawnet.modeling_wavlmrawnet import PRECISION_ALIASES, Precision, describe_cpu, resolve_precision
-
 
 WORKER_FLAG = "--worker-job"
 RESULT_PREFIX = "RESULT "
 CPU_PRECISIONS = ["auto", "fp32", "bf16"]  # what --precision options accept on a CPU
 PRECISIONS = list(PRECISION_ALIASES)  # everything resolve_precision accepts (fp16 only on CUDA)
+SAMPLING_RATE = 16000
+BASELINE = "WavLMForXVector-Large"  # transformers' own x-vector model with WavLM-Large, the speed baseline
+
+# WavLM passes a bool padding mask with a float position bias to multi_head_attention_forward; harmless here.
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
 
 
+def baseline_wavlm_config():
+    """The WavLM-Large config of the baseline: the reference preset's `wavlm_config`."""
+    return WavLMRawNetConfig.from_preset("reference").wavlm_config
+
+
+# ----------------------------------------------------------------------------------------------- captions and reports
 def machine_caption(threads: int | None = None) -> str:
     """Date, CPU (model, cores, AVX2/AVX-512/AVX512-BF16/AMX, torch kernel level), torch version and threads."""
     threads = torch.get_num_threads() if threads is None else threads
     return f"{date.today()}, {describe_cpu()}, torch {torch.__version__}, {threads} torch threads"
 
 
+def load_note(before: float) -> str:
+    """The 1-min load average `before` the measurements and now."""
+    return f"1-min load average {before:.1f} before / {os.getloadavg()[0]:.1f} after"
+
+
 def precision_label(precision: Precision) -> str:
-    """"fp32", or "auto → fp32" where the request was resolved to something else."""
+    """ "fp32", or "auto → fp32" where the request was resolved to something else."""
     return precision.name if precision.requested == precision.name else f"{precision.requested} → {precision.name}"
 
 
 def precision_note(precision: Precision) -> str:
-    """"auto → fp32 (why)", without the CPU description the caption already gives."""
+    """ "auto → fp32 (why)", without the CPU description the caption already gives."""
     return f"{precision_label(precision)} ({precision.reason.removesuffix(': ' + describe_cpu())})"
 
 
@@ -46,6 +70,14 @@ def resolve_all(requested: list[str], device: str = "cpu", training: bool = Fals
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def publish(report: str, markdown_out: str | None) -> None:
+    """Prints the report and, with `--markdown-out`, writes it there too."""
+    print("\n" + report)
+    if markdown_out:
+        with open(markdown_out, "w", encoding="utf-8") as f:
+            f.write(report)
 
 
 # ----------------------------------------------------------------------------------------------- subprocess workers
@@ -68,3 +100,80 @@ def serve_worker(worker) -> bool:
         return False
     print(RESULT_PREFIX + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
     return True
+
+
+# ----------------------------------------------------------------------------------------------- memory
+def _proc_kib(path: str, field: str) -> int | None:
+    """A `field:  N kB` line of a /proc file, in KiB; None where there is no such file (not Linux)."""
+    try:
+        with open(path, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now."""
+    kib = _proc_kib("/proc/self/status", "VmRSS")
+    if kib is not None:
+        return 1024 * kib
+    import psutil  # not Linux: psutil is the portable way; fail loudly rather than report nothing
+
+    return psutil.Process().memory_info().rss
+
+
+def reset_peak_rss() -> bool:
+    """Resets the peak-RSS high-water mark to the current RSS (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS since the last `reset_peak_rss()` (or since the process started, where reset is not possible)."""
+    kib = _proc_kib("/proc/self/status", "VmHWM")
+    if kib is not None:
+        return 1024 * kib
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def release_freed_memory() -> None:
+    """Collects garbage and hands freed heap pages back to the OS (glibc), so RSS reflects live memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (psutil elsewhere)."""
+    kib = _proc_kib("/proc/meminfo", "MemAvailable")
+    if kib is not None:
+        return 1024 * kib
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+# ----------------------------------------------------------------------------------------------- time and FLOPs
+def timed_seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def count_flops(model: torch.nn.Module, inputs: dict, submodules: tuple[str, ...] = ()) -> dict[str, float]:
+    """FLOPs of one forward (`FlopCounterMode`: matmul, convolution, attention; a multiply-add is 2): "total", and
+    each named child module (e.g. "wavlm") on its own."""
+    # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    counts, root = counter.get_flop_counts(), type(model).__name__
+    flops = {"total": float(counter.get_total_flops())}
+    return flops | {name: float(sum(counts.get(f"{root}.{name}", {}).values())) for name in submodules}

@@ -23,16 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from common import machine_caption, markdown_table, publish
+
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.cpu_malloc import keep_freed_memory
+from wavlmrawnet.evaluation.runner import evaluate_trial_list
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-
-import torch  # noqa: E402
-from common import machine_caption, markdown_table  # noqa: E402
-
-from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector  # noqa: E402
-from wavlmrawnet.cpu_malloc import keep_freed_memory  # noqa: E402
-from wavlmrawnet.evaluation.runner import evaluate_trial_list  # noqa: E402
 
 EVALUATIONS = {  # column -> (split folder, trial list)
     "RHVoice (cross-synthesiser)": ("cross_synth/test", "trials.txt"),
@@ -45,8 +43,13 @@ def evaluate(model, corpus: Path, precision: str) -> dict:
     for column, (split, trials) in EVALUATIONS.items():
         folder = corpus / split
         out = evaluate_trial_list(
-            model, model.default_feature_extractor(), folder / trials, root=folder / "wav", batch_size=16,
-            precision=precision, progress=False,
+            model,
+            model.default_feature_extractor(),
+            folder / trials,
+            root=folder / "wav",
+            batch_size=16,
+            precision=precision,
+            progress=False,
         )
         results[column] = {"eer": out["eer_percent"], "min_dcf": out["min_dcf"]["0.01"], "trials": out["num_trials"],
                            "precision": out["dtype"]}  # fmt: skip
@@ -93,16 +96,23 @@ def main(argv=None) -> None:
     parser.add_argument("--in-domain-dir", default=str(REPO / "demo_output/transfer_in_domain"))
     parser.add_argument("--untrained-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--precision", default="fp32", help="evaluation precision (fp32: the same scores anywhere)")
-    parser.add_argument("--train-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="extra overrides for --train-in-domain")
+    parser.add_argument(
+        "--train-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra overrides for --train-in-domain",
+    )
     parser.add_argument("--json-out", help="also write every row as JSON here")
     parser.add_argument("--markdown-out", help="also write the table here")
     args = parser.parse_args(argv)
     corpus = Path(args.corpus).expanduser()
     missing = [str(corpus / s / t) for s, t in EVALUATIONS.values() if not (corpus / s / t).is_file()]
     if missing:
-        raise SystemExit(f"error: the benchmark corpus is incomplete ({', '.join(missing)}); build it with "
-                         "python benchmarks/corpora/debian_voices.py --out " + str(corpus))
+        raise SystemExit(
+            f"error: the benchmark corpus is incomplete ({', '.join(missing)}); build it with "
+            "python benchmarks/corpora/debian_voices.py --out " + str(corpus)
+        )
 
     in_domain = args.in_domain_model
     if args.train_in_domain:
@@ -130,9 +140,7 @@ def main(argv=None) -> None:
         f"{machine_caption()}; evaluation {rows[0][1][next(iter(EVALUATIONS))]['precision']}, cosine scores, "
         f"{time.time() - started:.0f} s of evaluation\n\n" + markdown_table(header, summarise(rows))
     )
-    print(text)
-    if args.markdown_out:
-        Path(args.markdown_out).write_text(text + "\n")
+    publish(text + "\n", args.markdown_out)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps([{"model": n, **r} for n, r in rows], indent=2))
 

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks import ablation
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.training.config import TrainConfig
-
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ablation", REPO / "benchmarks/ablation.py")
-ablation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ablation)
 
 
 def default_args(tmp_path, **changes) -> argparse.Namespace:
     args = argparse.Namespace(
-        corpus=str(tmp_path / "corpus"), preset="tiny", steps=10, batch_size=4, segment_seconds=1.0,
-        learning_rate=2e-3, mixed_precision="no", validation_speakers=2, jobs=1, threads=1, seeds=[0, 1],
+        corpus=str(tmp_path / "corpus"),
+        preset="tiny",
+        steps=10,
+        batch_size=4,
+        segment_seconds=1.0,
+        learning_rate=2e-3,
+        mixed_precision="no",
+        validation_speakers=2,
+        jobs=1,
+        threads=1,
+        seeds=[0, 1],
     )
     for key, value in changes.items():
         setattr(args, key, value)
@@ -44,7 +47,8 @@ def test_variants_cover_the_issue_and_change_one_thing(tmp_path):
 
 def test_table_reports_mean_and_std_over_seeds(tmp_path):
     def record(seed, eer):
-        results = {name: {"eer_percent": eer, "min_dcf_0.01": eer / 100, "num_trials": 10} for name in ablation.EVALUATIONS}
+        result = {"eer_percent": eer, "min_dcf_0.01": eer / 100, "num_trials": 10}
+        results = {name: result for name in ablation.EVALUATIONS}
         return {"variant": "fused", "seed": seed, "results": results, "train_seconds": 60.0}
 
     text = ablation.table([record(0, 10.0), record(1, 20.0)], default_args(tmp_path))

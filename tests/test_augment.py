@@ -1,4 +1,5 @@
-"""Tests for wavlmrawnet.training.augment: noise at an SNR, reverberation, speed perturbation, Augmenter."""
+"""Tests for wavlmrawnet.training.augment and wavlmrawnet.audio_effects: noise at an SNR, reverberation, speed
+perturbation, Augmenter."""
 
 from __future__ import annotations
 
@@ -6,17 +7,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from wavlmrawnet.audio_effects import fft_convolve, mix_at_snr, reverberate
 from wavlmrawnet.training.augment import (
     AugmentConfig,
     Augmenter,
     fit_length,
     list_audio_files,
-    mix_at_snr,
     read_noise_segment,
-    reverberate,
     speed_perturb,
 )
-
 
 SR = 16000
 
@@ -160,6 +159,13 @@ def test_reverberate_rejects_bad_rirs():
         reverberate(speech, np.zeros(10))
     with pytest.raises(ValueError, match="NaN or Inf"):
         reverberate(speech, np.array([1.0, np.nan]))
+
+
+@pytest.mark.parametrize("sizes", [(1, 1), (5, 3), (1000, 25), (1000, 24), (4097, 7)])
+def test_fft_convolve_is_the_full_linear_convolution(sizes):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(sizes[0]), rng.standard_normal(sizes[1])
+    np.testing.assert_allclose(fft_convolve(a, b), np.convolve(a, b), atol=1e-9)
 
 
 def test_augmenter_reverb_from_folder(tmp_path):

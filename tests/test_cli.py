@@ -10,17 +10,17 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from safetensors.numpy import load_file
-
 from conftest import write_wav
+from safetensors.numpy import load_file
 
 pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "wavlmrawnet", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "wavlmrawnet", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,18 @@ def test_embed_good_and_bad_files_in_one_call(tmp_path, saved_tiny_model, audio)
     out = tmp_path / "emb.safetensors"
     report = tmp_path / "errors.tsv"
     missing = str(tmp_path / "missing.wav")
-    result = cli("embed", "--model", saved_tiny_model, *audio.values(), missing, "--out", str(out),
-                 "--errors", str(report), "--quiet")
+    result = cli(
+        "embed",
+        "--model",
+        saved_tiny_model,
+        *audio.values(),
+        missing,
+        "--out",
+        str(out),
+        "--errors",
+        str(report),
+        "--quiet",
+    )
     assert result.returncode == 1, "a failed input makes the exit code non-zero"
     embeddings = load_file(out)
     good = {audio["good_16k"], audio["good_8k"], audio["stereo_44k"]}
@@ -67,7 +77,7 @@ def test_embed_good_and_bad_files_in_one_call(tmp_path, saved_tiny_model, audio)
         missing: "no such file",
     }
     for path, message in messages.items():
-        line = next((l for l in result.stderr.splitlines() if l.strip().startswith(path)), "")
+        line = next((row for row in result.stderr.splitlines() if row.strip().startswith(path)), "")
         assert message in line, (path, result.stderr)
     assert len(report.read_text().splitlines()) == 1 + len(messages)
 
@@ -92,22 +102,42 @@ def test_verify_prints_score_threshold_and_decision(saved_tiny_model, audio):
     as_json = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_16k"], "--json")
     decision = json.loads(as_json.stdout)
     assert abs(decision["score"] - 1) < 1e-5 and decision["same_speaker"] is True and decision["threshold"] == 0.5
-    strict = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_16k"], "--json",
-                 "--threshold", "1.5")
+    strict = cli(
+        "verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_16k"], "--json", "--threshold", "1.5"
+    )
     assert json.loads(strict.stdout)["same_speaker"] is False
 
 
 def test_verify_bfloat16_matches_float32_closely(saved_tiny_model, audio):
     scores = []
     for dtype, shown in (("float32", "precision: fp32"), ("bf16", "precision: bf16"), ("auto", "precision: ")):
-        result = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_8k"], "--json",
-                     "--dtype", dtype, "--device", "cpu")
+        result = cli(
+            "verify",
+            "--model",
+            saved_tiny_model,
+            audio["good_16k"],
+            audio["good_8k"],
+            "--json",
+            "--dtype",
+            dtype,
+            "--device",
+            "cpu",
+        )
         assert result.returncode == 0, result.stderr
         assert shown in result.stderr, "the resolved precision and its reason are printed"
         scores.append(json.loads(result.stdout)["score"])
     assert abs(scores[0] - scores[1]) < 0.05 and abs(scores[0] - scores[2]) < 0.05
-    fp16 = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_8k"], "--dtype", "fp16",
-               "--device", "cpu")
+    fp16 = cli(
+        "verify",
+        "--model",
+        saved_tiny_model,
+        audio["good_16k"],
+        audio["good_8k"],
+        "--dtype",
+        "fp16",
+        "--device",
+        "cpu",
+    )
     assert fp16.returncode == 1 and "fp16 is for CUDA" in fp16.stderr
 
 
@@ -128,8 +158,9 @@ def test_score_reports_metrics_and_refuses_missing_files(tmp_path, saved_tiny_mo
     trials = tmp_path / "trials.txt"
     trials.write_text("1 s1/0.wav s1/1.wav\n1 s2/0.wav s2/1.wav\n0 s1/0.wav s2/0.wav\n0 s1/1.wav s2/1.wav\n")
     out = tmp_path / "out"
-    result = cli("score", "--model", saved_tiny_model, "--trials", str(trials), "--root", str(root),
-                 "--output-dir", str(out))
+    result = cli(
+        "score", "--model", saved_tiny_model, "--trials", str(trials), "--root", str(root), "--output-dir", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert "EER" in result.stdout and "trials 4" in result.stdout
     saved = json.loads((out / "trials_results.json").read_text())

@@ -1,10 +1,13 @@
 import dataclasses
 import json
+import re
 
 import pytest
 from transformers import AutoConfig, WavLMConfig
 
 from wavlmrawnet import PRESETS, WavLMRawNetConfig
+from wavlmrawnet.configuration_wavlmrawnet import WAVLM_LARGE
+from wavlmrawnet.modeling_wavlmrawnet import CONFIG_CHOICES
 
 
 def test_defaults_are_wavlm_large_and_rawnet25():
@@ -12,16 +15,41 @@ def test_defaults_are_wavlm_large_and_rawnet25():
     wavlm = config.wavlm_config
     assert isinstance(wavlm, WavLMConfig)
     assert (wavlm.hidden_size, wavlm.num_hidden_layers, wavlm.num_attention_heads, wavlm.intermediate_size) == (
-        1024, 24, 16, 4096,
+        1024,
+        24,
+        16,
+        4096,
     )
     assert wavlm.do_stable_layer_norm and wavlm.feat_extract_norm == "layer" and wavlm.conv_bias
     assert (config.sinc_filters, config.sinc_kernel_size, config.min_low_hz, config.min_band_hz) == (128, 251, 50, 50)
     assert config.rawnet_channels == [128] * 4 and config.rawnet_kernel_size == 3
     assert (config.se_reduction, config.attention_dim, config.rawnet_embedding_dim, config.embedding_dim) == (
-        8, 128, 256, 256,
+        8,
+        128,
+        256,
+        256,
     )
     assert (config.loss, config.loss_margin, config.loss_scale) == ("amsoftmax", 0.3, 30.0)
-    assert config.fusion_activation == "relu" and config.wavlm_pooling == "last"
+    # The ablation's choices, as in the "default" preset (the reference's were "relu" and "last").
+    assert config.fusion_activation == "none" and config.wavlm_pooling == "weighted"
+    assert (config.sinc_pool_size, config.rawnet_block_pool_size) == (3, 3)
+    assert config.rawnet_pooling == "attentive_statistics"
+
+
+def test_bare_config_is_the_default_preset():
+    assert WavLMRawNetConfig().to_dict() == WavLMRawNetConfig.from_preset("default").to_dict()
+    assert PRESETS["default"] == {}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_state_only_their_differences(preset):
+    bare = WavLMRawNetConfig()
+    for name, value in PRESETS[preset].items():
+        if name == "wavlm_config":
+            for key, wavlm_value in value.items():
+                assert wavlm_value != WAVLM_LARGE.get(key, getattr(bare.wavlm_config, key)), (preset, key)
+        else:
+            assert value != getattr(bare, name), (preset, name)
 
 
 def test_presets():
@@ -50,6 +78,8 @@ def test_wavlm_config_accepts_dict_or_config():
         ({"wavlm_pooling": "max"}, "wavlm_pooling"),
         ({"loss": "softmax"}, "loss"),
         ({"fusion_activation": "gelu"}, "fusion_activation"),
+        ({"rawnet_pooling": "max"}, "rawnet_pooling"),
+        ({"sinc_init": "bark"}, "sinc_init"),
         ({"use_wavlm_branch": False, "use_rawnet_branch": False}, "at least one"),
         ({"sinc_pool_size": 0}, "sinc_pool_size"),
         ({"min_low_hz": 7990.0}, "Nyquist"),
@@ -58,6 +88,15 @@ def test_wavlm_config_accepts_dict_or_config():
 def test_invalid_values_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         WavLMRawNetConfig(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_CHOICES))
+def test_unknown_part_names_list_the_table_keys(name):
+    keys = sorted(CONFIG_CHOICES[name])
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be one of {keys}, got 'unknown'")):
+        WavLMRawNetConfig(**{name: "unknown"})
+    for key in keys:
+        assert getattr(WavLMRawNetConfig(**{name: key}), name) == key
 
 
 def test_every_argument_is_documented():
@@ -78,6 +117,19 @@ def test_round_trip_and_auto_config(tmp_path):
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, WavLMRawNetConfig)
     assert loaded.to_diff_dict() | {"_name_or_path": ""} == config.to_diff_dict() | {"_name_or_path": ""}
+
+
+def test_older_config_json_loads(tmp_path):
+    """A config.json written before `rawnet_pooling` existed, with the reference's explicit choices."""
+    config = WavLMRawNetConfig.from_preset("reference", num_labels=3)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["wavlm_pooling"], saved["fusion_activation"]) == ("last", "relu")  # every argument is written
+    del saved["rawnet_pooling"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert loaded.rawnet_pooling == "attentive_statistics"
+    assert loaded.to_dict() | {"_name_or_path": ""} == config.to_dict() | {"_name_or_path": ""}
 
 
 def test_min_input_covers_both_branches():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_wav
+
 from wavlmrawnet import WavLMRawNetFeatureExtractor
 from wavlmrawnet.evaluation.embedding import embed_files
 from wavlmrawnet.evaluation.runner import evaluate_trial_list
@@ -63,8 +63,9 @@ def test_failures_are_listed_and_good_files_still_embed(tiny_model, tmp_path):
     short = write_wav(tmp_path / "short.wav", 0.05, 16000)
     text = tmp_path / "text.wav"
     text.write_text("nope")
-    result = embed_files(tiny_model, WavLMRawNetFeatureExtractor(), [good, short, str(text), str(tmp_path / "x.wav")],
-                         progress=False)
+    result = embed_files(
+        tiny_model, WavLMRawNetFeatureExtractor(), [good, short, str(text), str(tmp_path / "x.wav")], progress=False
+    )
     assert set(result.embeddings) == {good}
     assert set(result.failures) == {short, str(text), str(tmp_path / "x.wav")}
     assert "too short" in result.failures[short]

@@ -1,4 +1,4 @@
-"""Tests for wavlmrawnet.evaluation: metrics, trial lists, scoring, plots, evaluate metric."""
+"""Tests for wavlmrawnet.evaluation: metrics, the results JSON, trial lists, scoring, plots, evaluate metric."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import pytest
 from sklearn.metrics import roc_curve
 
 from wavlmrawnet.evaluation import (
+    EvaluationResults,
     MissingEmbeddingError,
     MissingTrialFilesError,
     Trial,
@@ -203,6 +204,35 @@ def test_write_results_json(tmp_path):
         write_results_json(tmp_path / "r.json", {"eer": float("nan")})
 
 
+def test_evaluation_results_round_trip_through_json(tmp_path):
+    scores, labels = random_trials(200, seed=7)
+    values = {
+        **compute_metrics(scores, labels),
+        "trial_list": "test",
+        "num_files": 40,
+        "files_embedded_this_run": 0,
+        "score_normalization": "none (cosine)",
+        "dtype": "fp32",
+        "precision_reason": "asked for",
+        "date": "2026-11-25",
+        "hardware": "cpu",
+        "dataset_name": "VoxCeleb1-O",
+        "seed": 3,
+        "results_json": str(tmp_path / "test_results.json"),
+    }
+    results = EvaluationResults.from_dict(values)
+    assert results.extra == {"seed": 3} and results.dataset_name == "VoxCeleb1-O"
+    written = json.loads(results.write(tmp_path / "test_results.json").read_text())
+    assert written == values
+    assert list(written)[-3:] == ["dataset_name", "seed", "results_json"]  # extra keys before the paths
+    again = EvaluationResults.read(tmp_path / "test_results.json")
+    assert again == results and again.source == tmp_path / "test_results.json"
+    minimal = {"eer": 0.25, "min_dcf": {"0.01": 0.5}, "num_trials": 4, "trial_list": "t"}
+    assert EvaluationResults.from_dict(minimal).to_dict() == {**minimal, "eer_percent": 25.0}
+    with pytest.raises(ValueError, match="overwrite"):
+        EvaluationResults(eer=0.1, min_dcf={"0.01": 0.5}, num_trials=4, trial_list="t", extra={"eer": 0.2})
+
+
 # --------------------------------------------------------------------------- trial lists
 
 
@@ -217,9 +247,7 @@ def test_read_trials_resolves_paths(tmp_path):
     audio = tmp_path / "wav"
     write_wavs(audio, ["id1/a/1.wav", "id1/b/2.wav", "id2/c/3.wav"])
     trial_file = tmp_path / "veri_test2.txt"
-    trial_file.write_text(
-        "1 id1/a/1.wav id1/b/2.wav\n\n  0\tid1/a/1.wav   id2/c/3.wav  \n\n"
-    )
+    trial_file.write_text("1 id1/a/1.wav id1/b/2.wav\n\n  0\tid1/a/1.wav   id2/c/3.wav  \n\n")
     trials = read_trials(trial_file, root=audio)
     assert trials == [
         Trial(1, str(audio / "id1/a/1.wav"), str(audio / "id1/b/2.wav")),
@@ -306,6 +334,7 @@ def test_bad_embeddings_raise(bad, message):
 
 def slow_as_norm(trials, embeddings, cohort, top_n):
     """Reference AS-Norm: one trial at a time, straight from the definition."""
+
     def cos(u, v):
         return float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
 
@@ -406,8 +435,8 @@ def test_evaluate_metric_loads_offline_and_matches(tmp_path):
 import json, numpy as np, evaluate
 metric = evaluate.load({str(metric_dir)!r})
 result = metric.compute(
-    predictions=np.load({str(tmp_path / 'scores.npy')!r}).tolist(),
-    references=np.load({str(tmp_path / 'labels.npy')!r}).tolist(),
+    predictions=np.load({str(tmp_path / "scores.npy")!r}).tolist(),
+    references=np.load({str(tmp_path / "labels.npy")!r}).tolist(),
     p_targets=(0.01, 0.05),
 )
 print(json.dumps(result))
@@ -450,3 +479,28 @@ def test_make_trials_balanced_cross_session_and_written(tmp_path):
     assert make_trials(paths, speakers, 40, seed=3, sessions=sessions) == trials
     written = write_trials(trials, tmp_path / "t.txt")
     assert read_trials(written, check_exists=False) == trials
+
+
+def test_make_trials_all_pairs_balanced_unique_and_cross_video():
+    from wavlmrawnet.evaluation.trials import make_trials
+
+    speaker_ids, video_ids = ("id10001", "id10002", "id10003"), ("vid00", "vid01")
+    paths = [f"{s}/{v}/{n:05d}.wav" for s in speaker_ids for v in video_ids for n in (1, 2)]
+    speakers = [p.split("/")[0] for p in paths]
+    videos = [p.split("/")[1] for p in paths]
+    trials = make_trials(paths, speakers, 24, np.random.default_rng(0), sessions=videos, all_pairs=True)
+    assert len(trials) == 24 and sum(t.label for t in trials) == 12
+    assert len({frozenset((t.enroll, t.test)) for t in trials}) == 24
+    for t in trials:
+        assert t.label == int(t.enroll[:7] == t.test[:7])
+        if t.label:
+            assert t.enroll.split("/")[1] != t.test.split("/")[1]
+    # 3 speakers x 4 cross-video pairs = 12 targets at most.
+    with pytest.raises(ValueError, match="needs 13 target pairs but the test set only has 12"):
+        make_trials(paths, speakers, 26, np.random.default_rng(0), sessions=videos, all_pairs=True)
+    with pytest.raises(ValueError, match="even"):
+        make_trials(paths, speakers, 7, np.random.default_rng(0), sessions=videos, all_pairs=True)
+    # at_most: as many as the smaller pool allows, still balanced; none when a pool is empty.
+    fewer = make_trials(paths, speakers, 40, 1, sessions=videos, all_pairs=True, at_most=True)
+    assert len(fewer) == 24 and sum(t.label for t in fewer) == 12
+    assert make_trials(paths[:4], speakers[:4], 10, 1, sessions=videos[:4], all_pairs=True, at_most=True) == []

@@ -64,7 +64,9 @@ def test_padding_truncation_and_segments(extractor):
     clip = np.random.default_rng(0).standard_normal(40000).astype(np.float32)
     out = extractor(clip, sampling_rate=16000, padding="max_length", max_length=48000, return_tensors="np")
     assert out["input_values"].shape == (1, 48000) and out["attention_mask"].sum() == 40000
-    out = extractor(clip, sampling_rate=16000, padding="max_length", max_length=16000, truncation=True, return_tensors="np")
+    out = extractor(
+        clip, sampling_rate=16000, padding="max_length", max_length=16000, truncation=True, return_tensors="np"
+    )
     assert out["input_values"].shape == (1, 16000)
     deterministic = [extractor(clip, sampling_rate=16000, segment_seconds=1.0)["input_values"][0] for _ in range(2)]
     assert np.array_equal(*deterministic) and deterministic[0].shape == (16000,)
@@ -100,7 +102,11 @@ def test_bad_files_raise_audio_decoding_error(extractor, tmp_path):
     text.write_text("this is not audio")
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, np.float32), 16000)
-    for path, reason in [(text, "not a readable audio file"), (empty, "no audio samples"), (tmp_path / "x.wav", "no such file")]:
+    for path, reason in [
+        (text, "not a readable audio file"),
+        (empty, "no audio samples"),
+        (tmp_path / "x.wav", "no such file"),
+    ]:
         with pytest.raises(AudioDecodingError, match=reason) as error:
             extractor(str(path))
         assert error.value.path == str(path)

@@ -22,7 +22,6 @@ from wavlmrawnet.evaluation.plots import plot_det_curve, plot_score_histograms
 from wavlmrawnet.hub import HubConnectionError, push_to_hub, upload_file_list, validate_model_folder
 from wavlmrawnet.model_card import write_model_card
 
-
 PUBLISHED = {
     "README.md",
     "config.json",
@@ -51,12 +50,26 @@ def published_folder(tmp_path_factory) -> Path:
     scores, labels = [0.9, 0.8, 0.7, 0.1, 0.2, 0.75], [1, 1, 1, 0, 0, 0]
     det = plot_det_curve(scores, labels, folder / "test_det.png")
     histogram = plot_score_histograms(scores, labels, folder / "test_scores.png")
-    (folder / "test_results.json").write_text(json.dumps({
-        "eer": 1 / 3, "eer_percent": 100 / 3, "eer_threshold": 0.75, "min_dcf": {"0.01": 1.0, "0.05": 1.0},
-        "num_trials": 6, "num_target": 3, "num_nontarget": 3, "trial_list": "test", "score_normalization":
-        "none (cosine)", "dtype": "float32", "date": "2026-11-25", "hardware": "cpu",
-        "det_curve_png": str(det), "score_histogram_png": str(histogram),
-    }))
+    (folder / "test_results.json").write_text(
+        json.dumps(
+            {
+                "eer": 1 / 3,
+                "eer_percent": 100 / 3,
+                "eer_threshold": 0.75,
+                "min_dcf": {"0.01": 1.0, "0.05": 1.0},
+                "num_trials": 6,
+                "num_target": 3,
+                "num_nontarget": 3,
+                "trial_list": "test",
+                "score_normalization": "none (cosine)",
+                "dtype": "float32",
+                "date": "2026-11-25",
+                "hardware": "cpu",
+                "det_curve_png": str(det),
+                "score_histogram_png": str(histogram),
+            }
+        )
+    )
     write_model_card(folder)
     return folder
 
@@ -71,6 +84,7 @@ def model_dir(tmp_path, published_folder) -> Path:
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a socket fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args[1:] if len(args) > 1 else args}")
 
@@ -117,8 +131,11 @@ def test_upload_file_list_takes_sharded_weights(model_dir):
     index = {"metadata": {}, "weight_map": shards}
     (model_dir / "model.safetensors.index.json").write_text(json.dumps(index))
     listed = set(upload_file_list(model_dir))
-    assert {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-            "model.safetensors.index.json"} <= listed
+    assert {
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    } <= listed
     assert "model.safetensors" not in listed
     validate_model_folder(model_dir)  # an index stands in for model.safetensors
     (model_dir / "model-00002-of-00002.safetensors").unlink()
@@ -204,7 +221,11 @@ def test_push_in_a_fresh_process_without_the_hub(model_dir, tmp_path, setting):
         env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
     before = snapshot(tmp_path)
     completed = subprocess.run(
-        [sys.executable, "-c", PUSH_SCRIPT, str(model_dir)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", PUSH_SCRIPT, str(model_dir)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert completed.returncode == 3, completed.stdout + completed.stderr[-3000:]

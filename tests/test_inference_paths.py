@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from conftest import voice_like, write_wav
+
 from wavlmrawnet import WavLMRawNetFeatureExtractor
 from wavlmrawnet.evaluation.embedding import embed_files
 
@@ -51,7 +51,8 @@ def test_embed_files_bf16_is_close_to_fp32(tiny_model, tmp_path):
         assert result.failures == {} and result.computed == len(paths), "each precision has its own cache"
         assert result.precision.name == name
     assert sorted(p.name.split("-")[-1] for p in (tmp_path / "cache").iterdir()) == [
-        "bf16.safetensors", "fp32.safetensors",
+        "bf16.safetensors",
+        "fp32.safetensors",
     ]
     fp32 = np.stack([results["fp32"].embeddings[p] for p in paths])
     bf16 = np.stack([results["bf16"].embeddings[p] for p in paths])
@@ -93,5 +94,7 @@ def test_pipeline_chunk_seconds_matches_get_embeddings(tiny_model, saved_tiny_mo
         for name, seconds in (("chunked", 3.0), ("unchunked", 0.0))
     }
     for name, embedding in expected.items():
-        np.testing.assert_allclose(np.array(result[name], dtype=np.float32), embedding.numpy(), atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            np.array(result[name], dtype=np.float32), embedding.numpy(), atol=1e-5, err_msg=name
+        )
     assert not np.allclose(result["chunked"], result["unchunked"], atol=1e-4), "chunk_seconds had no effect"

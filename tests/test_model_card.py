@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import write_wav
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard import metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from conftest import write_wav
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.evaluation import EvaluationResults
 from wavlmrawnet.evaluation.plots import plot_det_curve, plot_score_histograms
 from wavlmrawnet.evaluation.runner import evaluate_trial_list
-from wavlmrawnet.model_card import SYNTHETIC_WARNING, read_results_json, render_model_card, write_model_card
-
+from wavlmrawnet.model_card import SYNTHETIC_WARNING, render_model_card, write_model_card
 
 TRAIN_CONFIG = {
     "model": {"preset": "tiny", "wavlm_pretrained": None, "overrides": {}},
@@ -198,7 +198,13 @@ def test_evaluation_table_shows_the_json_values(model_dir):
     row = next(line for line in table.splitlines() if line.startswith("| test |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2:10] == [
-        "8.77", "0.6543", "0.3210", "837 (400 / 437)", "none (cosine)", "float32", "2026-11-25",
+        "8.77",
+        "0.6543",
+        "0.3210",
+        "837 (400 / 437)",
+        "none (cosine)",
+        "float32",
+        "2026-11-25",
         "x86_64 CPU, 2 cores, torch 2.13.0",
     ]
     assert "minDCF@0.01" in table and "minDCF@0.05" in table
@@ -207,8 +213,13 @@ def test_evaluation_table_shows_the_json_values(model_dir):
 def test_two_results_files_give_two_model_index_entries(model_dir, tmp_path):
     cosine = write_results(tmp_path / "cosine", eer=0.10)
     as_norm = write_results(
-        tmp_path / "asnorm", name="test_asnorm", eer=0.08, score_normalization="AS-Norm (top 200, cohort 1000)",
-        dataset_name="VoxCeleb1-O (cleaned)", dataset_type="voxceleb1", dataset_split="test",
+        tmp_path / "asnorm",
+        name="test_asnorm",
+        eer=0.08,
+        score_normalization="AS-Norm (top 200, cohort 1000)",
+        dataset_name="VoxCeleb1-O (cleaned)",
+        dataset_type="voxceleb1",
+        dataset_split="test",
     )
     metadata = metadata_load(write_model_card(model_dir, [cosine, as_norm]))
     assert len(metadata["model-index"][0]["results"]) == 2
@@ -292,7 +303,7 @@ def test_plots_are_found_beside_a_moved_results_json(tmp_path):
     path = write_results(tmp_path / "old")
     moved = tmp_path / "new"
     shutil.move(tmp_path / "old", moved)
-    result = read_results_json(moved / path.name)
+    result = EvaluationResults.read(moved / path.name)
     assert result.det_curve_png == moved / "test_det.png"
 
 
@@ -305,19 +316,44 @@ def test_synthetic_flag_in_train_config_must_be_boolean(model_dir):
 # ----------------------------------------------------------------------------------------------- content
 def test_architecture_shows_this_models_config(tmp_path):
     folder = save_model(
-        tmp_path / "custom", sinc_filters=24, sinc_kernel_size=101, sinc_stride=2, sinc_pool_size=1,
-        rawnet_channels=[16, 24, 24], se_reduction=2, attention_dim=12, rawnet_embedding_dim=40, embedding_dim=96,
-        fusion_activation="none", loss="aamsoftmax", loss_margin=0.2, loss_scale=32.0,
-        verification_threshold=0.3712, wavlm_pooling="weighted", wavlm_config={"hidden_size": 48},
+        tmp_path / "custom",
+        sinc_filters=24,
+        sinc_kernel_size=101,
+        sinc_stride=2,
+        sinc_pool_size=1,
+        rawnet_channels=[16, 24, 24],
+        se_reduction=2,
+        attention_dim=12,
+        rawnet_embedding_dim=40,
+        embedding_dim=96,
+        fusion_activation="none",
+        loss="aamsoftmax",
+        loss_margin=0.2,
+        loss_scale=32.0,
+        verification_threshold=0.3712,
+        wavlm_pooling="weighted",
+        wavlm_config={"hidden_size": 48},
     )
     text = write_model_card(folder).read_text()
     architecture = section(text, "Architecture")
     for expected in (
-        "2 transformer layers, hidden size 48", "all 3\n  hidden states", "`wavlm_pooling = \"weighted\"`",
-        "SincConv with 24 learned band-pass filters", "101 samples, stride 2", "no pooling -> batch norm",
-        "3 residual blocks", "16, 24, 24 channels", "squeeze-and-excitation with reduction 2",
-        "max-pool 3 after each", "attention size 12", "48-d) -> linear: 40-d", "concatenation (88-d)",
-        "no activation", "96-d", "AAM-Softmax / ArcFace (additive angular margin 0.2 rad", "scale 32.0",
+        "2 transformer layers, hidden size 48",
+        "all 3\n  hidden states",
+        '`wavlm_pooling = "weighted"`',
+        "SincConv with 24 learned band-pass filters",
+        "101 samples, stride 2",
+        "no pooling -> batch norm",
+        "3 residual blocks",
+        "16, 24, 24 channels",
+        "squeeze-and-excitation with reduction 2",
+        "max-pool 3 after each",
+        "attention size 12",
+        "48-d) -> linear: 40-d",
+        "concatenation (88-d)",
+        "no activation",
+        "96-d",
+        "AAM-Softmax / ArcFace (additive angular margin 0.2 rad",
+        "scale 32.0",
     ):
         assert expected in architecture, expected
     assert "**0.3712**" in text and "(96,)" in text and "(2, 96)" in text
@@ -335,9 +371,13 @@ def test_training_section_reads_train_config(model_dir):
     write_train_config(model_dir, synthetic=False)
     training = section(write_model_card(model_dir).read_text(), "Training")
     for expected in (
-        "| training data | runs/demo/corpus/train/wav |", "| steps | 437 |", "| seed | 7 |",
+        "| training data | runs/demo/corpus/train/wav |",
+        "| steps | 437 |",
+        "| seed | 7 |",
         "| batch size (per process) x gradient accumulation | 24 x 2 |",
-        "| learning rate: new layers / WavLM | 0.0015 / 3e-05 |", '"reverb_prob": 0.3', "```yaml\nmodel:",
+        "| learning rate: new layers / WavLM | 0.0015 / 3e-05 |",
+        '"reverb_prob": 0.3',
+        "```yaml\nmodel:",
         "| training crop | 2.5 s |",
     ):
         assert expected in training, expected
@@ -399,8 +439,14 @@ def test_every_python_snippet_runs_as_written(model_dir, tmp_path):
         script = workdir / f"snippet_{index}.py"
         script.write_text(snippet)
         processes.append(
-            subprocess.Popen([sys.executable, script.name], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, script.name],
+                cwd=workdir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
     outputs = []
     for process, snippet in zip(processes, snippets):
@@ -426,8 +472,12 @@ def test_cli_snippets_run_as_written(model_dir, tmp_path):
     write_wav(workdir / "enroll.wav", seed=1)
     write_wav(workdir / "test.wav", seed=2)
     completed = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", bash], cwd=workdir, env=snippet_environment(tmp_path),
-        capture_output=True, text=True, timeout=300,
+        ["bash", "-euo", "pipefail", "-c", bash],
+        cwd=workdir,
+        env=snippet_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert re.search(r"score -?\d\.\d{4}\s+threshold 0\.5000", completed.stdout)
@@ -442,15 +492,25 @@ def test_a_real_evaluation_run_feeds_the_card(model_dir, tmp_path):
     names = [write_wav(audio / f"spk{s}_{u}.wav", seconds=1.0, seed=10 * s + u) for s in range(2) for u in range(2)]
     trials = tmp_path / "trials.txt"
     trials.write_text(
-        "".join(f"{int(a[:4] == b[:4])} {a} {b}\n" for a, b in [
-            ("spk0_0.wav", "spk0_1.wav"), ("spk1_0.wav", "spk1_1.wav"),
-            ("spk0_0.wav", "spk1_0.wav"), ("spk0_1.wav", "spk1_1.wav"),
-        ])
+        "".join(
+            f"{int(a[:4] == b[:4])} {a} {b}\n"
+            for a, b in [
+                ("spk0_0.wav", "spk0_1.wav"),
+                ("spk1_0.wav", "spk1_1.wav"),
+                ("spk0_0.wav", "spk1_0.wav"),
+                ("spk0_1.wav", "spk1_1.wav"),
+            ]
+        )
     )
     assert len(names) == 4
     model = WavLMRawNetForXVector.from_pretrained(model_dir).eval()
     results = evaluate_trial_list(
-        model, model.default_feature_extractor(), trials, root=audio, output_dir=model_dir, name="test",
+        model,
+        model.default_feature_extractor(),
+        trials,
+        root=audio,
+        output_dir=model_dir,
+        name="test",
         progress=False,
     )
     card = ModelCard.load(write_model_card(model_dir))

@@ -5,7 +5,14 @@ from transformers import WavLMConfig, WavLMModel
 from transformers.modeling_outputs import XVectorOutput
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import AttentiveStatisticsPooling, MarginSoftmax
+from wavlmrawnet.modeling_wavlmrawnet import (
+    LOSSES,
+    RAWNET_POOLINGS,
+    WAVLM_POOLINGS,
+    AttentiveStatisticsPooling,
+    WavLMPooling,
+    masked_mean,
+)
 
 
 def padded_pair(short: torch.Tensor, long: torch.Tensor):
@@ -52,7 +59,7 @@ def test_padding_invariance_tiny_last_layer_pooling_and_relu():
     torch.manual_seed(0)
     config = WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="last", fusion_activation="relu")
     model = WavLMRawNetForXVector(config).eval()
-    assert model.layer_weights is None
+    assert not [name for name, _ in model.named_parameters() if "layer_weights" in name]
     assert_padding_invariant(model)
 
 
@@ -61,7 +68,7 @@ def test_tiny_and_default_presets_use_the_ablation_choices():
         config = WavLMRawNetConfig.from_preset(preset)
         assert (config.wavlm_pooling, config.fusion_activation) == ("weighted", "none"), preset
     model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny"))
-    assert model.layer_weights.shape == (3,)
+    assert model.wavlm_pooling.layer_weights.shape == (3,)
 
 
 @pytest.mark.slow
@@ -84,7 +91,7 @@ def test_padding_changes_embeddings_without_mask(tiny_model):
 @pytest.mark.parametrize("kind, margin", [("amsoftmax", 0.3), ("aamsoftmax", 0.2)])
 def test_margin_losses(kind, margin):
     torch.manual_seed(0)
-    head = MarginSoftmax(8, 4, kind, margin, 30.0)
+    head = LOSSES[kind](WavLMRawNetConfig(embedding_dim=8, num_labels=4, loss_margin=margin, loss_scale=30.0))
     torch.nn.init.normal_(head.weight)
     embeddings, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1])
     logits, loss = head(embeddings, labels)
@@ -106,7 +113,7 @@ def test_margin_losses(kind, margin):
 
 def test_attentive_pooling_honours_mask_and_is_stable():
     torch.manual_seed(0)
-    pool = AttentiveStatisticsPooling(4, 8)
+    pool = AttentiveStatisticsPooling(4, WavLMRawNetConfig(attention_dim=8))
     x = torch.randn(1, 4, 10)
     full = pool(x, torch.ones(1, 10, dtype=torch.bool))
     padded = torch.cat([x, 1e3 * torch.randn(1, 4, 7)], dim=2)
@@ -135,13 +142,7 @@ def test_freezing():
     final_norm = set(model.wavlm.encoder.layer_norm.parameters())  # unused by weighted pooling, so kept frozen
     trainable = [p.requires_grad for p in model.wavlm.encoder.parameters() if p not in final_norm]
     assert all(trainable) and not any(p.requires_grad for p in final_norm)
-    model.freeze_wavlm()
-    assert not any(p.requires_grad for p in model.wavlm.parameters())
     assert all(p.requires_grad for p in model.rawnet.parameters()) and model.fusion.weight.requires_grad
-    model.unfreeze_wavlm()
-    assert all(p.requires_grad for p in model.wavlm.encoder.parameters() if p not in final_norm)
-    assert not any(p.requires_grad for p in final_norm)
-    assert not any(p.requires_grad for p in model.wavlm.feature_extractor.parameters())
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
@@ -184,9 +185,19 @@ def test_fusion_activation_none():
 def test_from_wavlm_pretrained_copies_weights_exactly(tmp_path):
     torch.manual_seed(0)
     wavlm_config = WavLMConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[16] * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, num_buckets=16, max_bucket_distance=50,
-        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, layerdrop=0.1,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=[16] * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        num_buckets=16,
+        max_bucket_distance=50,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
+        layerdrop=0.1,
     )
     WavLMModel(wavlm_config).save_pretrained(tmp_path)
     source = WavLMModel.from_pretrained(tmp_path)
@@ -224,8 +235,64 @@ def test_contiguous_attention_input_leaves_fp32_results_unchanged(tiny_model):
 def test_every_trainable_parameter_gets_a_gradient(pooling):
     """DDP without find_unused_parameters fails otherwise (weighted pooling skips WavLM's final norm)."""
     torch.manual_seed(0)
-    config = WavLMRawNetConfig.from_preset("tiny", num_labels=4, wavlm_pooling=pooling, wavlm_config={"mask_time_prob": 0.0})
-    model = WavLMRawNetForXVector(config).train()
-    model.unfreeze_wavlm(keep_feature_encoder_frozen=False)
+    config = WavLMRawNetConfig.from_preset(
+        "tiny", num_labels=4, wavlm_pooling=pooling, wavlm_config={"mask_time_prob": 0.0}
+    )
+    model = WavLMRawNetForXVector(config).train()  # nothing frozen: the feature encoder trains too
     model(torch.randn(2, 16000), labels=torch.tensor([0, 1])).loss.backward()
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+@pytest.mark.parametrize("name", ["loss", "wavlm_pooling", "rawnet_pooling", "fusion_activation", "sinc_init"])
+def test_model_refuses_an_unknown_part_name(name):
+    """A config changed after it was checked: the model names the choices instead of picking one (a loss other than
+    "amsoftmax" once became ArcFace)."""
+    config = WavLMRawNetConfig.from_preset("tiny")
+    setattr(config, name, "arcface")
+    with pytest.raises(ValueError, match=rf"{name} must be one of \[.+\], got 'arcface'"):
+        WavLMRawNetForXVector(config)
+
+
+class MeanStdPooling(WavLMPooling):
+    """A pooling written the way README's "How to extend" says: mean and standard deviation of the last layer."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.output_size = 2 * config.wavlm_config.hidden_size
+
+    def forward(self, outputs, frame_mask):
+        frames, mask = outputs.last_hidden_state, frame_mask[:, :, None]
+        mean = masked_mean(frames, mask, dim=1)
+        std = masked_mean((frames - mean[:, None, :]) ** 2, mask, dim=1).clamp(min=1e-6).sqrt()
+        return torch.cat([mean, std], dim=1)
+
+
+class MaskedMeanPooling(torch.nn.Module):
+    """A RawNet pooling: the mean over valid frames."""
+
+    def __init__(self, channels, config):
+        super().__init__()
+        self.output_size = channels
+
+    def forward(self, x, mask):
+        return masked_mean(x, mask[:, None, :], dim=2)
+
+
+def test_a_pooling_added_to_its_table_is_accepted_and_used(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="wavlm_pooling must be one of"):
+        WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="mean_std")
+    monkeypatch.setitem(WAVLM_POOLINGS, "mean_std", MeanStdPooling)
+    monkeypatch.setitem(RAWNET_POOLINGS, "mean", MaskedMeanPooling)
+    torch.manual_seed(0)
+    config = WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="mean_std", rawnet_pooling="mean")
+    model = WavLMRawNetForXVector(config).eval()
+    assert isinstance(model.wavlm_pooling, MeanStdPooling) and isinstance(model.rawnet.pooling, MaskedMeanPooling)
+    assert model.fusion.in_features == 2 * 64 + config.rawnet_embedding_dim
+    assert model.rawnet.fc.in_features == config.rawnet_channels[-1]
+    assert_padding_invariant(model)
+    model.save_pretrained(tmp_path)
+    loaded = WavLMRawNetForXVector.from_pretrained(tmp_path).eval()
+    assert loaded.config.wavlm_pooling == "mean_std"
+    batch = torch.randn(1, 16000)
+    with torch.inference_mode():
+        assert torch.equal(model(batch).embeddings, loaded(batch).embeddings)

@@ -13,7 +13,6 @@ from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.modeling_wavlmrawnet import SincConv
 from wavlmrawnet.onnx_export import _max_pool1d_as_2d, check_onnx_interface, export_onnx
 
-
 ATOL = 1e-4
 
 

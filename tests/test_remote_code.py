@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from wavlmrawnet import WavLMRawNetFeatureExtractor
@@ -40,6 +39,10 @@ REMOTE_SCRIPT = textwrap.dedent(
         "classes": [type(config).__name__, type(model).__name__, type(extractor).__name__],
         "modules": [type(model).__module__],
     }
+    try:  # the config checks part names against the tables in the folder's modeling file
+        type(config)(loss="arcface")
+    except ValueError as error:
+        result["unknown_loss"] = str(error)
     with torch.inference_mode():
         result["embeddings"] = {
             name: model(**extractor(path, return_tensors="pt")).embeddings[0].tolist() for name, path in files.items()
@@ -68,8 +71,13 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
     folder = tmp_path / "model_copy"
     shutil.copytree(saved_tiny_model, folder)
     assert {
-        "config.json", "model.safetensors", "preprocessor_config.json", "configuration_wavlmrawnet.py",
-        "modeling_wavlmrawnet.py", "feature_extraction_wavlmrawnet.py", "pipeline_wavlmrawnet.py",
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "configuration_wavlmrawnet.py",
+        "modeling_wavlmrawnet.py",
+        "feature_extraction_wavlmrawnet.py",
+        "pipeline_wavlmrawnet.py",
     } <= set(os.listdir(folder))
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
@@ -82,12 +90,17 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
     completed = subprocess.run(
         [sys.executable, "-c", REMOTE_SCRIPT, str(folder), json.dumps(wav_files)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.split("RESULT", 1)[1])
     assert result["classes"] == ["WavLMRawNetConfig", "WavLMRawNetForXVector", "WavLMRawNetFeatureExtractor"]
     assert result["modules"][0].startswith("transformers_modules.")
+    assert result["unknown_loss"] == "loss must be one of ['aamsoftmax', 'amsoftmax'], got 'arcface'"
 
     extractor = WavLMRawNetFeatureExtractor.from_pretrained(saved_tiny_model)
     expected = {}

@@ -91,3 +91,10 @@ def test_cutoffs_are_learnable(sinc):
     out.pow(2).mean().backward()
     assert sinc.low_hz_.grad is not None and sinc.low_hz_.grad.abs().sum() > 0
     assert sinc.band_hz_.grad.abs().sum() > 0
+
+
+def test_linear_initialisation_is_evenly_spaced():
+    sinc = SincConv(WavLMRawNetConfig(sinc_init="linear"))
+    low, high = (c.detach().numpy() for c in sinc.cutoffs())
+    assert np.allclose(np.diff(low), (SAMPLE_RATE / 2 - sinc.min_low_hz) / 128, rtol=1e-4)
+    assert np.isclose(high[-1], SAMPLE_RATE / 2)

@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wavlmrawnet.synthetic.corpus import (
-    TRIALS_FILENAME,
-    Utterance,
-    build_trials,
-    generate_corpus,
-    main,
-)
+from wavlmrawnet.synthetic.corpus import TRIALS_FILENAME, generate_corpus, main
 
 # A small corpus: generates in about a second.
 SMALL = dict(
@@ -196,27 +190,6 @@ def test_channel_varies_per_utterance_not_per_speaker(corpus):
     for speaker, utts in by_speaker.items():
         speaker_floors = [floors[rows.index(u)] for u in utts]
         assert max(speaker_floors) - min(speaker_floors) > 3.0, speaker
-
-
-def test_build_trials_balanced_unique_and_cross_video():
-    utterances = [
-        Utterance(speaker, video, f"{speaker}/{video}/{n:05d}.wav")
-        for speaker in ("id10001", "id10002", "id10003")
-        for video in ("vid00", "vid01")
-        for n in (1, 2)
-    ]
-    trials = build_trials(utterances, 24, np.random.default_rng(0))
-    assert len(trials) == 24 and sum(t[0] for t in trials) == 12
-    assert len({frozenset(t[1:]) for t in trials}) == 24
-    for label, a, b in trials:
-        assert label == int(a[:7] == b[:7])
-        if label:
-            assert a.split("/")[1] != b.split("/")[1]
-    # 3 speakers x 4 cross-video pairs = 12 targets at most.
-    with pytest.raises(ValueError, match="needs 13 target pairs but the test set only has 12"):
-        build_trials(utterances, 26, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="even"):
-        build_trials(utterances, 7, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize(

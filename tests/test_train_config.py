@@ -52,8 +52,14 @@ def test_default_precision_is_auto():
 def test_overrides_are_typed(config_file):
     config = TrainConfig.from_yaml(
         config_file,
-        ["training.learning_rate=5e-4", "training.max_steps=7", "data.validation_speakers=3",
-         "data.validation_speakers=0.25", "training.output_dir=off", "data.augment={speed_factors: [0.9, 1.1]}"],
+        [
+            "training.learning_rate=5e-4",
+            "training.max_steps=7",
+            "data.validation_speakers=3",
+            "data.validation_speakers=0.25",
+            "training.output_dir=off",
+            "data.augment={speed_factors: [0.9, 1.1]}",
+        ],
     )
     assert config.training.learning_rate == 5e-4 and config.training.max_steps == 7
     assert config.data.validation_speakers == 0.25
@@ -95,7 +101,13 @@ def test_saved_config_reloads_to_the_same_values(tmp_path, config_file):
 
 def test_yaml12_scalars():
     assert load_yaml("a: no\nb: off\nc: yes\nd: true\ne: 1e-3\nf: 2\ng: .5") == {
-        "a": "no", "b": "off", "c": "yes", "d": True, "e": 1e-3, "f": 2, "g": 0.5,
+        "a": "no",
+        "b": "off",
+        "c": "yes",
+        "d": True,
+        "e": 1e-3,
+        "f": 2,
+        "g": 0.5,
     }
 
 
@@ -104,7 +116,11 @@ def test_train_py_stops_at_once_on_a_bad_value(tmp_path, config_file, flag):
     started = time.monotonic()
     completed = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "--config", str(config_file), *flag],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     elapsed = time.monotonic() - started
     assert completed.returncode != 0

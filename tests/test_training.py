@@ -1,7 +1,9 @@
-"""Real training runs in subprocesses: train.py end to end, SIGKILL + resume, two-process DDP, bad audio."""
+"""Real training runs in subprocesses: train.py end to end, SIGKILL + resume, two-process DDP, bad audio; and the
+feature extractor the trainer derives from the config before the model exists."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -16,8 +18,13 @@ import numpy as np
 import pytest
 import yaml
 from safetensors.numpy import load_file
+from transformers import WavLMModel
 
+from wavlmrawnet.configuration_wavlmrawnet import WavLMRawNetConfig
+from wavlmrawnet.modeling_wavlmrawnet import WavLMRawNetForXVector
 from wavlmrawnet.synthetic.corpus import generate_corpus
+from wavlmrawnet.training.config import TrainConfig
+from wavlmrawnet.training.trainer import feature_extractor_for
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -27,8 +34,15 @@ pytestmark = pytest.mark.slow
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
     generate_corpus(
-        root, num_train_speakers=6, num_test_speakers=3, utterances_per_speaker=4, videos_per_speaker=2,
-        min_seconds=1.0, max_seconds=1.5, num_trials=16, seed=0,
+        root,
+        num_train_speakers=6,
+        num_test_speakers=3,
+        utterances_per_speaker=4,
+        videos_per_speaker=2,
+        min_seconds=1.0,
+        max_seconds=1.5,
+        num_trials=16,
+        seed=0,
     )
     return root
 
@@ -37,14 +51,27 @@ def write_config(folder: Path, corpus: Path, **training) -> Path:
     config = {
         "model": {"preset": "tiny", "overrides": {"wavlm_config": {"mask_time_prob": 0.0}}},
         "data": {
-            "train_dir": str(corpus / "train"), "validation_speakers": 2, "validation_trials": 20,
-            "test_trials": str(corpus / "test" / "veri_test2.txt"), "test_root": str(corpus / "test" / "wav"),
-            "segment_seconds": 1.0, "num_workers": 0,
+            "train_dir": str(corpus / "train"),
+            "validation_speakers": 2,
+            "validation_trials": 20,
+            "test_trials": str(corpus / "test" / "veri_test2.txt"),
+            "test_root": str(corpus / "test" / "wav"),
+            "segment_seconds": 1.0,
+            "num_workers": 0,
         },
         "training": {
-            "output_dir": str(folder / "run"), "max_steps": 8, "batch_size": 4, "learning_rate": 1e-3,
-            "wavlm_learning_rate": 1e-3, "warmup_steps": 2, "checkpoint_every": 4, "eval_every": 4,
-            "log_every": 2, "eval_batch_size": 8, "freeze_feature_encoder": False, **training,
+            "output_dir": str(folder / "run"),
+            "max_steps": 8,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "wavlm_learning_rate": 1e-3,
+            "warmup_steps": 2,
+            "checkpoint_every": 4,
+            "eval_every": 4,
+            "log_every": 2,
+            "eval_batch_size": 8,
+            "freeze_feature_encoder": False,
+            **training,
         },
     }
     path = folder / "config.yaml"
@@ -63,11 +90,28 @@ def train_command(config: Path, *extra: str) -> list[str]:
     return [sys.executable, str(REPO / "train.py"), "--config", str(config), *extra]
 
 
+@pytest.mark.parametrize("overrides", [{}, {"rawnet_channels": [16] * 8}])  # min_seconds 0.5 and 1.239
+def test_the_feature_extractor_is_known_before_the_model(overrides):
+    """The audio check needs min_seconds before the model (and its classes) exists: it must be the model's."""
+    model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", **overrides))
+    config = TrainConfig.from_dict({"model": {"preset": "tiny", "overrides": overrides}})
+    assert feature_extractor_for(config).to_dict() == model.default_feature_extractor().to_dict()
+
+
+def test_the_feature_extractor_is_known_before_a_model_from_a_pretrained_wavlm(tmp_path):
+    wavlm_config = copy.deepcopy(WavLMRawNetConfig.from_preset("tiny").wavlm_config)
+    wavlm_config.conv_kernel = [12000, *wavlm_config.conv_kernel[1:]]  # the checkpoint's WavLM sets min_seconds 0.775
+    WavLMModel(wavlm_config).save_pretrained(tmp_path / "wavlm")
+    model = WavLMRawNetForXVector.from_wavlm_pretrained(str(tmp_path / "wavlm"), preset="tiny")
+    config = TrainConfig.from_dict({"model": {"preset": "tiny", "wavlm_pretrained": str(tmp_path / "wavlm")}})
+    assert feature_extractor_for(config).to_dict() == model.default_feature_extractor().to_dict()
+
+
 def test_train_end_to_end_writes_a_loadable_final_model(tmp_path, corpus):
     config = write_config(tmp_path, corpus, test_before_training=True, mixed_precision="bf16")
     completed = run(train_command(config, "--mixed-precision", "no"), tmp_path)
     run_dir = tmp_path / "run"
-    summary = json.loads(completed.stdout[completed.stdout.index("{"):])
+    summary = json.loads(completed.stdout[completed.stdout.index("{") :])
     assert summary["steps"] == 8 and summary["test"]["num_trials"] == 16
     assert "untrained_test" in summary
     assert summary["training_precision"]["precision"] == "fp32", "--mixed-precision no overrides the YAML's bf16"
@@ -80,8 +124,17 @@ def test_train_end_to_end_writes_a_loadable_final_model(tmp_path, corpus):
     assert [p.name for p in sorted((run_dir / "checkpoints").iterdir())] == ["step-00000004", "step-00000008"]
 
     final = run_dir / "final"
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "modeling_wavlmrawnet.py",
-                 "train_config.yaml", "run_info.json", "test_results.json", "test_det.png", "test_scores.png"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_wavlmrawnet.py",
+        "train_config.yaml",
+        "run_info.json",
+        "test_results.json",
+        "test_det.png",
+        "test_scores.png",
+    ):
         assert (final / name).exists(), name
     run_info = json.loads((final / "run_info.json").read_text())
     assert run_info["training_precision"]["precision"] == "fp32" and "cores" in run_info["hardware"]
@@ -112,7 +165,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, corpus):
     interrupted.mkdir()
     config = write_config(interrupted, corpus, log_every=1)
     process = subprocess.Popen(
-        train_command(config), cwd=interrupted, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        train_command(config),
+        cwd=interrupted,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     first_checkpoint = interrupted / "run" / "checkpoints" / "step-00000004"
@@ -137,8 +193,15 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, corpus):
 def test_two_process_ddp_keeps_replicas_identical_on_different_batches(tmp_path, corpus):
     config = write_config(tmp_path, corpus, max_steps=4, eval_every=4, checkpoint_every=4)  # precision: auto
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        str(REPO / "train.py"), "--config", str(config), "--record-batches",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        str(REPO / "tests" / "record_training.py"),
+        str(config),  # train.py plus a callback recording each rank
     ]
     # On x86, kernels capped at AVX2 as on a CPU without native bf16: auto must train in fp32 on both ranks.
     x86 = platform.machine().lower() in ("x86_64", "amd64")
@@ -179,6 +242,7 @@ def test_bad_audio_refuses_to_start_or_is_skipped_and_listed(tmp_path, corpus):
     run(train_command(config, "--skip-bad-audio"), tmp_path)
     report = (tmp_path / "run" / "bad_audio.tsv").read_text().splitlines()
     assert len(report) == 3 and {line.split("\t")[0].rsplit("/", 1)[-1] for line in report[1:]} == {
-        "99998.wav", "99999.wav",
+        "99998.wav",
+        "99999.wav",
     }
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()

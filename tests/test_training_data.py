@@ -32,7 +32,6 @@ from wavlmrawnet.training.data import (
     speaker_disjoint_split,
 )
 
-
 SR = 16000
 SPEAKERS = ["id10001", "id10002", "id10003", "id10004"]
 VIDEOS = ["vidA", "vidB"]
@@ -92,7 +91,11 @@ def test_voxceleb_columns_labels_durations_and_order(corpus):
     ds = dataset_from_voxceleb(root)
     assert ds.column_names == ["path", "speaker", "label", "duration", "video"]
     assert {k: v.dtype for k, v in ds.features.items()} == {
-        "path": "string", "speaker": "string", "label": "int64", "duration": "float64", "video": "string"
+        "path": "string",
+        "speaker": "string",
+        "label": "int64",
+        "duration": "float64",
+        "video": "string",
     }
     assert len(ds) == len(lengths) == 16
     assert ds["path"] == sorted(ds["path"]) and all(os.path.isabs(p) for p in ds["path"])
@@ -268,7 +271,7 @@ def test_speaker_disjoint_split_is_disjoint_contiguous_and_deterministic(corpus)
     for part in (train, validation):
         id2label, label2id = label_maps(part)
         assert sorted(id2label) == list(range(len(id2label)))
-        assert all(label2id[s] == l for s, l in zip(part["speaker"], part["label"]))
+        assert all(label2id[s] == label for s, label in zip(part["speaker"], part["label"]))
     assert speaker_disjoint_split(ds, 1, seed=3)["validation"]["path"] == validation["path"]
     # the split depends on the speakers, not on the row order
     shuffled = speaker_disjoint_split(ds.shuffle(seed=0), 1, seed=3)
@@ -439,3 +442,32 @@ def test_dataloader_with_two_workers_gives_the_same_batches(corpus, tmp_path):
             assert torch.equal(a[key], b[key]), key
     next_epoch = batches(0, epoch=3)
     assert not torch.equal(next_epoch[0]["input_values"], serial[0]["input_values"])
+
+
+def test_bad_files_of_both_splits_are_reported_together(tmp_path):
+    from wavlmrawnet.synthetic.corpus import generate_corpus
+    from wavlmrawnet.training.config import TrainConfig
+    from wavlmrawnet.training.data import BadAudioError
+    from wavlmrawnet.training.trainer import load_splits
+
+    generate_corpus(tmp_path / "corpus", num_train_speakers=6, num_test_speakers=2, utterances_per_speaker=3,
+                    videos_per_speaker=1, min_seconds=1.0, max_seconds=1.2, num_trials=4)  # fmt: skip
+    speakers = sorted((tmp_path / "corpus" / "train" / "wav").iterdir())
+    for speaker in speakers:  # a bad file for every speaker: both the training and the validation side have some
+        (next(speaker.iterdir()) / "99999.wav").write_text("not audio")
+    config = TrainConfig.from_dict(
+        {
+            "data": {"train_dir": str(tmp_path / "corpus" / "train"), "validation_speakers": 2, "num_workers": 0},
+            "training": {"output_dir": str(tmp_path / "run")},
+        }
+    )
+    with pytest.raises(BadAudioError) as refused:
+        load_splits(config, 0.5, tmp_path / "refused")
+    assert len(refused.value.bad) == len(speakers)
+
+    config.data.skip_bad_audio = True
+    train, validation = load_splits(config, 0.5, tmp_path / "skipped")
+    report = (tmp_path / "skipped" / "bad_audio.tsv").read_text().splitlines()[1:]
+    assert len(report) == len(speakers), "every dropped file is listed, whichever split it was in"
+    assert len(set(train["speaker"])) == 4 and len(set(validation["speaker"])) == 2
+    assert not any(path.endswith("99999.wav") for path in [*train["path"], *validation["path"]])

@@ -1,16 +1,22 @@
 """wavlmrawnet: WavLM-Large + RawNet2.5 fused speaker verification for the Hugging Face ecosystem.
 
-Data flow: audio -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` -> `training` / `evaluation` -> `model_card`.
+Data flow: audio -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` -> `training` / `evaluation` ->
+`model_card`. `pipeline_wavlmrawnet` runs the model, in the precision the hardware suits.
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
-from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
-from .pipeline_wavlmrawnet import SpeakerEmbeddingPipeline, SpeakerVerificationPipeline
 from .feature_extraction_wavlmrawnet import AudioDecodingError, WavLMRawNetFeatureExtractor, load_audio
-
+from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
+from .pipeline_wavlmrawnet import (
+    Precision,
+    SpeakerEmbeddingPipeline,
+    SpeakerVerificationPipeline,
+    describe_cpu,
+    resolve_precision,
+)
 
 __version__ = "0.1.0"
 
@@ -27,11 +33,14 @@ if "speaker-verification" not in PIPELINE_REGISTRY.get_supported_tasks():
 __all__ = [
     "PRESETS",
     "AudioDecodingError",
+    "Precision",
     "SpeakerEmbeddingPipeline",
     "SpeakerVerificationPipeline",
     "WavLMRawNetConfig",
     "WavLMRawNetFeatureExtractor",
     "WavLMRawNetForXVector",
     "WavLMRawNetPreTrainedModel",
+    "describe_cpu",
     "load_audio",
+    "resolve_precision",
 ]

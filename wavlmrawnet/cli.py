@@ -19,30 +19,45 @@ EXIT_USAGE = 2
 # ----------------------------------------------------------------------------------------------- shared
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, ...)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where to run (auto: cuda if available, else cpu)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "float32", "bfloat16"],
-                        help="auto (default): bf16 autocast where the hardware runs it natively (AMX or AVX512-BF16 "
-                             "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to run (auto: cuda if available, else cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16", "float32", "bfloat16"],
+        help="auto (default): bf16 autocast where the hardware runs it natively (AMX or AVX512-BF16 "
+        "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
-    parser.add_argument("--chunk-seconds", type=float,
-                        help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking")
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
+    )
 
 
 def load(args):
     import torch
 
     from .cpu_malloc import keep_freed_memory
-    from .modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
     from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
+    from .modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         raise SystemExit(f"error: {model_dir} is not a model folder (no config.json)")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    device = (
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
     precision = resolve_precision(args.dtype, device)
@@ -96,8 +111,15 @@ def cmd_embed(args) -> int:
         raise SystemExit("error: --out must end in .safetensors or .npy")
     files, failures = collect_audio(args.inputs)
     model, extractor, precision = load(args)
-    result = embed_files(model, extractor, files, batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
-                         precision=precision, progress=not args.quiet)
+    result = embed_files(
+        model,
+        extractor,
+        files,
+        batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds,
+        precision=precision,
+        progress=not args.quiet,
+    )
     failures.update(result.failures)
     done = [p for p in files if p in result.embeddings]
     if done:
@@ -117,7 +139,9 @@ def cmd_verify(args) -> int:
 
     files, failures = collect_audio([args.enroll, args.test])
     model, extractor, precision = load(args)
-    result = embed_files(model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False)
+    result = embed_files(
+        model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False
+    )
     failures.update(result.failures)
     if failures:
         report_failures(failures)
@@ -143,14 +167,25 @@ def cmd_score(args) -> int:
         return EXIT_FAILED_INPUTS
     model, extractor, precision = load(args)
     results = evaluate_trial_list(
-        model, extractor, args.trials, root=args.root, output_dir=args.output_dir, cohort_paths=cohort,
-        top_n=args.top_n, batch_size=args.batch_size, chunk_seconds=args.chunk_seconds, precision=precision,
-        cache_dir=args.cache_dir, name=args.name,
+        model,
+        extractor,
+        args.trials,
+        root=args.root,
+        output_dir=args.output_dir,
+        cohort_paths=cohort,
+        top_n=args.top_n,
+        batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds,
+        precision=precision,
+        cache_dir=args.cache_dir,
+        name=args.name,
         extra={"dataset_name": args.dataset_name} if args.dataset_name else None,
     )
     dcf = results["min_dcf"]
-    print(f"{results['trial_list']}: EER {results['eer_percent']:.3f} %  minDCF(0.01) {dcf['0.01']:.4f}  "
-          f"minDCF(0.05) {dcf['0.05']:.4f}  trials {results['num_trials']}  ({results['score_normalization']})")
+    print(
+        f"{results['trial_list']}: EER {results['eer_percent']:.3f} %  minDCF(0.01) {dcf['0.01']:.4f}  "
+        f"minDCF(0.05) {dcf['0.05']:.4f}  trials {results['num_trials']}  ({results['score_normalization']})"
+    )
     if args.output_dir:
         print(f"results, DET curve and score histograms in {args.output_dir}")
     return 0
@@ -185,25 +220,32 @@ def cmd_push(args) -> int:
 
 # ----------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wavlmrawnet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="wavlmrawnet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     embed = commands.add_parser(
-        "embed", help="embed audio files into L2-normalised speaker embeddings",
+        "embed",
+        help="embed audio files into L2-normalised speaker embeddings",
         description="Embed files (folders are searched recursively) in length-sorted batches. Every input gets an "
-                    "embedding or a line in the error report; the exit code is 1 if any input failed.",
+        "embedding or a line in the error report; the exit code is 1 if any input failed.",
     )
     embed.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    embed.add_argument("--out", required=True, help="embeddings.safetensors (keyed by path) or embeddings.npy "
-                                                    "(rows in the order of the .npy.paths.txt written beside it)")
+    embed.add_argument(
+        "--out",
+        required=True,
+        help="embeddings.safetensors (keyed by path) or embeddings.npy "
+        "(rows in the order of the .npy.paths.txt written beside it)",
+    )
     embed.add_argument("--errors", help="also write failed inputs and reasons to this TSV file")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(embed)
     embed.set_defaults(run=cmd_embed)
 
     verify = commands.add_parser(
-        "verify", help="same speaker? score two recordings",
+        "verify",
+        help="same speaker? score two recordings",
         description="Cosine score of two recordings against the model's threshold (config.verification_threshold).",
     )
     verify.add_argument("enroll", help="first recording")
@@ -214,9 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=cmd_verify)
 
     score = commands.add_parser(
-        "score", help="EER and minDCF on a VoxCeleb-style trial list",
+        "score",
+        help="EER and minDCF on a VoxCeleb-style trial list",
         description="Embeds every file of the trial list once, scores by cosine (or AS-Norm with --cohort), and "
-                    "reports EER and normalised minDCF (p_target 0.01 and 0.05). Missing files are an error.",
+        "reports EER and normalised minDCF (p_target 0.01 and 0.05). Missing files are an error.",
     )
     score.add_argument("--trials", required=True, help="trial list: 'label path1 path2' per line (veri_test2.txt)")
     score.add_argument("--root", help="folder the trial paths are relative to (e.g. voxceleb1/test/wav)")
@@ -230,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(run=cmd_score)
 
     export = commands.add_parser(
-        "export-onnx", help="export to ONNX with dynamic batch and length",
+        "export-onnx",
+        help="export to ONNX with dynamic batch and length",
         description="Exports (input_values, attention_mask) -> embeddings (un-normalised) to ONNX.",
     )
     export.add_argument("--model", required=True, help="model folder")
@@ -239,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_export_onnx)
 
     card = commands.add_parser(
-        "card", help="write the model card (README.md) into a model folder",
+        "card",
+        help="write the model card (README.md) into a model folder",
         description="Writes DIR/README.md: Hub metadata with a model-index, architecture, usage, training data and "
-                    "an evaluation table from the given results JSON files.",
+        "an evaluation table from the given results JSON files.",
     )
     card.add_argument("--model", required=True, help="model folder")
     card.add_argument("--results", action="append", default=[], help="results JSON (repeatable)")
@@ -250,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(run=cmd_card)
 
     push = commands.add_parser(
-        "push", help="publish a model folder on the Hugging Face Hub",
+        "push",
+        help="publish a model folder on the Hugging Face Hub",
         description="Creates the repo and uploads weights, configs, remote code, card and plots in one commit.",
     )
     push.add_argument("--model", required=True, help="model folder")

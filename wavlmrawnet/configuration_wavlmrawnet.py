@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
 
 from transformers import WavLMConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
-
 
 # microsoft/wavlm-large's architecture. Layerdrop is off: skipped layers break DDP and change embeddings run to run.
 WAVLM_LARGE = dict(
@@ -36,41 +34,30 @@ WAVLM_LARGE = dict(
     mask_time_prob=0.05,
 )
 
-# 2 layers, hidden size 64: the same topology at a size that trains on a laptop CPU in minutes.
-WAVLM_TINY = dict(
-    WAVLM_LARGE,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=128,
-    conv_dim=[32] * 7,
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4,
-    num_buckets=32,
-    max_bucket_distance=100,
-    hidden_dropout=0.0,
-    attention_dropout=0.0,
-    feat_proj_dropout=0.0,
-)
-
-# What benchmarks/ablation.py found better, each alone and together, on the Debian voice corpus (3 seeds).
-ABLATION_CHOICES = dict(wavlm_pooling="weighted", fusion_activation="none")
-
+# Each preset states only how it differs from the bare `WavLMRawNetConfig()`, which is the "default" preset: WavLM
+# Large with learned layer weights, RawNet max-pooling 3 after the sinc layer and after each block, and no ReLU on the
+# embedding (the ablation's best settings, benchmarks/results/ablation.md). A `wavlm_config` dict is merged into
+# WAVLM_LARGE.
 PRESETS: dict[str, dict] = {
-    # The seed model's exact dimensions; the RawNet branch runs at the full 16 kHz sample rate (no pooling).
-    "reference": dict(
-        wavlm_config=WAVLM_LARGE,
-        sinc_pool_size=1,
-        rawnet_block_pool_size=1,
-    ),
-    # Reference dimensions with max-pooling (3 after the sinc layer and after each block) in the RawNet branch, a
-    # learned weighting of WavLM's layers and no ReLU on the embedding: the ablation's best settings
-    # (benchmarks/results/ablation.md).
-    "default": dict(wavlm_config=WAVLM_LARGE, **ABLATION_CHOICES),
-    # For tests and CPU demos; the ablation's settings too.
+    "default": {},
+    # The seed model: last WavLM layer, ReLU on the embedding, and a RawNet branch at the full 16 kHz (no pooling).
+    "reference": dict(wavlm_pooling="last", fusion_activation="relu", sinc_pool_size=1, rawnet_block_pool_size=1),
+    # The same topology at a size that trains on a laptop CPU in minutes: for tests and CPU demos.
     "tiny": dict(
-        wavlm_config=WAVLM_TINY,
-        **ABLATION_CHOICES,
+        wavlm_config=dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            conv_dim=[32] * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            num_buckets=32,
+            max_bucket_distance=100,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            feat_proj_dropout=0.0,
+        ),
         sinc_filters=32,
         sinc_kernel_size=129,
         rawnet_channels=[32, 32],
@@ -87,19 +74,23 @@ class WavLMRawNetConfig(PreTrainedConfig):
     frames) fused with RawNet2.5 on the raw waveform (SincConv -> residual stack -> attentive statistics pooling ->
     FC, the "macro" embedding). Both pooled vectors are concatenated and projected to the speaker embedding.
 
-    Use [`~WavLMRawNetConfig.from_preset`] for the named presets (`"reference"`, `"default"`, `"tiny"`).
+    The defaults are the `"default"` preset; [`~WavLMRawNetConfig.from_preset`] gives the others (`"reference"`,
+    `"tiny"`). Arguments that name a part (`wavlm_pooling`, `rawnet_pooling`, `sinc_init`, `fusion_activation`,
+    `loss`) take a key of that part's table in `modeling_wavlmrawnet.py` (`CONFIG_CHOICES`).
 
     Args:
         wavlm_config (`dict` or `WavLMConfig`, *optional*):
             Configuration of the WavLM branch. Defaults to the WavLM-Large architecture (hidden size 1024, 24 layers,
-            16 heads, FFN 4096, stable layer norm, layer-norm feature extractor, conv bias).
+            16 heads, FFN 4096, stable layer norm, layer-norm feature extractor, conv bias: `WAVLM_LARGE`). A dict
+            given here is a whole `WavLMConfig` (what it omits takes `WavLMConfig`'s defaults); `from_preset` merges
+            one into `WAVLM_LARGE` instead.
         use_wavlm_branch (`bool`, *optional*, defaults to `True`):
             Whether the WavLM branch is built and fused.
         use_rawnet_branch (`bool`, *optional*, defaults to `True`):
             Whether the RawNet2.5 branch is built and fused. At least one branch must be on.
-        wavlm_pooling (`str`, *optional*, defaults to `"last"`):
-            Which WavLM frames are pooled: `"last"` (the last hidden state, as in the reference) or `"weighted"`
-            (learned softmax weights over all hidden states). Either is then mean-pooled over valid frames.
+        wavlm_pooling (`str`, *optional*, defaults to `"weighted"`):
+            How WavLM's frames become one vector (`WAVLM_POOLINGS`): `"weighted"` (learned softmax weights over all
+            hidden states) or `"last"` (the last hidden state, as in the reference), then the mean over valid frames.
         sampling_rate (`int`, *optional*, defaults to 16000):
             Sample rate of `input_values`, in Hz. Sets the sinc filters' frequency scale.
         sinc_filters (`int`, *optional*, defaults to 128):
@@ -113,7 +104,7 @@ class WavLMRawNetConfig(PreTrainedConfig):
         min_band_hz (`float`, *optional*, defaults to 50.0):
             Narrowest allowed band of a sinc filter, in Hz.
         sinc_init (`str`, *optional*, defaults to `"mel"`):
-            Initial spacing of the filter bands: `"mel"` (mel-spaced, as in SincNet) or `"linear"`.
+            Initial spacing of the filter bands (`SINC_INITS`): `"mel"` (mel-spaced, as in SincNet) or `"linear"`.
         sinc_pool_size (`int`, *optional*, defaults to 3):
             Max-pool size (and stride) after the sinc layer; 1 disables it.
         rawnet_channels (`list[int]`, *optional*, defaults to `[128, 128, 128, 128]`):
@@ -128,16 +119,19 @@ class WavLMRawNetConfig(PreTrainedConfig):
             Channel reduction of the squeeze-and-excitation bottleneck.
         leaky_relu_slope (`float`, *optional*, defaults to 0.3):
             Negative slope of the RawNet branch's LeakyReLUs (RawNet2 uses 0.3).
+        rawnet_pooling (`str`, *optional*, defaults to `"attentive_statistics"`):
+            How the RawNet frames become one vector (`RAWNET_POOLINGS`): `"attentive_statistics"` (attention-weighted
+            mean and standard deviation over valid frames).
         attention_dim (`int`, *optional*, defaults to 128):
             Hidden size of the attentive statistics pooling's attention network.
         rawnet_embedding_dim (`int`, *optional*, defaults to 256):
             Size of the RawNet "macro" embedding.
         embedding_dim (`int`, *optional*, defaults to 256):
             Size of the fused speaker embedding.
-        fusion_activation (`str`, *optional*, defaults to `"relu"`):
-            Activation after the fusion projection: `"relu"` (the reference) or `"none"`.
+        fusion_activation (`str`, *optional*, defaults to `"none"`):
+            Activation after the fusion projection (`FUSION_ACTIVATIONS`): `"none"` or `"relu"` (the reference).
         loss (`str`, *optional*, defaults to `"amsoftmax"`):
-            Training objective over the `num_labels` speakers: `"amsoftmax"` (additive cosine margin) or
+            Training objective over the `num_labels` speakers (`LOSSES`): `"amsoftmax"` (additive cosine margin) or
             `"aamsoftmax"` (additive angular margin, ArcFace).
         loss_margin (`float`, *optional*, defaults to 0.3):
             Margin of the loss (cosine units for AM-Softmax, radians for AAM-Softmax).
@@ -174,14 +168,14 @@ class WavLMRawNetConfig(PreTrainedConfig):
     wavlm_config: dict | WavLMConfig | None = None
     use_wavlm_branch: bool = True
     use_rawnet_branch: bool = True
-    wavlm_pooling: Literal["last", "weighted"] = "last"
+    wavlm_pooling: str = "weighted"
     sampling_rate: int = 16000
     sinc_filters: int = 128
     sinc_kernel_size: int = 251
     sinc_stride: int = 1
     min_low_hz: float = 50.0
     min_band_hz: float = 50.0
-    sinc_init: Literal["mel", "linear"] = "mel"
+    sinc_init: str = "mel"
     sinc_pool_size: int = 3
     rawnet_channels: list[int] | tuple[int, ...] = (128, 128, 128, 128)
     rawnet_kernel_size: int = 3
@@ -189,11 +183,12 @@ class WavLMRawNetConfig(PreTrainedConfig):
     use_se: bool = True
     se_reduction: int = 8
     leaky_relu_slope: float = 0.3
+    rawnet_pooling: str = "attentive_statistics"
     attention_dim: int = 128
     rawnet_embedding_dim: int = 256
     embedding_dim: int = 256
-    fusion_activation: Literal["relu", "none"] = "relu"
-    loss: Literal["amsoftmax", "aamsoftmax"] = "amsoftmax"
+    fusion_activation: str = "none"
+    loss: str = "amsoftmax"
     loss_margin: float = 0.3
     loss_scale: float = 30.0
     verification_threshold: float = 0.5
@@ -209,15 +204,12 @@ class WavLMRawNetConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
-        choices = {
-            "wavlm_pooling": ("last", "weighted"),
-            "sinc_init": ("mel", "linear"),
-            "fusion_activation": ("relu", "none"),
-            "loss": ("amsoftmax", "aamsoftmax"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        # The named parts' tables live in modeling, next to their classes. Imported on call, not at the top:
+        # modeling imports this module at its top.
+        from .modeling_wavlmrawnet import CONFIG_CHOICES, chosen
+
+        for name in CONFIG_CHOICES:
+            chosen(self, name)  # raises for a name that is not in the table
         if not (self.use_wavlm_branch or self.use_rawnet_branch):
             raise ValueError("at least one of use_wavlm_branch and use_rawnet_branch must be True")
         if self.min_low_hz + self.min_band_hz >= self.sampling_rate / 2:
@@ -230,20 +222,18 @@ class WavLMRawNetConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "WavLMRawNetConfig":
-        """A named preset (`"reference"`, `"default"` or `"tiny"`), with any argument overridden.
+        """A named preset (`"default"`, `"reference"` or `"tiny"`), with any argument overridden.
 
-        `wavlm_config` overrides given as a dict are merged into the preset's WavLM settings.
+        A `wavlm_config` given as a dict is merged into the preset's WavLM settings (WAVLM_LARGE and the preset's
+        changes); a `WavLMConfig` replaces them.
         """
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         kwargs = copy.deepcopy(PRESETS[preset])
-        wavlm_overrides = overrides.pop("wavlm_config", None)
-        if isinstance(wavlm_overrides, dict):
-            kwargs["wavlm_config"] = {**kwargs["wavlm_config"], **wavlm_overrides}
-        elif wavlm_overrides is not None:
-            kwargs["wavlm_config"] = wavlm_overrides
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        wavlm = overrides.pop("wavlm_config", None)
+        if wavlm is None or isinstance(wavlm, dict):
+            wavlm = {**copy.deepcopy(WAVLM_LARGE), **kwargs.pop("wavlm_config", {}), **(wavlm or {})}
+        return cls(**{**kwargs, **overrides, "wavlm_config": wavlm})
 
     @property
     def rawnet_downsampling(self) -> int:
@@ -255,7 +245,7 @@ class WavLMRawNetConfig(PreTrainedConfig):
         """Fewest samples that give every enabled branch at least one frame."""
         needs = [1]
         if self.use_rawnet_branch:
-            needs.append(self.sinc_kernel_size + self.sinc_stride * (self.sinc_pool_size * self.rawnet_block_pool_size ** len(self.rawnet_channels) - 1))
+            needs.append(self.sinc_kernel_size + self.rawnet_downsampling - self.sinc_stride)
         if self.use_wavlm_branch:
             receptive, jump = 1, 1
             for kernel, stride in zip(self.wavlm_config.conv_kernel, self.wavlm_config.conv_stride):

@@ -7,7 +7,8 @@
     push_to_hub("runs/wavlmrawnet/final", "you/wavlmrawnet-vox1")             # `hf auth login` first, or token=...
 
 What goes up (`upload_file_list`): the weights, config.json, preprocessor_config.json, the remote-code .py files,
-the README.md card, the PNG plots, the results JSON(s), train_config.yaml and run_info.json, all from the folder's top level.
+the README.md card, the PNG plots, the results JSON(s), train_config.yaml and run_info.json, all from the folder's top
+level.
 Training checkpoints, caches, sub-folders and hidden files stay behind. The folder is never modified.
 """
 
@@ -22,8 +23,8 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineMod
 from huggingface_hub.repocard import metadata_load
 from huggingface_hub.utils import validate_repo_id
 
-from .model_card.generator import WEIGHT_FILE, is_results_json
-
+from .evaluation.results import is_results_json
+from .model_card.generator import WEIGHT_FILE
 
 try:  # huggingface_hub >= 1.x exposes its HTTP client (httpx or its fork httpx2) here
     from huggingface_hub.utils import httpx as _http_client
@@ -47,7 +48,11 @@ REMOTE_CODE_FILES = (
 )
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, "README.md")
 UPLOADED_NAMES = {
-    "config.json", "preprocessor_config.json", "README.md", "train_config.yaml", "run_info.json",
+    "config.json",
+    "preprocessor_config.json",
+    "README.md",
+    "train_config.yaml",
+    "run_info.json",
     "model.safetensors.index.json",
 }
 DEFAULT_COMMIT_MESSAGE = "Upload WavLMRawNet speaker-verification model"
@@ -74,8 +79,9 @@ def upload_file_list(model_dir: str | os.PathLike) -> list[str]:
     """The files `push_to_hub` uploads from `model_dir`, as sorted names relative to it.
 
     Only top-level regular files are considered: weights (`model.safetensors` or its shards and index),
-    `config.json`, `preprocessor_config.json`, `*.py` (the remote code), `README.md`, `*.png`, `*_results.json`
-    `train_config.yaml` and `run_info.json`. Sub-folders (checkpoints, caches, `__pycache__`) and hidden files are left out.
+    `config.json`, `preprocessor_config.json`, `*.py` (the remote code), `README.md`, `*.png`, `*_results.json`,
+    `train_config.yaml` and `run_info.json`. Sub-folders (checkpoints, caches, `__pycache__`) and hidden files are left
+    out.
     """
     folder = Path(model_dir)
     if not folder.is_dir():
@@ -91,7 +97,8 @@ def validate_model_folder(model_dir: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"model folder {folder} does not exist")
     sharded = (folder / "model.safetensors.index.json").is_file()  # stands in for model.safetensors
     missing = [
-        name for name in REQUIRED_FILES
+        name
+        for name in REQUIRED_FILES
         if not (folder / name).is_file() and not (name == "model.safetensors" and sharded)
     ]
     if sharded and "model.safetensors" not in missing:

@@ -1,18 +1,15 @@
 """WavLMRawNet: WavLM Large ("micro", frame level) fused with RawNet2.5 ("macro", raw waveform) for speaker embeddings.
 
 Every stage carries a frame mask, so a clip's embedding does not depend on the padding added beside it in a batch.
+The parts people swap (WavLM and RawNet poolings, sinc initialisation, fusion activation, loss) are chosen by name
+from tables (`CONFIG_CHOICES`, after the parts); the config accepts exactly those tables' keys.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import math
 import os
-import platform
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,9 +21,16 @@ from transformers.modeling_outputs import XVectorOutput
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from .configuration_wavlmrawnet import WavLMRawNetConfig
-from .pipeline_wavlmrawnet import CUSTOM_PIPELINES
 from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
-
+from .pipeline_wavlmrawnet import (  # the precision names are re-exported: code imports them from here
+    CUSTOM_PIPELINES,
+    PRECISION_ALIASES,
+    PRECISION_DTYPES,
+    Precision,
+    cpu_native_bf16,
+    describe_cpu,
+    resolve_precision,
+)
 
 
 # ----------------------------------------------------------------------------------------------- masks
@@ -55,6 +59,16 @@ def mel_to_hz(mel):
     return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
 
 
+def mel_band_edges(low_hz: float, high_hz: float, count: int) -> np.ndarray:
+    """`count` mel-spaced frequencies from low_hz to high_hz, as in SincNet."""
+    return mel_to_hz(np.linspace(hz_to_mel(low_hz), hz_to_mel(high_hz), count))
+
+
+def linear_band_edges(low_hz: float, high_hz: float, count: int) -> np.ndarray:
+    """`count` evenly spaced frequencies from low_hz to high_hz."""
+    return np.linspace(low_hz, high_hz, count)
+
+
 class SincConv(nn.Module):
     """SincNet band-pass filters (Ravanelli & Bengio, 2018) with learned cutoffs in Hz.
 
@@ -71,19 +85,15 @@ class SincConv(nn.Module):
         self.sample_rate = config.sampling_rate
         self.min_low_hz = config.min_low_hz
         self.min_band_hz = config.min_band_hz
-        self.init_scale = config.sinc_init
+        self.band_edges = chosen(config, "sinc_init")
         # Unconstrained parameters; `cutoffs()` maps them into the allowed range.
         self.low_hz_ = nn.Parameter(torch.empty(self.out_channels))
         self.band_hz_ = nn.Parameter(torch.empty(self.out_channels))
         self.reset_parameters()
 
     def initial_band_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contiguous mel- (or linearly) spaced bands from min_low_hz to Nyquist: (low cutoffs, widths) in Hz."""
-        low, high = self.min_low_hz, self.sample_rate / 2
-        if self.init_scale == "mel":
-            edges = mel_to_hz(np.linspace(hz_to_mel(low), hz_to_mel(high), self.out_channels + 1))
-        else:
-            edges = np.linspace(low, high, self.out_channels + 1)
+        """Contiguous bands from min_low_hz to Nyquist, spaced by `config.sinc_init`: (low cutoffs, widths) in Hz."""
+        edges = self.band_edges(self.min_low_hz, self.sample_rate / 2, self.out_channels + 1)
         edges = torch.tensor(edges, dtype=torch.float32)
         return edges[:-1], torch.diff(edges)
 
@@ -186,28 +196,8 @@ class ResidualBlock(nn.Module):
         return out, lengths
 
 
-class AttentiveStatisticsPooling(nn.Module):
-    """Attention-weighted mean and standard deviation over valid frames (Okabe et al., 2018)."""
-
-    def __init__(self, channels: int, attention_dim: int):
-        super().__init__()
-        self.attention = nn.Sequential(
-            nn.Conv1d(channels, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, channels, 1)
-        )
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.attention(x).float()
-        scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=2)
-        x = x.float()
-        mean = (weights * x).sum(dim=2)
-        variance = (weights * (x - mean[:, :, None]) ** 2).sum(dim=2)  # two-pass: no cancellation
-        std = torch.sqrt(variance.clamp(min=1e-6))
-        return torch.cat([mean, std], dim=1)
-
-
 class RawNetEncoder(nn.Module):
-    """RawNet2.5: SincConv -> |.| -> max-pool -> BN -> LReLU -> residual stack -> attentive stats pooling -> FC."""
+    """RawNet2.5: SincConv -> |.| -> max-pool -> BN -> LReLU -> residual stack -> pooling -> FC."""
 
     def __init__(self, config: WavLMRawNetConfig):
         super().__init__()
@@ -219,8 +209,8 @@ class RawNetEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             ResidualBlock(c_in, c_out, config) for c_in, c_out in zip(channels[:-1], channels[1:])
         )
-        self.pooling = AttentiveStatisticsPooling(channels[-1], config.attention_dim)
-        self.fc = nn.Linear(2 * channels[-1], config.rawnet_embedding_dim)
+        self.pooling = chosen(config, "rawnet_pooling")(channels[-1], config)
+        self.fc = nn.Linear(self.pooling.output_size, config.rawnet_embedding_dim)
 
     def forward(self, waveform: torch.Tensor, sample_lengths: torch.Tensor) -> torch.Tensor:
         x = self.sinc(waveform).abs()
@@ -238,7 +228,8 @@ class WavLMAttentionContiguousInput(WavLMAttention):
     """WavLM attention fed a contiguous time-major copy of its input.
 
     WavLM hands `F.multi_head_attention_forward` a transposed view; for such a bf16 input torch's CPU matmul copies the
-    weight once per frame (pytorch/pytorch#151934), which made bf16 ~50x slower than needed. fp32 results are unchanged.
+    weight once per frame (pytorch/pytorch#151934), which made bf16 ~50x slower than needed. fp32 results are
+    unchanged.
     """
 
     def torch_multi_head_self_attention(self, hidden_states, attention_mask, gated_position_bias):
@@ -246,17 +237,94 @@ class WavLMAttentionContiguousInput(WavLMAttention):
         return super().torch_multi_head_self_attention(time_major.transpose(0, 1), attention_mask, gated_position_bias)
 
 
-# ----------------------------------------------------------------------------------------------- loss
+# ----------------------------------------------------------------------------------------------- poolings
+class WavLMPooling(nn.Module):
+    """Base of the WavLM poolings: WavLM's outputs and frame mask (B, frames) -> one vector (B, output_size).
+
+    A pooling with `reads_hidden_states = True` reads every layer's `outputs.hidden_states` instead of
+    `last_hidden_state`: the model asks WavLM for them, and freezes the final norm they skip.
+    """
+
+    reads_hidden_states = False
+
+    def __init__(self, config: WavLMRawNetConfig):
+        super().__init__()
+        self.output_size = config.wavlm_config.hidden_size
+
+    def reset_parameters(self) -> None:
+        """Initialises the pooling's own parameters (with `transformers.initialization`, which skips loaded ones)."""
+
+
+class LastLayerPooling(WavLMPooling):
+    """The mean of the last hidden state over valid frames (the reference)."""
+
+    def forward(self, outputs, frame_mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(outputs.last_hidden_state, frame_mask[:, :, None], dim=1)
+
+
+class WeightedLayerPooling(WavLMPooling):
+    """Learned softmax weights over all hidden states (embeddings and each layer), then the mean over valid frames."""
+
+    reads_hidden_states = True
+
+    def __init__(self, config: WavLMRawNetConfig):
+        super().__init__(config)
+        num_states = config.wavlm_config.num_hidden_layers + 1
+        self.layer_weights = nn.Parameter(torch.full((num_states,), 1.0 / num_states))
+
+    def reset_parameters(self) -> None:
+        init.constant_(self.layer_weights, 1.0 / self.layer_weights.numel())
+
+    def forward(self, outputs, frame_mask: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack(outputs.hidden_states, dim=0)
+        weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
+        frames = (weights[:, None, None, None] * stacked).sum(dim=0)
+        return masked_mean(frames, frame_mask[:, :, None], dim=1)
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """RawNet pooling: attention-weighted mean and standard deviation over valid frames (Okabe et al., 2018).
+
+    (B, channels, frames) and a frame mask (B, frames) -> (B, output_size = 2 * channels).
+    """
+
+    def __init__(self, channels: int, config: WavLMRawNetConfig):
+        super().__init__()
+        attention_dim = config.attention_dim
+        self.attention = nn.Sequential(
+            nn.Conv1d(channels, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, channels, 1)
+        )
+        self.output_size = 2 * channels
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.attention(x).float()
+        scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=2)
+        x = x.float()
+        mean = (weights * x).sum(dim=2)
+        variance = (weights * (x - mean[:, :, None]) ** 2).sum(dim=2)  # two-pass: no cancellation
+        std = torch.sqrt(variance.clamp(min=1e-6))
+        return torch.cat([mean, std], dim=1)
+
+
+# ----------------------------------------------------------------------------------------------- losses
 class MarginSoftmax(nn.Module):
-    """AM-Softmax (cos θ - m) or AAM-Softmax (cos(θ + m)) over speaker classes.
+    """Base of the margin losses over the speaker classes; subclasses say how the margin changes the target cosine.
 
     `forward` returns the margin-free scaled cosine logits, and the margin loss when labels are given.
     """
 
-    def __init__(self, embedding_dim: int, num_labels: int, kind: str, margin: float, scale: float):
+    def __init__(self, config: WavLMRawNetConfig):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_labels, embedding_dim))
-        self.kind, self.margin, self.scale = kind, margin, scale
+        self.weight = nn.Parameter(torch.empty(config.num_labels, config.embedding_dim))
+        self.margin, self.scale = config.loss_margin, config.loss_scale
+
+    def reset_parameters(self) -> None:
+        init.xavier_normal_(self.weight)
+
+    def add_margin(self, target: torch.Tensor) -> torch.Tensor:
+        """The target class' cosine, made harder by the margin."""
+        raise NotImplementedError
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None):
         cosine = F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(self.weight.float(), dim=1))
@@ -267,129 +335,51 @@ class MarginSoftmax(nn.Module):
         if labels.numel() and (labels.min() < 0 or labels.max() >= cosine.shape[1]):
             raise ValueError(f"labels must lie in [0, {cosine.shape[1]}), got {labels.min()}..{labels.max()}")
         target = cosine.gather(1, labels[:, None])
-        if self.kind == "amsoftmax":
-            target_with_margin = target - self.margin
-        else:  # ArcFace, with the usual fallback where θ + m would pass π
-            sine = torch.sqrt((1.0 - target**2).clamp(min=1e-7))
-            shifted = target * math.cos(self.margin) - sine * math.sin(self.margin)
-            threshold = math.cos(math.pi - self.margin)
-            target_with_margin = torch.where(target > threshold, shifted, target - math.sin(math.pi - self.margin) * self.margin)
-        margin_logits = self.scale * cosine.scatter(1, labels[:, None], target_with_margin)
+        margin_logits = self.scale * cosine.scatter(1, labels[:, None], self.add_margin(target))
         return logits, F.cross_entropy(margin_logits, labels)
 
 
-# ----------------------------------------------------------------------------------------------- precision
-PRECISION_ALIASES = {
-    "auto": "auto", "fp32": "fp32", "float32": "fp32", "no": "fp32",
-    "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16",
-}  # fmt: skip
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+class AMSoftmax(MarginSoftmax):
+    """AM-Softmax (Wang et al., 2018): cos θ - m."""
+
+    def add_margin(self, target: torch.Tensor) -> torch.Tensor:
+        return target - self.margin
 
 
-@functools.cache
-def describe_cpu() -> str:
-    """The CPU model, core count and the instruction sets that decide precision, e.g.
-    `"AMD EPYC, 2 cores: avx2 avx512 avx512_bf16, no amx; torch kernels AVX512"`."""
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
-    probes = {"avx2": "_is_avx2_supported", "avx512": "_is_avx512_supported",
-              "avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported"}  # fmt: skip
-    have = {flag: bool(getattr(torch.cpu, probe, lambda: False)()) for flag, probe in probes.items()}
-    present = " ".join(flag for flag, ok in have.items() if ok) or "none of avx2/avx512"
-    absent = " ".join(f"no {flag}" for flag in ("avx512_bf16", "amx") if not have[flag])
-    flags = f"{present}, {absent}" if absent else present
-    return f"{name}, {os.cpu_count()} cores: {flags}; torch kernels {torch.backends.cpu.get_cpu_capability()}"
+class AAMSoftmax(MarginSoftmax):
+    """AAM-Softmax, ArcFace (Deng et al., 2019): cos(θ + m), with the usual fallback where θ + m would pass π."""
+
+    def add_margin(self, target: torch.Tensor) -> torch.Tensor:
+        sine = torch.sqrt((1.0 - target**2).clamp(min=1e-7))
+        shifted = target * math.cos(self.margin) - sine * math.sin(self.margin)
+        threshold = math.cos(math.pi - self.margin)
+        return torch.where(target > threshold, shifted, target - math.sin(math.pi - self.margin) * self.margin)
 
 
-@functools.cache
-def cpu_native_bf16() -> tuple[bool, str]:
-    """Whether this CPU runs bf16 natively (AMX or AVX512-BF16, and torch's and oneDNN's kernels use it), and why.
+# ----------------------------------------------------------------------------------------------- the parts by name
+# Adding a part: write its class, add it to its table; the config then accepts the new name.
+WAVLM_POOLINGS = {"last": LastLayerPooling, "weighted": WeightedLayerPooling}
+RAWNET_POOLINGS = {"attentive_statistics": AttentiveStatisticsPooling}
+SINC_INITS = {"mel": mel_band_edges, "linear": linear_band_edges}
+FUSION_ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU}
+LOSSES = {"amsoftmax": AMSoftmax, "aamsoftmax": AAMSoftmax}
 
-    Without native support torch still computes bf16, by emulation: on an AVX2-only CPU a bf16 matmul is over 100x
-    slower than fp32. The ISA caps `ATEN_CPU_CAPABILITY` and `ONEDNN_MAX_CPU_ISA` are honoured.
-    """
-    cpu = describe_cpu()
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        return native, f"{'Arm CPU with' if native else 'Arm CPU without'} bf16 instructions: {cpu}"
-    hardware = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    if not hardware:
-        return False, f"CPU has no native bf16: {cpu}"
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX"):
-        return False, f"CPU has bf16, but torch's kernels are capped below AVX-512 (ATEN_CPU_CAPABILITY): {cpu}"
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return False, f"CPU has bf16, but oneDNN does not use it (ONEDNN_MAX_CPU_ISA?): {cpu}"
-    return True, f"CPU has native bf16 ({'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16'}): {cpu}"
+# Config argument -> the table its value names.
+CONFIG_CHOICES = {
+    "wavlm_pooling": WAVLM_POOLINGS,
+    "rawnet_pooling": RAWNET_POOLINGS,
+    "sinc_init": SINC_INITS,
+    "fusion_activation": FUSION_ACTIVATIONS,
+    "loss": LOSSES,
+}
 
 
-@dataclass(frozen=True)
-class Precision:
-    """A resolved compute precision: `name` is "fp32", "bf16" or "fp16" (the last two run under autocast; weights stay
-    fp32), `reason` says why it was chosen. `str(precision)` is the line to log."""
-
-    name: str
-    device_type: str
-    reason: str
-    requested: str = "auto"
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return PRECISION_DTYPES[self.name]
-
-    @property
-    def accelerate_mixed_precision(self) -> str:
-        """The matching `Accelerator(mixed_precision=...)` value."""
-        return "no" if self.name == "fp32" else self.name
-
-    def autocast(self):
-        """Autocast for bf16/fp16, nothing for fp32."""
-        if self.name == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
-
-    def to_dict(self) -> dict:
-        return {"precision": self.name, "requested": self.requested, "device": self.device_type, "reason": self.reason}
-
-    def __str__(self) -> str:
-        return f"precision: {self.name} ({self.reason})"
-
-
-def resolve_precision(requested: str | None = "auto", device: str | torch.device = "cpu", training: bool = False):
-    """Turns a requested precision ("auto", "fp32"/"no", "bf16", "fp16" or their torch names) into a [`Precision`].
-
-    `auto` on CUDA: bf16 where the GPU supports it, else fp16 for training (Accelerate adds the grad scaler) and fp32
-    for inference. `auto` on a CPU: bf16 only where it runs natively ([`cpu_native_bf16`]), else fp32. An explicit
-    bf16 on a CPU without native bf16 runs, with a warning; fp16 on a CPU is refused.
-    """
-    key = "auto" if requested is None else str(requested).lower()
-    if key not in PRECISION_ALIASES:
-        raise ValueError(f"unknown precision {requested!r}; choose one of {sorted(PRECISION_ALIASES)}")
-    name = PRECISION_ALIASES[key]
-    device_type = torch.device(device).type
-    if device_type == "cuda":
-        bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
-        if name == "auto":
-            if bf16_ok:
-                return Precision("bf16", "cuda", f"GPU supports bf16: {gpu}", key)
-            fallback = "fp16" if training else "fp32"
-            return Precision(fallback, "cuda", f"GPU has no bf16, {fallback} for {'training' if training else 'inference'}: {gpu}", key)  # fmt: skip
-        if name == "bf16" and not bf16_ok:
-            warnings.warn(f"bf16 was asked for, but this GPU does not support it ({gpu}); expect errors or slow emulation")
-        return Precision(name, "cuda", f"asked for: {gpu}", key)
-    if device_type != "cpu":
-        return Precision("fp32" if name == "auto" else name, device_type, f"asked for on {device_type}", key)
-    native, why = cpu_native_bf16()
-    if name == "auto":
-        return Precision("bf16" if native else "fp32", "cpu", why, key)
-    if name == "fp16":
-        raise ValueError("fp16 is for CUDA GPUs; on a CPU use bf16 (fast where the CPU has AMX or AVX512-BF16) or fp32")
-    if name == "bf16" and not native:
-        warnings.warn(f"bf16 was asked for on a CPU without native bf16 ({why}): it runs, several times slower than fp32")
-        return Precision("bf16", "cpu", f"asked for, emulated: {why}", key)
-    return Precision(name, "cpu", f"asked for; {why}", key)
+def chosen(config: WavLMRawNetConfig, name: str):
+    """The table entry that config argument `name` names: `chosen(config, "loss")` is `LOSSES[config.loss]`."""
+    table, key = CONFIG_CHOICES[name], getattr(config, name)
+    if key not in table:
+        raise ValueError(f"{name} must be one of {sorted(table)}, got {key!r}")
+    return table[key]
 
 
 # ----------------------------------------------------------------------------------------------- the model
@@ -405,16 +395,12 @@ class WavLMRawNetPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        if isinstance(module, SincConv):
+        if isinstance(module, (SincConv, WavLMPooling, MarginSoftmax)):
             module.reset_parameters()
-        elif isinstance(module, MarginSoftmax):
-            init.xavier_normal_(module.weight)
         elif isinstance(module, nn.Conv1d):
             init.kaiming_normal_(module.weight, nonlinearity="leaky_relu", a=self.config.leaky_relu_slope)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, WavLMRawNetForXVector) and module.layer_weights is not None:
-            init.constant_(module.layer_weights, 1.0 / module.layer_weights.numel())
         else:
             super()._init_weights(module)
 
@@ -424,25 +410,21 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
 
     def __init__(self, config: WavLMRawNetConfig):
         super().__init__(config)
-        self.wavlm = WavLMModel(config.wavlm_config) if config.use_wavlm_branch else None
-        if self.wavlm is not None:
+        self.wavlm = self.wavlm_pooling = None
+        if config.use_wavlm_branch:
+            self.wavlm = WavLMModel(config.wavlm_config)
             for layer in self.wavlm.encoder.layers:
                 layer.attention.__class__ = WavLMAttentionContiguousInput
-        self.layer_weights = None
-        if config.use_wavlm_branch and config.wavlm_pooling == "weighted":
-            num_states = config.wavlm_config.num_hidden_layers + 1  # embeddings + every layer
-            self.layer_weights = nn.Parameter(torch.full((num_states,), 1.0 / num_states))
+            self.wavlm_pooling = chosen(config, "wavlm_pooling")(config)
             self._freeze_unused_final_norm()
         self.rawnet = RawNetEncoder(config) if config.use_rawnet_branch else None
 
-        fused_dim = (config.wavlm_config.hidden_size if config.use_wavlm_branch else 0) + (
-            config.rawnet_embedding_dim if config.use_rawnet_branch else 0
+        fused_dim = (self.wavlm_pooling.output_size if self.wavlm is not None else 0) + (
+            config.rawnet_embedding_dim if self.rawnet is not None else 0
         )
         self.fusion = nn.Linear(fused_dim, config.embedding_dim)
-        self.fusion_activation = nn.ReLU() if config.fusion_activation == "relu" else nn.Identity()
-        self.objective = MarginSoftmax(
-            config.embedding_dim, config.num_labels, config.loss, config.loss_margin, config.loss_scale
-        )
+        self.fusion_activation = chosen(config, "fusion_activation")()
+        self.objective = chosen(config, "loss")(config)
         self.post_init()
 
     # ------------------------------------------------------------------ freezing
@@ -451,42 +433,23 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         if self.wavlm is not None:
             self.wavlm.feature_extractor._freeze_parameters()
 
-    def freeze_wavlm(self):
-        """Stops gradients into the whole pretrained WavLM (the new layers keep training)."""
-        if self.wavlm is not None:
-            self.wavlm.requires_grad_(False)
-
-    def unfreeze_wavlm(self, keep_feature_encoder_frozen: bool = True):
-        if self.wavlm is not None:
-            self.wavlm.requires_grad_(True)
-            if keep_feature_encoder_frozen:
-                self.freeze_feature_encoder()
-            if self.layer_weights is not None:
-                self._freeze_unused_final_norm()
-
     def _freeze_unused_final_norm(self):
-        """Weighted pooling reads WavLM's hidden states, taken before the stable-layer-norm encoder's final norm: that
-        norm gets no gradient, and DDP (without find_unused_parameters) requires every trainable parameter to get one."""
-        if getattr(self.config.wavlm_config, "do_stable_layer_norm", False):
+        """A pooling that reads WavLM's hidden states skips the stable-layer-norm encoder's final norm: that norm gets
+        no gradient, and DDP (without find_unused_parameters) requires every trainable parameter to get one."""
+        if self.wavlm_pooling.reads_hidden_states and getattr(self.config.wavlm_config, "do_stable_layer_norm", False):
             self.wavlm.encoder.layer_norm.requires_grad_(False)
 
     # ------------------------------------------------------------------ branches
     def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
-        """Mean over valid frames of the last (or layer-weighted) WavLM hidden states: (B, hidden_size)."""
-        weighted = self.layer_weights is not None
+        """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs."""
         outputs = self.wavlm(
             input_values,
             attention_mask=attention_mask,
-            output_hidden_states=weighted or bool(output_hidden_states),
+            output_hidden_states=self.wavlm_pooling.reads_hidden_states or bool(output_hidden_states),
         )
-        if weighted:
-            stacked = torch.stack(outputs.hidden_states, dim=0)
-            weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
-            frames = (weights[:, None, None, None] * stacked).sum(dim=0)
-        else:
-            frames = outputs.last_hidden_state
-        frame_mask = self.wavlm._get_feature_vector_attention_mask(frames.shape[1], attention_mask)
-        return masked_mean(frames, frame_mask[:, :, None], dim=1), outputs
+        num_frames = outputs.last_hidden_state.shape[1]
+        frame_mask = self.wavlm._get_feature_vector_attention_mask(num_frames, attention_mask)
+        return self.wavlm_pooling(outputs, frame_mask), outputs
 
     def forward(
         self,
@@ -564,7 +527,9 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             return self(input_values, attention_mask=attention_mask).embeddings
         hop = chunk - int(round(overlap_seconds * self.config.sampling_rate))
         if hop <= 0:
-            raise ValueError(f"overlap_seconds ({overlap_seconds}) must be shorter than chunk_seconds ({chunk_seconds})")
+            raise ValueError(
+                f"overlap_seconds ({overlap_seconds}) must be shorter than chunk_seconds ({chunk_seconds})"
+            )
         embeddings = []
         for waveform, length in zip(input_values, lengths.tolist()):
             waveform = waveform[:length]
@@ -639,11 +604,27 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
 WavLMRawNetForXVector.register_for_auto_class("AutoModel")
 
 __all__ = [
+    "CONFIG_CHOICES",
+    "FUSION_ACTIVATIONS",
+    "LOSSES",
+    "PRECISION_ALIASES",
+    "PRECISION_DTYPES",
+    "RAWNET_POOLINGS",
+    "SINC_INITS",
+    "WAVLM_POOLINGS",
+    "AAMSoftmax",
+    "AMSoftmax",
+    "AttentiveStatisticsPooling",
+    "LastLayerPooling",
     "MarginSoftmax",
     "Precision",
     "SincConv",
+    "WavLMAttentionContiguousInput",
+    "WavLMPooling",
     "WavLMRawNetForXVector",
     "WavLMRawNetPreTrainedModel",
+    "WeightedLayerPooling",
+    "chosen",
     "cpu_native_bf16",
     "describe_cpu",
     "resolve_precision",

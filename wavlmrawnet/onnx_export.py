@@ -37,7 +37,6 @@ from torch.overrides import TorchFunctionMode
 
 from .modeling_wavlmrawnet import SincConv, WavLMRawNetForXVector
 
-
 INPUT_NAMES = ("input_values", "attention_mask")
 OUTPUT_NAMES = ("embeddings",)
 # The dynamo exporter writes opset 18 or later. Asking for 17 makes it try to convert the graph down, which fails
@@ -58,9 +57,7 @@ class _ExportableMaxPool1d(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _max_pool1d_as_2d(
-    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
-):
+def _max_pool1d_as_2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     def single(value):
         if isinstance(value, (tuple, list)):
             if len(value) != 1:
@@ -125,7 +122,9 @@ class ExportableEmbeddingModel(nn.Module):
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.model.training:
-            raise RuntimeError("call .eval() before exporting: training mode would export dropout and batch statistics")
+            raise RuntimeError(
+                "call .eval() before exporting: training mode would export dropout and batch statistics"
+            )
         banks = {name: getattr(self, buffer) for name, buffer in self._bank_buffers.items()}
         with _frozen_sinc_filters(self.model, banks), _ExportableMaxPool1d():
             return self.model(input_values, attention_mask=attention_mask, return_dict=True).embeddings
@@ -140,7 +139,9 @@ def _load_model(model_or_dir) -> WavLMRawNetForXVector:
         if not folder.is_dir():
             raise FileNotFoundError(f"model folder not found: {folder}")
         return WavLMRawNetForXVector.from_pretrained(folder)
-    raise TypeError(f"model_or_dir must be a WavLMRawNetForXVector or a folder path, got {type(model_or_dir).__name__}")
+    raise TypeError(
+        f"model_or_dir must be a WavLMRawNetForXVector or a folder path, got {type(model_or_dir).__name__}"
+    )
 
 
 def _padded_batch(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +200,6 @@ def _move_weights_to_one_file(out_path: Path) -> None:
     """Rewrites the graph with all weights in `<out_path>.data` (the TorchScript exporter writes one file per
     tensor once the model passes 2 GiB)."""
     import onnx
-
     from onnx.external_data_helper import load_external_data_for_model
 
     proto = onnx.load(str(out_path), load_external_data=False)
@@ -210,7 +210,11 @@ def _move_weights_to_one_file(out_path: Path) -> None:
     for name in written_beside:
         (out_path.parent / name).unlink(missing_ok=True)
     onnx.save_model(
-        proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{out_path.name}.data"
+        proto,
+        str(out_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=f"{out_path.name}.data",
     )
 
 

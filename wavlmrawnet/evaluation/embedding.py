@@ -1,4 +1,4 @@
-"""Embed many files once each: length-sorted batches, explicit failures, and an on-disk cache keyed by path and model."""
+"""Embed many files once each: length-sorted batches, explicit failures, an on-disk cache keyed by path and model."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..modeling_wavlmrawnet import Precision, resolve_precision
 from ..feature_extraction_wavlmrawnet import AudioDecodingError, audio_duration, load_audio
+from ..modeling_wavlmrawnet import Precision, resolve_precision
 
 
 @dataclass
@@ -49,7 +49,9 @@ def _file_key(path: str) -> str:
 
 
 def _resolve(model, precision: str | Precision) -> Precision:
-    return precision if isinstance(precision, Precision) else resolve_precision(precision, next(model.parameters()).device)
+    if isinstance(precision, Precision):
+        return precision
+    return resolve_precision(precision, next(model.parameters()).device)
 
 
 def embed_files(
@@ -120,7 +122,9 @@ def embed_files(
                 waveforms.append(waveform)
                 kept.append((path, key))
             if kept:
-                inputs = feature_extractor(waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
+                inputs = feature_extractor(
+                    waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt"
+                )
                 with torch.inference_mode(), result.precision.autocast():
                     embeddings = model.embed(
                         inputs["input_values"].to(device), inputs["attention_mask"].to(device), chunk_seconds

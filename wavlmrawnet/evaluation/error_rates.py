@@ -7,11 +7,7 @@ when ``score >= threshold``.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,7 +16,6 @@ __all__ = [
     "compute_min_dcf",
     "compute_metrics",
     "det_curve",
-    "write_results_json",
 ]
 
 
@@ -29,21 +24,14 @@ def _check_inputs(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if scores.ndim != 1 or labels.ndim != 1:
-        raise ValueError(
-            f"scores and labels must be 1-d, got shapes {scores.shape} and {labels.shape}"
-        )
+        raise ValueError(f"scores and labels must be 1-d, got shapes {scores.shape} and {labels.shape}")
     if scores.size == 0:
         raise ValueError("scores and labels are empty: need at least one trial")
     if scores.shape != labels.shape:
-        raise ValueError(
-            f"length mismatch: {scores.size} scores but {labels.size} labels"
-        )
+        raise ValueError(f"length mismatch: {scores.size} scores but {labels.size} labels")
     bad = ~np.isfinite(scores)
     if bad.any():
-        raise ValueError(
-            f"{int(bad.sum())} scores are NaN or infinite "
-            f"(first at index {int(np.flatnonzero(bad)[0])})"
-        )
+        raise ValueError(f"{int(bad.sum())} scores are NaN or infinite (first at index {int(np.flatnonzero(bad)[0])})")
     if labels.dtype == bool:
         labels = labels.astype(np.int64)
     invalid = ~np.isin(labels, (0, 1))
@@ -144,9 +132,7 @@ def compute_metrics(scores, labels, p_targets: Iterable[float] = (0.01, 0.05)) -
     eer, eer_threshold = compute_eer(scores, labels)
     min_dcf, min_dcf_thresholds = {}, {}
     for p in p_targets:
-        min_dcf[_p_key(p)], min_dcf_thresholds[_p_key(p)] = compute_min_dcf(
-            scores, labels, p_target=p
-        )
+        min_dcf[_p_key(p)], min_dcf_thresholds[_p_key(p)] = compute_min_dcf(scores, labels, p_target=p)
     num_target = int(labels.sum())
     return {
         "eer": eer,
@@ -158,35 +144,3 @@ def compute_metrics(scores, labels, p_targets: Iterable[float] = (0.01, 0.05)) -
         "num_target": num_target,
         "num_nontarget": int(labels.size) - num_target,
     }
-
-
-def _json_safe(value: Any, where: str = "results") -> Any:
-    """Convert numpy / pathlib values to plain JSON types; refuse NaN/Inf."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} is {value}, which JSON cannot represent")
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"{where} has type {type(value).__name__}, which is not JSON-serialisable")
-
-
-def write_results_json(path, metrics: Mapping[str, Any], **extra: Any) -> Path:
-    """Write ``metrics`` plus extra keys (trial list, model, date, ...) as JSON.
-
-    An extra key that would overwrite a metric raises ValueError.
-    """
-    clash = sorted(set(metrics) & set(extra))
-    if clash:
-        raise ValueError(f"extra keys would overwrite metrics: {clash}")
-    payload = _json_safe({**metrics, **extra})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path

@@ -12,8 +12,9 @@ import torch
 
 from ..modeling_wavlmrawnet import Precision, describe_cpu
 from .embedding import embed_files
-from .error_rates import compute_metrics, write_results_json
+from .error_rates import compute_metrics
 from .plots import plot_det_curve, plot_score_histograms
+from .results import PLAIN_COSINE, EvaluationResults, results_file_name
 from .scoring import score_trials
 from .trials import read_trials, unique_paths
 
@@ -46,41 +47,50 @@ def evaluate_trial_list(
     Every trial file must exist (`MissingTrialFilesError` lists the missing ones) and embed without error (a
     `RuntimeError` lists failures): no trial is ever skipped. With `cohort_paths`, scores are AS-Norm normalised
     (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`, writes `<name>_results.json`, a DET curve and
-    score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are added to the results. Returns the results
-    dict (also holding the plot paths). `precision` as in `embed_files`; the one used is recorded.
+    score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are added to the results; they may replace the
+    descriptions (trial list name, date, hardware...), never the error rates. Returns `EvaluationResults.to_dict()`
+    (the JSON's content). `precision` as in `embed_files`; the one used is recorded.
     """
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
     cohort_paths = list(cohort_paths or [])
     embedded = embed_files(
-        model, feature_extractor, paths + cohort_paths, batch_size=batch_size, chunk_seconds=chunk_seconds,
-        precision=precision, cache_dir=cache_dir, progress=progress,
+        model,
+        feature_extractor,
+        paths + cohort_paths,
+        batch_size=batch_size,
+        chunk_seconds=chunk_seconds,
+        precision=precision,
+        cache_dir=cache_dir,
+        progress=progress,
     )
     embedded.raise_for_failures()
     cohort = np.stack([embedded.embeddings[p] for p in cohort_paths]) if cohort_paths else None
     scores = score_trials(trials, embedded.embeddings, cohort=cohort, top_n=top_n)
     labels = np.array([t.label for t in trials])
-    metrics = compute_metrics(scores, labels)
     name = name or Path(trials_path).stem
-    device = next(model.parameters()).device
-    results = {
-        **metrics,
-        "trial_list": name,
-        "num_files": len(paths),
-        "files_embedded_this_run": embedded.computed,
-        "score_normalization": f"AS-Norm (top {top_n}, cohort {len(cohort_paths)})" if cohort_paths else "none (cosine)",
-        "dtype": embedded.precision.name,
-        "precision_reason": embedded.precision.reason,
-        "date": datetime.date.today().isoformat(),
-        "hardware": hardware_description(device),
-        **(extra or {}),
-    }
+    results = EvaluationResults.from_dict(
+        {
+            "trial_list": name,
+            "num_files": len(paths),
+            "files_embedded_this_run": embedded.computed,
+            "score_normalization": f"AS-Norm (top {top_n}, cohort {len(cohort_paths)})"
+            if cohort_paths
+            else PLAIN_COSINE,
+            "dtype": embedded.precision.name,
+            "precision_reason": embedded.precision.reason,
+            "date": datetime.date.today().isoformat(),
+            "hardware": hardware_description(next(model.parameters()).device),
+            **(extra or {}),
+            **compute_metrics(scores, labels),
+        }
+    )
     if output_dir is not None:
         output_dir = Path(output_dir)
-        results["det_curve_png"] = str(plot_det_curve(scores, labels, output_dir / f"{name}_det.png", title=name))
-        results["score_histogram_png"] = str(
-            plot_score_histograms(scores, labels, output_dir / f"{name}_scores.png", threshold=metrics["eer_threshold"])
+        results.det_curve_png = plot_det_curve(scores, labels, output_dir / f"{name}_det.png", title=name)
+        results.score_histogram_png = plot_score_histograms(
+            scores, labels, output_dir / f"{name}_scores.png", threshold=results.eer_threshold
         )
-        results["results_json"] = str(output_dir / f"{name}_results.json")
-        write_results_json(results["results_json"], metrics, **{k: v for k, v in results.items() if k not in metrics})
-    return results
+        results.results_json = output_dir / results_file_name(name)
+        results.write(results.results_json)
+    return results.to_dict()

@@ -21,9 +21,8 @@ class MissingEmbeddingError(KeyError):
         self.missing = list(missing)
         shown = ", ".join(self.missing[:_MAX_LISTED])
         more = len(self.missing) - _MAX_LISTED
-        self.message = (
-            f"{len(self.missing)} trial files have no embedding: {shown}"
-            + (f", ... and {more} more" if more > 0 else "")
+        self.message = f"{len(self.missing)} trial files have no embedding: {shown}" + (
+            f", ... and {more} more" if more > 0 else ""
         )
         super().__init__(self.message)
 
@@ -38,9 +37,7 @@ def _unit_rows(matrix: np.ndarray, what: str, names: Sequence[str] | None = None
     if bad.any():
         rows = np.flatnonzero(bad)[:_MAX_LISTED]
         listed = [names[i] for i in rows] if names is not None else [f"row {i}" for i in rows]
-        raise ValueError(
-            f"{int(bad.sum())} {what} have zero norm or contain NaN/Inf: {listed}"
-        )
+        raise ValueError(f"{int(bad.sum())} {what} have zero norm or contain NaN/Inf: {listed}")
     return matrix / norms[:, None]
 
 
@@ -102,9 +99,7 @@ def as_norm_scores(
     matrix, enroll, test = _prepare(trials, embeddings)
     cohort = np.asarray(cohort, dtype=np.float64)
     if cohort.ndim != 2 or cohort.shape[1] != matrix.shape[1]:
-        raise ValueError(
-            f"cohort must have shape (num_cohort, {matrix.shape[1]}), got {cohort.shape}"
-        )
+        raise ValueError(f"cohort must have shape (num_cohort, {matrix.shape[1]}), got {cohort.shape}")
     if not isinstance(top_n, (int, np.integer)) or not 1 <= top_n <= len(cohort):
         raise ValueError(f"top_n must be an integer in [1, cohort size={len(cohort)}], got {top_n}")
     cohort = _unit_rows(cohort, "cohort embeddings")

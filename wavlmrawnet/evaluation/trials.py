@@ -1,11 +1,13 @@
-"""VoxCeleb-style trial lists (``label enroll_path test_path`` per line)."""
+"""VoxCeleb-style trial lists (``label enroll_path test_path`` per line): read, write, and make from labelled files."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["Trial", "MissingTrialFilesError", "make_trials", "read_trials", "unique_paths", "write_trials"]
 
@@ -30,8 +32,7 @@ class MissingTrialFilesError(FileNotFoundError):
         more = len(self.missing) - _MAX_LISTED
         tail = f"\n  ... and {more} more" if more > 0 else ""
         super().__init__(
-            f"{len(self.missing)} audio files referenced by {self.trial_list} "
-            f"do not exist:\n  {shown}{tail}"
+            f"{len(self.missing)} audio files referenced by {self.trial_list} do not exist:\n  {shown}{tail}"
         )
 
 
@@ -82,32 +83,59 @@ def unique_paths(trials: Iterable[Trial]) -> list[str]:
 
 
 def make_trials(
-    paths: list[str], speakers: list[str], num_trials: int, seed: int = 0, sessions: list[str] | None = None
+    paths: Sequence[str],
+    speakers: Sequence[str],
+    num_trials: int,
+    seed: int | np.random.Generator = 0,
+    sessions: Sequence[str] | None = None,
+    *,
+    all_pairs: bool = False,
+    at_most: bool = False,
 ) -> list[Trial]:
-    """Balanced random trials (half same-speaker, half different) among `paths`, no file paired with itself.
+    """Balanced random trials among `paths` (half same-speaker, half different), no file paired with itself.
 
     With `sessions` (e.g. VoxCeleb video ids), same-speaker trials pair different sessions wherever the speaker has
     more than one, as VoxCeleb's own trial lists do: same-session pairs would reward recognising the recording.
-    """
-    import numpy as np
+    `seed` is an int or a `np.random.Generator` (advanced by the draw).
 
-    sessions = sessions if sessions is not None else list(paths)
+    By default pairs are drawn at random, which is cheap on lists of any size; a draw that repeats a trial is
+    dropped, so a small list may give fewer than `num_trials`. The result is sorted by path.
+
+    With `all_pairs=True`, every eligible pair is listed and `num_trials // 2` of each kind drawn without
+    replacement: uniform over pairs, no pair twice in either order, in random order and with random sides.
+    `num_trials` must then be even, and a kind with too few pairs is a ValueError; with `at_most=True` instead as
+    many trials as the smaller pool allows (none when a pool is empty).
+    """
+    sessions = list(paths) if sessions is None else list(sessions)
+    if not len(paths) == len(speakers) == len(sessions):
+        raise ValueError(f"got {len(paths)} paths, {len(speakers)} speakers and {len(sessions)} sessions")
+    found: dict[str, set[str]] = {}
+    for speaker, session in zip(speakers, sessions):
+        found.setdefault(speaker, set()).add(session)
+    multi_session = {speaker for speaker, speaker_sessions in found.items() if len(speaker_sessions) > 1}
+    rng = np.random.default_rng(seed)
+    if all_pairs:
+        return _all_pair_trials(list(paths), speakers, sessions, multi_session, num_trials, rng, at_most)
+    return _sampled_trials(paths, speakers, sessions, multi_session, num_trials, rng)
+
+
+def _sampled_trials(paths, speakers, sessions, multi_session, num_trials, rng) -> list[Trial]:
     by_speaker: dict[str, list[tuple[str, str]]] = {}
     for path, speaker, session in zip(paths, speakers, sessions):
         by_speaker.setdefault(speaker, []).append((path, session))
     eligible = [s for s, files in by_speaker.items() if len(files) >= 2]
     if not eligible or len(by_speaker) < 2:
         raise ValueError("trials need at least 2 speakers, one of them with 2 or more files")
-    rng = np.random.default_rng(seed)
     names = sorted(by_speaker)
     trials: set[Trial] = set()
     for _ in range(20 * num_trials):
         if len(trials) >= num_trials:
             break
         if len(trials) % 2 == 0:
-            files = by_speaker[eligible[rng.integers(len(eligible))]]
+            speaker = eligible[rng.integers(len(eligible))]
+            files = by_speaker[speaker]
             first, second = (files[i] for i in rng.choice(len(files), size=2, replace=False))
-            if first[1] == second[1] and len({session for _, session in files}) > 1:
+            if first[1] == second[1] and speaker in multi_session:
                 continue
             trials.add(Trial(1, first[0], second[0]))
         else:
@@ -118,7 +146,41 @@ def make_trials(
     return sorted(trials, key=lambda t: (t.enroll, t.test, t.label))
 
 
+def _all_pair_trials(paths, speakers, sessions, multi_session, num_trials, rng, at_most) -> list[Trial]:
+    if not at_most and (num_trials < 2 or num_trials % 2):
+        raise ValueError(f"num_trials must be an even number >= 2, got {num_trials}")
+    speakers, sessions = np.asarray(speakers), np.asarray(sessions)
+    first, second = np.triu_indices(len(paths), 1)
+    same_speaker = speakers[first] == speakers[second]
+    cross_session = (sessions[first] != sessions[second]) | ~np.isin(speakers[first], list(multi_session))
+    target = np.flatnonzero(same_speaker & cross_session)
+    nontarget = np.flatnonzero(~same_speaker)
+    half = num_trials // 2
+    if at_most:
+        half = min(half, len(target), len(nontarget))
+        if half == 0:
+            return []
+    for name, pool in (("target", target), ("non-target", nontarget)):
+        if len(pool) < half:
+            raise ValueError(
+                f"num_trials={num_trials} needs {half} {name} pairs but the test set only has {len(pool)}; "
+                "use fewer trials or more test speakers/utterances"
+            )
+    chosen = np.concatenate([rng.choice(target, half, replace=False), rng.choice(nontarget, half, replace=False)])
+    labels = np.repeat([1, 0], half)
+    order = rng.permutation(2 * half)
+    swap = rng.random(2 * half) < 0.5
+    trials = []
+    for i in order:
+        a, b = first[chosen[i]], second[chosen[i]]
+        if swap[i]:
+            a, b = b, a
+        trials.append(Trial(int(labels[i]), paths[a], paths[b]))
+    return trials
+
+
 def write_trials(trials: Iterable[Trial], path) -> Path:
+    """Write `trials` as `label enroll test` lines (the format `read_trials` reads); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{t.label} {t.enroll} {t.test}\n" for t in trials), encoding="utf-8")

@@ -5,12 +5,6 @@ the folder's config, copy-paste usage, training settings from `train_config.yaml
     write_model_card("runs/wavlmrawnet/final")          # finds <name>_results.json files in the folder
 """
 
-from .generator import (
-    SYNTHETIC_WARNING,
-    EvaluationResult,
-    read_results_json,
-    render_model_card,
-    write_model_card,
-)
+from .generator import SYNTHETIC_WARNING, render_model_card, write_model_card
 
-__all__ = ["SYNTHETIC_WARNING", "EvaluationResult", "read_results_json", "render_model_card", "write_model_card"]
+__all__ = ["SYNTHETIC_WARNING", "render_model_card", "write_model_card"]

@@ -5,8 +5,9 @@ Sources, all read from disk (nothing is invented):
 - `config.json`: the architecture, the decision threshold and the number of training speakers;
 - `model*.safetensors`: the parameter count (from the tensor headers; weights are not loaded);
 - `train_config.yaml` (optional): training data and hyper-parameters ("not recorded" when absent);
-- results JSON files written by `wavlmrawnet.evaluation.runner.evaluate_trial_list` (`<name>_results.json`):
-  EER, minDCF, trial counts, score normalisation, dtype, date, hardware and the DET / score plots.
+- results JSON files written by `wavlmrawnet.evaluation.runner.evaluate_trial_list` (`<name>_results.json`, read as
+  `wavlmrawnet.evaluation.EvaluationResults`): EER, minDCF, trial counts, score normalisation, dtype, date, hardware
+  and the DET / score plots.
 
 The training data counts as synthetic when `train_config.yaml` has `data: {synthetic: true}` or a results JSON has
 `"synthetic": true`; the card then opens with `SYNTHETIC_WARNING`. A result is only called a VoxCeleb (or any named
@@ -36,9 +37,9 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 
 from ..configuration_wavlmrawnet import WavLMRawNetConfig
+from ..evaluation.results import PLAIN_COSINE, EvaluationResults, finite_number, is_results_json
 
-
-__all__ = ["SYNTHETIC_WARNING", "EvaluationResult", "read_results_json", "render_model_card", "write_model_card"]
+__all__ = ["SYNTHETIC_WARNING", "render_model_card", "write_model_card"]
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
 CARD_NAME = "README.md"
@@ -46,162 +47,10 @@ SYNTHETIC_WARNING = "Trained only on the synthetic demo corpus; these numbers sa
 TASK_TYPE = "speaker-verification"
 TAGS = ["speaker-verification", "wavlm", "rawnet", "audio", "voxceleb"]
 SYNTHETIC_TAG = "synthetic-data"
-REQUIRED_RESULT_KEYS = ("eer", "min_dcf", "num_trials", "trial_list")
-PLAIN_COSINE = "none (cosine)"
 NOT_RECORDED = "not recorded"
 # minDCF as computed by `wavlmrawnet.evaluation.error_rates.compute_metrics` (normalised, unit costs).
 DCF_COSTS = {"c_miss": 1.0, "c_fa": 1.0}
 WEIGHT_FILE = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")
-
-
-# ----------------------------------------------------------------------------------------------- results JSON
-@dataclass
-class EvaluationResult:
-    """One validated results JSON (see `read_results_json`)."""
-
-    source: Path
-    trial_list: str
-    eer: float  # fraction
-    eer_percent: float
-    eer_threshold: float | None
-    min_dcf: dict[str, float]  # p_target as written in the JSON ("0.01") -> normalised minDCF, sorted by p_target
-    num_trials: int
-    num_target: int | None
-    num_nontarget: int | None
-    score_normalization: str | None
-    dtype: str | None
-    date: str | None
-    hardware: str | None
-    det_curve_png: Path | None
-    score_histogram_png: Path | None
-    dataset_name: str | None
-    dataset_type: str | None
-    dataset_config: str | None
-    dataset_split: str | None
-    synthetic: bool | None
-
-
-def _finite_number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _count(value: Any, where: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{where} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _optional_text(values: dict, key: str, where: str) -> str | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _optional_flag(values: dict, key: str, where: str) -> bool | None:
-    value = values.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"{where}: '{key}' must be true or false, got {value!r}")
-    return value
-
-
-def _resolve_plot(values: dict, key: str, results_path: Path) -> Path | None:
-    """The plot a results JSON names: its recorded path, else the same file name beside the JSON (a moved folder)."""
-    raw = values.get(key)
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or not raw:
-        raise ValueError(f"{results_path}: '{key}' must be a path, got {raw!r}")
-    recorded = Path(raw) if Path(raw).is_absolute() else results_path.parent / raw
-    for candidate in (recorded, results_path.parent / Path(raw).name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{results_path}: '{key}' names {raw}, which does not exist (nor does {Path(raw).name} beside the JSON)"
-    )
-
-
-def read_results_json(path: str | os.PathLike) -> EvaluationResult:
-    """Reads and checks a results JSON written by `evaluate_trial_list`; a missing or bad value is a `ValueError`
-    naming the file and the key."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"results JSON {path} does not exist")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(values).__name__}")
-    missing = [key for key in REQUIRED_RESULT_KEYS if key not in values]
-    if missing:
-        raise ValueError(
-            f"{path} lacks {missing}; a results JSON from evaluate_trial_list has {list(REQUIRED_RESULT_KEYS)}"
-        )
-
-    eer = _finite_number(values["eer"], f"{path}: 'eer'")
-    if not 0.0 <= eer <= 1.0:
-        raise ValueError(f"{path}: 'eer' is a fraction in [0, 1], got {eer}")
-    eer_percent = 100.0 * eer
-    if values.get("eer_percent") is not None:
-        eer_percent = _finite_number(values["eer_percent"], f"{path}: 'eer_percent'")
-        if abs(eer_percent - 100.0 * eer) > 1e-6:
-            raise ValueError(f"{path}: 'eer_percent' ({eer_percent}) is not 100 x 'eer' ({eer})")
-
-    min_dcf = values["min_dcf"]
-    if not isinstance(min_dcf, dict) or not min_dcf:
-        raise ValueError(f"{path}: 'min_dcf' must map p_target to minDCF, e.g. {{\"0.01\": 0.5}}, got {min_dcf!r}")
-    parsed_dcf = {}
-    for key, value in min_dcf.items():
-        try:
-            p_target = float(key)
-        except ValueError:
-            raise ValueError(f"{path}: 'min_dcf' key {key!r} is not a p_target") from None
-        if not 0.0 < p_target < 1.0:
-            raise ValueError(f"{path}: 'min_dcf' p_target {key!r} must lie in (0, 1)")
-        parsed_dcf[key] = _finite_number(value, f"{path}: 'min_dcf'[{key!r}]")
-    parsed_dcf = dict(sorted(parsed_dcf.items(), key=lambda item: float(item[0])))
-
-    num_trials = _count(values["num_trials"], f"{path}: 'num_trials'", minimum=1)
-    num_target = None if values.get("num_target") is None else _count(values["num_target"], f"{path}: 'num_target'")
-    num_nontarget = (
-        None if values.get("num_nontarget") is None else _count(values["num_nontarget"], f"{path}: 'num_nontarget'")
-    )
-    if num_target is not None and num_nontarget is not None and num_target + num_nontarget != num_trials:
-        raise ValueError(
-            f"{path}: num_target ({num_target}) + num_nontarget ({num_nontarget}) != num_trials ({num_trials})"
-        )
-    threshold = values.get("eer_threshold")
-    trial_list = values["trial_list"]
-    if not isinstance(trial_list, str) or not trial_list.strip():
-        raise ValueError(f"{path}: 'trial_list' must be a non-empty name, got {trial_list!r}")
-
-    return EvaluationResult(
-        source=path,
-        trial_list=trial_list.strip(),
-        eer=eer,
-        eer_percent=eer_percent,
-        eer_threshold=None if threshold is None else _finite_number(threshold, f"{path}: 'eer_threshold'"),
-        min_dcf=parsed_dcf,
-        num_trials=num_trials,
-        num_target=num_target,
-        num_nontarget=num_nontarget,
-        score_normalization=_optional_text(values, "score_normalization", str(path)),
-        dtype=_optional_text(values, "dtype", str(path)),
-        date=_optional_text(values, "date", str(path)),
-        hardware=_optional_text(values, "hardware", str(path)),
-        det_curve_png=_resolve_plot(values, "det_curve_png", path),
-        score_histogram_png=_resolve_plot(values, "score_histogram_png", path),
-        dataset_name=_optional_text(values, "dataset_name", str(path)),
-        dataset_type=_optional_text(values, "dataset_type", str(path)),
-        dataset_config=_optional_text(values, "dataset_config", str(path)),
-        dataset_split=_optional_text(values, "dataset_split", str(path)),
-        synthetic=_optional_flag(values, "synthetic", str(path)),
-    )
 
 
 # ----------------------------------------------------------------------------------------------- folder contents
@@ -274,7 +123,7 @@ def _min_seconds(model_dir: Path, config: WavLMRawNetConfig) -> float:
         recorded = json.loads(preprocessor.read_text(encoding="utf-8")).get("min_seconds")
     if recorded is None:
         return config.min_input_seconds
-    return max(_finite_number(recorded, f"{preprocessor}: 'min_seconds'"), config.min_input_seconds)
+    return max(finite_number(recorded, f"{preprocessor}: 'min_seconds'"), config.min_input_seconds)
 
 
 def _hub_model_id(value: str) -> str | None:
@@ -304,7 +153,7 @@ def _human_count(count: int) -> str:
 class _CardResult:
     """A results JSON as the card shows it: the numbers, the dataset it claims, and the plots' names in the folder."""
 
-    result: EvaluationResult
+    result: EvaluationResults
     dataset_name: str
     dataset_type: str
     dataset_config: str
@@ -315,7 +164,7 @@ class _CardResult:
     results_json: str
 
 
-def _describe_dataset(result: EvaluationResult, synthetic_training: bool) -> tuple[str, str, str, str, bool]:
+def _describe_dataset(result: EvaluationResults, synthetic_training: bool) -> tuple[str, str, str, str, bool]:
     synthetic_data = bool(result.synthetic) or (
         result.synthetic is None and synthetic_training and result.dataset_name is None
     )
@@ -325,7 +174,8 @@ def _describe_dataset(result: EvaluationResult, synthetic_training: bool) -> tup
         name = f"wavlmrawnet synthetic demo corpus ({result.trial_list} trials)"
     else:
         name = f"{result.trial_list} trial list"
-    dataset_type = result.dataset_type or ("wavlmrawnet-synthetic-demo" if synthetic_data else _slug(result.trial_list))
+    default_type = "wavlmrawnet-synthetic-demo" if synthetic_data else _slug(result.trial_list)
+    dataset_type = result.dataset_type or default_type
     normalization = result.score_normalization or PLAIN_COSINE
     config = result.dataset_config or (
         result.trial_list if normalization == PLAIN_COSINE else f"{result.trial_list}, {normalization}"
@@ -407,11 +257,6 @@ def _plan_copy(source: Path, model_dir: Path, copies: dict[Path, Path]) -> str:
     return source.name
 
 
-def is_results_json(name: str) -> bool:
-    """File names evaluate_trial_list gives its results (`<name>_results.json`), and a plain `results.json`."""
-    return name == "results.json" or name.endswith("_results.json")
-
-
 def _discover_results(model_dir: Path) -> list[Path]:
     return sorted(p for p in model_dir.iterdir() if is_results_json(p.name) and p.is_file())
 
@@ -435,7 +280,7 @@ def _build(
     paths = [Path(p) for p in results_paths] if results_paths else _discover_results(model_dir)
     if len(set(p.resolve() for p in paths)) != len(paths):
         raise ValueError(f"a results JSON is listed twice: {[str(p) for p in paths]}")
-    results = [read_results_json(p) for p in paths]
+    results = [EvaluationResults.read(p) for p in paths]
 
     synthetic_flag = _setting(train, "data", "synthetic")
     if synthetic_flag is not None and not isinstance(synthetic_flag, bool):
@@ -504,9 +349,7 @@ def _build(
     p_targets = sorted({p for r in results for p in r.min_dcf}, key=float)
     names_voxceleb = any("voxceleb" in (item.dataset_name or "").lower() for item in card_results)
     model_ref = repo_id or str(folder)
-    shell_model = (
-        f"$(hf download {shlex.quote(repo_id)})" if repo_id else shlex.quote(str(folder))
-    )
+    shell_model = f"$(hf download {shlex.quote(repo_id)})" if repo_id else shlex.quote(str(folder))
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_PATH.parent)),
         undefined=jinja2.StrictUndefined,

@@ -4,7 +4,8 @@ Every augmentation is off unless configured. All randomness comes from the `np.r
 augmentation of an item is reproducible from the item's seed (see `SpeakerAudioDataset` in `training.data`).
 
 Order, as in Kaldi / WeSpeaker recipes: speed perturbation on the whole utterance (it changes the length, so it runs
-before cropping), then reverberation, then additive noise on the cropped segment (both keep the length).
+before cropping), then reverberation, then additive noise on the cropped segment (both keep the length). The signal
+effects themselves (`reverberate`, `mix_at_snr`) live in `wavlmrawnet.audio_effects`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import soundfile as sf
 import soxr
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
+from ..audio_effects import mix_at_snr, reverberate
 from ..feature_extraction_wavlmrawnet import (
     AudioDecodingError,
     audio_duration,
@@ -27,16 +29,13 @@ from ..feature_extraction_wavlmrawnet import (
     to_mono,
 )
 
-
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AugmentConfig",
     "Augmenter",
     "fit_length",
     "list_audio_files",
-    "mix_at_snr",
     "read_noise_segment",
-    "reverberate",
     "speed_perturb",
 ]
 
@@ -100,29 +99,7 @@ def fit_length(noise: np.ndarray, num_samples: int, rng: np.random.Generator) ->
     return tiled[start : start + num_samples]
 
 
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`speech + g * noise` with `g` chosen so that 10 log10(P_speech / P_scaled_noise) = `snr_db`.
-
-    Powers are means of squares over the whole segment. Silent speech (SNR undefined) or a silent noise segment (there
-    is nothing to add) returns the speech unchanged.
-    """
-    if speech.shape != noise.shape:
-        raise ValueError(f"speech and noise must have the same shape, got {speech.shape} and {noise.shape}")
-    if speech.size == 0:
-        raise ValueError("speech is empty (no samples)")
-    if not np.isfinite(snr_db):
-        raise ValueError(f"snr_db must be finite, got {snr_db}")
-    speech_power = float(np.mean(np.square(speech, dtype=np.float64)))
-    noise_power = float(np.mean(np.square(noise, dtype=np.float64)))
-    if speech_power == 0.0 or noise_power == 0.0:
-        return speech.astype(np.float32, copy=True)
-    gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
-    return (speech.astype(np.float64) + gain * noise.astype(np.float64)).astype(np.float32)
-
-
-def read_noise_segment(
-    path: str, num_samples: int, sampling_rate: int, rng: np.random.Generator
-) -> np.ndarray:
+def read_noise_segment(path: str, num_samples: int, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
     """`num_samples` of the noise file `path` at `sampling_rate` (see `fit_length`).
 
     A file already at `sampling_rate` and longer than needed is read only in the drawn window (long MUSAN music files
@@ -142,37 +119,6 @@ def read_noise_segment(
             raise AudioDecodingError(path, f"no samples at frame {start} although the header says {info.frames}")
         return fit_length(to_mono(window.T), num_samples, rng)  # exact unless the header over-counts frames
     return fit_length(load_audio(path, sampling_rate), num_samples, rng)
-
-
-# ---------------------------------------------------------------------------------------------------- reverb
-def _fft_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Full linear convolution of two 1-D float64 arrays via the FFT."""
-    n = a.shape[-1] + b.shape[-1] - 1
-    size = 1 << (n - 1).bit_length()
-    return np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:n]
-
-
-def reverberate(speech: np.ndarray, rir: np.ndarray) -> np.ndarray:
-    """Convolves `speech` with a room impulse response; the output has the length and timing of the input.
-
-    The RIR is scaled to unit energy (Kaldi / WeSpeaker convention) and the output is aligned to the RIR's direct path
-    (its largest-magnitude sample), so the speech is not delayed and the reverberant tail past the end is cut.
-    A unit impulse therefore returns the input unchanged.
-    """
-    rir = np.asarray(rir, dtype=np.float64)
-    if rir.ndim != 1 or rir.size == 0:
-        raise ValueError(f"the room impulse response must be a non-empty 1-D array, got shape {rir.shape}")
-    if not np.isfinite(rir).all():
-        raise ValueError("the room impulse response contains NaN or Inf samples")
-    energy = float(np.sum(np.square(rir)))
-    if energy == 0.0:
-        raise ValueError("the room impulse response is all zeros")
-    if speech.size == 0:
-        raise ValueError("speech is empty (no samples)")
-    rir = rir / np.sqrt(energy)
-    direct_path = int(np.argmax(np.abs(rir)))
-    wet = _fft_convolve(speech.astype(np.float64), rir)
-    return wet[direct_path : direct_path + speech.shape[-1]].astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------- speed
@@ -267,9 +213,13 @@ class Augmenter:
         sampling_rate: int = 16000,
     ):
         settings = AugmentConfig(
-            noise_dir=None if noise_dir is None else os.fspath(noise_dir), snr_db=tuple(snr_db), noise_prob=noise_prob,
-            rir_dir=None if rir_dir is None else os.fspath(rir_dir), rir_prob=rir_prob,
-            speed_factors=None if speed_factors is None else tuple(speed_factors), speed_prob=speed_prob,
+            noise_dir=None if noise_dir is None else os.fspath(noise_dir),
+            snr_db=tuple(snr_db),
+            noise_prob=noise_prob,
+            rir_dir=None if rir_dir is None else os.fspath(rir_dir),
+            rir_prob=rir_prob,
+            speed_factors=None if speed_factors is None else tuple(speed_factors),
+            speed_prob=speed_prob,
             sampling_rate=sampling_rate,
         )  # raises a ValueError naming any bad setting
         self.sampling_rate = check_sampling_rate(settings.sampling_rate)
@@ -296,9 +246,7 @@ class Augmenter:
         return bool(self.noise_files or self.rir_files or self.speed_factors)
 
     # ------------------------------------------------------------------ stages
-    def perturb_speed(
-        self, waveform: np.ndarray, rng: np.random.Generator, min_samples: int = 0
-    ) -> np.ndarray:
+    def perturb_speed(self, waveform: np.ndarray, rng: np.random.Generator, min_samples: int = 0) -> np.ndarray:
         """Speed perturbation of the whole utterance (before cropping). A drawn factor that would leave fewer than
         `min_samples` samples is not applied (the feature extractor rejects clips below its `min_seconds`)."""
         if not self.speed_factors or rng.random() >= self.speed_prob:

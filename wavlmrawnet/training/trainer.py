@@ -3,30 +3,32 @@ validation EER on held-out speakers; the best model saved with `save_pretrained`
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import WavLMConfig, get_scheduler
 
 from ..configuration_wavlmrawnet import WavLMRawNetConfig
-from ..evaluation.runner import evaluate_trial_list
-from ..evaluation.trials import make_trials, write_trials
-from ..model_card import write_model_card
 from ..cpu_malloc import keep_freed_memory
-from ..evaluation.runner import hardware_description
-from ..modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
+from ..evaluation.runner import evaluate_trial_list, hardware_description
+from ..evaluation.trials import make_trials, write_trials
+from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
+from ..model_card import write_model_card
+from ..modeling_wavlmrawnet import Precision, WavLMRawNetForXVector, resolve_precision
 from .augment import Augmenter
-from .config import TrainConfig
+from .config import TrainConfig, TrainingSection
 from .data import (
     SpeakerAudioDataset,
     SpeakerCollator,
@@ -37,11 +39,22 @@ from .data import (
     speaker_disjoint_split,
 )
 
-
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.json"
 RUN_INFO_FILE = "run_info.json"  # the resolved precision and the hardware: which path produced the run's figures
+VALIDATION_TRIALS = "validation_trials.txt"  # trials among the held-out speakers' files
+
+
+class TrainingCallback:
+    """Hooks into `train`, called on every process. Subclass it and override what you need (the DDP test records
+    each process's batches and final weights with one)."""
+
+    def on_batch(self, step: int, paths: list[str]) -> None:
+        """Before each micro-batch: `step` optimizer steps are done, `paths` are this process's files."""
+
+    def on_train_end(self, model: torch.nn.Module) -> None:
+        """After the last step, before `final/` is written: `model` is the trained, unwrapped model."""
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -54,7 +67,8 @@ def completed_checkpoints(checkpoint_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, state: dict, keep: int) -> Path:
-    """`accelerator.save_state` into a temporary folder, then an atomic rename: a kill never leaves half a checkpoint."""
+    """`accelerator.save_state` into a temporary folder, then an atomic rename: a kill never leaves half a
+    checkpoint."""
     final = checkpoint_dir / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
     temporary = checkpoint_dir / f".tmp-{final.name}"
     if accelerator.is_main_process:
@@ -73,28 +87,143 @@ def save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, state: dict,
     return final
 
 
-# ----------------------------------------------------------------------------------------------- pieces
-def build_dataset(config: TrainConfig):
+def load_last_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, state: dict) -> dict:
+    """Restores the last finished checkpoint (weights, optimizer, scheduler, random states); returns its state."""
+    found = completed_checkpoints(checkpoint_dir)
+    if not found:
+        accelerator.print(f"--resume: no checkpoint in {checkpoint_dir}; starting from scratch")
+        return state
+    accelerator.load_state(str(found[-1]))
+    state = json.loads((found[-1] / STATE_FILE).read_text())
+    accelerator.print(f"resumed from {found[-1]} (step {state['step']})")
+    return state
+
+
+# ----------------------------------------------------------------------------------------------- setup
+def make_accelerator(training: TrainingSection) -> tuple[Accelerator, Precision, Precision]:
+    """The Accelerator, with the precisions resolved for this hardware: (accelerator, training, evaluation)."""
+    on_cpu = training.cpu or not torch.cuda.is_available()
+    device = "cpu" if on_cpu else "cuda"
+    precision = resolve_precision(training.mixed_precision, device, training=True)
+    eval_precision = resolve_precision(training.mixed_precision, device)
+    output_dir = Path(training.output_dir)
+    accelerator = Accelerator(
+        cpu=on_cpu,  # without a GPU, cpu=True is what lets torchrun's processes form a gloo group
+        mixed_precision=precision.accelerate_mixed_precision,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()  # a third of a CPU step is page faults otherwise
+    return accelerator, precision, eval_precision
+
+
+def write_run_files(config: TrainConfig, accelerator: Accelerator, precision: Precision, eval_precision: Precision):
+    """`train_config.yaml` and `run_info.json` (precisions and hardware) in the output folder, copied into final/."""
+    output_dir = Path(config.training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run_info = {
+        "training_precision": precision.to_dict(),
+        "evaluation_precision": eval_precision.to_dict(),
+        "hardware": hardware_description(accelerator.device),
+        "num_processes": accelerator.num_processes,
+    }
+    (output_dir / RUN_INFO_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
+
+
+def flat_hparams(config: TrainConfig) -> dict:
+    flat = {}
+    for section, values in config.to_dict().items():
+        for key, value in values.items():
+            flat[f"{section}/{key}"] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
+
+
+def feature_extractor_for(config: TrainConfig) -> WavLMRawNetFeatureExtractor:
+    """The feature extractor of the model to train (as `model.default_feature_extractor()`), known before the model:
+    its minimum length decides which files pass the audio check, and so which speakers the classifier has."""
+    overrides = copy.deepcopy(config.model.overrides)
+    if config.model.wavlm_pretrained:  # the WavLM architecture comes from the checkpoint, as in from_wavlm_pretrained
+        wavlm_overrides = {"layerdrop": 0.0, **overrides.pop("wavlm_config", {})}
+        wavlm_config = WavLMConfig.from_pretrained(config.model.wavlm_pretrained, **wavlm_overrides)
+        overrides["wavlm_config"] = wavlm_config.to_dict()
+    model_config = WavLMRawNetConfig.from_preset(config.model.preset, **overrides)
+    return WavLMRawNetFeatureExtractor(
+        sampling_rate=model_config.sampling_rate, min_seconds=max(0.5, model_config.min_input_seconds)
+    )
+
+
+def load_splits(config: TrainConfig, min_seconds: float, report_dir: Path) -> tuple[Dataset, Dataset]:
+    """The speaker-disjoint (train, validation) splits, their audio checked: bad files stop the run or are dropped."""
     data = config.data
     if bool(data.train_dir) == bool(data.train_manifest):
         raise ValueError("set exactly one of data.train_dir (VoxCeleb layout) and data.train_manifest")
-    if data.train_dir:
-        return dataset_from_voxceleb(data.train_dir)
-    return dataset_from_manifest(data.train_manifest)
+    dataset = dataset_from_voxceleb(data.train_dir) if data.train_dir else dataset_from_manifest(data.train_manifest)
+    # One check of every file before the split: one report and one error that list the bad files of both sides.
+    dataset = check_dataset_audio(
+        dataset, min_seconds, data.skip_bad_audio, report_dir, full_decode=data.full_audio_check
+    )
+    splits = speaker_disjoint_split(dataset, data.validation_speakers, seed=config.training.seed)
+    return splits["train"], splits["validation"]
 
 
-def build_model(config: TrainConfig, id2label: dict[int, str], label2id: dict[str, int]) -> WavLMRawNetForXVector:
+def write_validation_trials(config: TrainConfig, split: Dataset) -> None:
+    """Seeded trials among the held-out speakers' files; same-speaker pairs come from different videos where known."""
+    sessions = split["video"] if "video" in split.column_names else None
+    trials = make_trials(
+        split["path"], split["speaker"], config.data.validation_trials, config.training.seed, sessions=sessions
+    )
+    write_trials(trials, Path(config.training.output_dir) / VALIDATION_TRIALS)
+
+
+def build_model(config: TrainConfig, train_split: Dataset) -> WavLMRawNetForXVector:
+    """The model to train, one class per training speaker (`id2label` in sorted speaker order)."""
+    id2label, label2id = label_maps(train_split)
     overrides = dict(config.model.overrides, id2label=id2label, label2id=label2id)
     if config.model.wavlm_pretrained:
-        return WavLMRawNetForXVector.from_wavlm_pretrained(
+        model = WavLMRawNetForXVector.from_wavlm_pretrained(
             config.model.wavlm_pretrained, preset=config.model.preset, **overrides
         )
-    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset(config.model.preset, **overrides))
+    else:
+        model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset(config.model.preset, **overrides))
+    if config.training.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    if config.training.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    return model
 
 
-def build_optimizer(model: WavLMRawNetForXVector, config: TrainConfig):
-    """AdamW with one learning rate for the pretrained WavLM and another for the new layers."""
-    training = config.training
+def build_train_loader(config: TrainConfig, train_split: Dataset, feature_extractor: WavLMRawNetFeatureExtractor):
+    """Random crops (and augmentation) read in the DataLoader workers; the order and crops depend on the seed only."""
+    data, training = config.data, config.training
+    augmenter = Augmenter.from_config(data.augment) if data.augment else None
+    dataset = SpeakerAudioDataset(
+        train_split,
+        data.segment_seconds,
+        feature_extractor.sampling_rate,
+        random_crop=True,
+        augmenter=augmenter,
+        seed=training.seed,
+        min_seconds=feature_extractor.min_seconds,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=training.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(training.seed),
+        num_workers=data.num_workers,
+        collate_fn=SpeakerCollator(feature_extractor, return_paths=True),
+        persistent_workers=False,
+    )
+    return dataset, loader
+
+
+def build_optimizer(model: WavLMRawNetForXVector, training: TrainingSection):
+    """AdamW with one learning rate for the pretrained WavLM and another for the new layers, and its schedule."""
     wavlm_ids = {id(p) for p in model.wavlm.parameters()} if model.wavlm is not None else set()
     groups = {"wavlm": [], "new": []}
     for parameter in model.parameters():
@@ -109,123 +238,110 @@ def build_optimizer(model: WavLMRawNetForXVector, config: TrainConfig):
     scheduler = get_scheduler(
         training.scheduler, optimizer, num_warmup_steps=training.warmup_steps, num_training_steps=training.max_steps
     )
-    # Keep WavLM still for the first `freeze_wavlm_steps` steps: its learning-rate factor is 0 there.
-    # (Its gradients still flow, so DDP sees the same graph throughout.)
-    for index, group in enumerate(param_groups):
-        if group["name"] == "wavlm" and training.freeze_wavlm_steps > 0:
-            base = scheduler.lr_lambdas[index]
-            freeze = training.freeze_wavlm_steps
-            scheduler.lr_lambdas[index] = lambda step, base=base, freeze=freeze: 0.0 if step < freeze else base(step)
+    # WavLM stands still for the first `freeze_wavlm_steps` steps through a zero learning-rate factor, not through
+    # requires_grad: DDP registers its gradient hooks once, in prepare(), so the set of trained parameters must not
+    # change mid-run (and AdamW's moments keep up meanwhile).
+    names = [g["name"] for g in param_groups]
+    if training.freeze_wavlm_steps > 0 and "wavlm" in names:
+        index, until = names.index("wavlm"), training.freeze_wavlm_steps
+        base = scheduler.lr_lambdas[index]
+        scheduler.lr_lambdas[index] = lambda step: 0.0 if step < until else base(step)
     return optimizer, scheduler
 
 
-def parameter_digest(model: torch.nn.Module) -> str:
-    """Hash of the trainable parameters (buffers such as BN statistics are re-broadcast by DDP each forward)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.named_parameters()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def epochs_of_batches(accelerator: Accelerator, loader, dataset: SpeakerAudioDataset, epoch: int, skip: int):
+    """Yields (epoch, batch) from `epoch` on, without end; a resumed run first skips the `skip` batches it has done."""
+    while True:
+        loader.set_epoch(epoch)  # the shuffle order of this epoch
+        dataset.set_epoch(epoch)  # and its random crops (accelerate leaves the dataset alone)
+        for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
+            yield epoch, batch
+        epoch, skip = epoch + 1, 0
 
 
-def flat_hparams(config: TrainConfig) -> dict:
-    flat = {}
-    for section, values in config.to_dict().items():
-        for key, value in values.items():
-            flat[f"{section}/{key}"] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
-    return flat
+# ----------------------------------------------------------------------------------------------- evaluation
+def log(accelerator: Accelerator, output_dir: Path, step: int, values: dict) -> None:
+    """To the trackers (TensorBoard) and to `<output_dir>/metrics.jsonl`."""
+    accelerator.log(values, step=step)
+    if accelerator.is_main_process:
+        with (output_dir / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps({"step": step, "time": round(time.time(), 3), **values}) + "\n")
+
+
+def validate(accelerator, model, feature_extractor, config: TrainConfig, precision: Precision, state: dict) -> None:
+    """EER on the validation trials (main process); a new best is saved to `<output_dir>/best` with its threshold."""
+    output_dir = Path(config.training.output_dir)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        results = evaluate_trial_list(
+            unwrapped,
+            feature_extractor,
+            output_dir / VALIDATION_TRIALS,
+            batch_size=config.training.eval_batch_size,
+            name="validation",
+            progress=False,
+            precision=precision,
+        )
+        log(
+            accelerator,
+            output_dir,
+            state["step"],
+            {"validation/eer": results["eer_percent"], "validation/min_dcf_0.01": results["min_dcf"]["0.01"]},
+        )
+        if state["best_validation_eer"] is None or results["eer_percent"] < state["best_validation_eer"]:
+            state.update(best_validation_eer=results["eer_percent"], best_step=state["step"])
+            unwrapped.config.verification_threshold = float(results["eer_threshold"])
+            unwrapped.save_pretrained(output_dir / "best")
+    accelerator.wait_for_everyone()
+
+
+def evaluate_test(config: TrainConfig, model, feature_extractor, output_dir: Path, precision: Precision, **kwargs):
+    """The model on `data.test_trials`; its results files go to `output_dir`."""
+    data = config.data
+    return evaluate_trial_list(
+        model,
+        feature_extractor,
+        data.test_trials,
+        root=data.test_root,
+        output_dir=output_dir,
+        batch_size=config.training.eval_batch_size,
+        name="test",
+        precision=precision,
+        **kwargs,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- the loop
-def train(config: TrainConfig, resume: bool = False, record_batches: bool = False) -> dict:
+def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[TrainingCallback] = ()) -> dict:
     """Trains, validates, checkpoints and writes `<output_dir>/final`. Returns a summary dict (main process)."""
     training, data = config.training, config.data
     output_dir = Path(training.output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
-    on_cpu = training.cpu or not torch.cuda.is_available()
-    precision = resolve_precision(training.mixed_precision, "cpu" if on_cpu else "cuda", training=True)
-    eval_precision = resolve_precision(training.mixed_precision, "cpu" if on_cpu else "cuda")
-    accelerator = Accelerator(
-        # Without a GPU, cpu=True is what lets torchrun's processes form a gloo group.
-        cpu=on_cpu,
-        mixed_precision=precision.accelerate_mixed_precision,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    accelerator, precision, eval_precision = make_accelerator(training)
     set_seed(training.seed)
-    if accelerator.device.type == "cpu":
-        keep_freed_memory()  # a third of a CPU step is page faults otherwise
     main = accelerator.is_main_process
     if main:
         logger.info("training %s; evaluation %s", precision, eval_precision.name)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        run_info = {
-            "training_precision": precision.to_dict(),
-            "evaluation_precision": eval_precision.to_dict(),
-            "hardware": hardware_description(accelerator.device),
-            "num_processes": accelerator.num_processes,
-        }
-        (output_dir / RUN_INFO_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
+        write_run_files(config, accelerator, precision, eval_precision)
     accelerator.wait_for_everyone()
 
-    # ---- data: speaker-disjoint validation split, bad files reported before any training
-    dataset = build_dataset(config)
-    splits = speaker_disjoint_split(dataset, data.validation_speakers, seed=training.seed)
-    id2label, label2id = label_maps(splits["train"])
-    model = build_model(config, id2label, label2id)
-    feature_extractor = model.default_feature_extractor()
-    # Every process checks (and raises) alike; only the main process writes the report.
+    # Data: speaker-disjoint splits, bad files reported before any training (every process checks and raises
+    # alike; only the main one writes the report). The training speakers left are the model's classes.
+    feature_extractor = feature_extractor_for(config)
     report_dir = output_dir if main else output_dir / f".bad_audio_rank{accelerator.process_index}"
-    train_split = check_dataset_audio(
-        splits["train"], feature_extractor.min_seconds, data.skip_bad_audio, report_dir, full_decode=data.full_audio_check
-    )
-    validation_split = check_dataset_audio(
-        splits["validation"], feature_extractor.min_seconds, data.skip_bad_audio, report_dir,
-        full_decode=data.full_audio_check,
-    )
-    if len(train_split) != len(splits["train"]):  # a speaker may have lost every file
-        id2label, label2id = label_maps(train_split)
-        model = build_model(config, id2label, label2id)
-
-    augmenter = Augmenter.from_config(data.augment) if data.augment else None
-    train_data = SpeakerAudioDataset(
-        train_split, data.segment_seconds, feature_extractor.sampling_rate, random_crop=True,
-        augmenter=augmenter, seed=training.seed, min_seconds=feature_extractor.min_seconds,
-    )
-    generator = torch.Generator().manual_seed(training.seed)
-    train_loader = torch.utils.data.DataLoader(
-        train_data, batch_size=training.batch_size, shuffle=True, drop_last=True, generator=generator,
-        num_workers=data.num_workers, collate_fn=SpeakerCollator(feature_extractor, return_paths=True),
-        persistent_workers=False,
-    )
-    validation_trials = output_dir / "validation_trials.txt"
+    train_split, validation_split = load_splits(config, feature_extractor.min_seconds, report_dir)
+    model = build_model(config, train_split)
+    train_data, train_loader = build_train_loader(config, train_split, feature_extractor)
     if main:
-        write_trials(
-            make_trials(
-                validation_split["path"], validation_split["speaker"], data.validation_trials, training.seed,
-                sessions=validation_split["video"] if "video" in validation_split.column_names else None,
-            ),
-            validation_trials,
-        )
+        write_validation_trials(config, validation_split)
 
     summary = {"training_precision": precision.to_dict()}
     if training.test_before_training and data.test_trials and main:
-        untrained = evaluate_trial_list(
-            model, feature_extractor, data.test_trials, root=data.test_root, output_dir=output_dir / "untrained",
-            batch_size=training.eval_batch_size, name="test", precision=eval_precision,
-        )
+        untrained = evaluate_test(config, model, feature_extractor, output_dir / "untrained", eval_precision)
         summary["untrained_test"] = {k: untrained[k] for k in ("eer_percent", "min_dcf", "num_trials")}
     accelerator.wait_for_everyone()
 
-    # ---- model and optimisation
-    if training.freeze_feature_encoder:
-        model.freeze_feature_encoder()
-    if training.gradient_checkpointing:
-        model.activation_checkpointing_enable()
-    optimizer, scheduler = build_optimizer(model, config)
+    # Optimisation, wrapped by Accelerate (DDP, devices, mixed precision), then the last checkpoint if resuming.
+    optimizer, scheduler = build_optimizer(model, training)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     accelerator.register_for_checkpointing(scheduler)
     batches_per_epoch = len(train_loader)
@@ -234,111 +350,93 @@ def train(config: TrainConfig, resume: bool = False, record_batches: bool = Fals
             f"{len(train_data)} training files give {batches_per_epoch} batch(es) of {training.batch_size} per "
             "process: lower batch_size or add data"
         )
-
     state = {"step": 0, "best_validation_eer": None, "best_step": None}
     if resume:
-        found = completed_checkpoints(checkpoint_dir)
-        if found:
-            accelerator.load_state(str(found[-1]))
-            state = json.loads((found[-1] / STATE_FILE).read_text())
-            accelerator.print(f"resumed from {found[-1]} (step {state['step']})")
-        else:
-            accelerator.print(f"--resume: no checkpoint in {checkpoint_dir}; starting from scratch")
-
+        state = load_last_checkpoint(accelerator, output_dir / "checkpoints", state)
     accelerator.init_trackers("wavlmrawnet", config=flat_hparams(config))
-    metrics_file = output_dir / "metrics.jsonl"
-    batches_file = output_dir / f"seen_batches.rank{accelerator.process_index}.jsonl" if record_batches else None
 
-    def log(values: dict) -> None:
-        accelerator.log(values, step=state["step"])
-        if main:
-            with metrics_file.open("a") as handle:
-                handle.write(json.dumps({"step": state["step"], "time": round(time.time(), 3), **values}) + "\n")
-
-    def validate() -> None:
-        unwrapped = accelerator.unwrap_model(model)
-        if main:
-            results = evaluate_trial_list(
-                unwrapped, feature_extractor, validation_trials, batch_size=training.eval_batch_size,
-                name="validation", progress=False, precision=eval_precision,
-            )
-            log({"validation/eer": results["eer_percent"], "validation/min_dcf_0.01": results["min_dcf"]["0.01"]})
-            best = state["best_validation_eer"]
-            if best is None or results["eer_percent"] < best:
-                state.update(best_validation_eer=results["eer_percent"], best_step=state["step"])
-                unwrapped.config.verification_threshold = float(results["eer_threshold"])
-                unwrapped.save_pretrained(output_dir / "best")
-        accelerator.wait_for_everyone()
-
-    total_steps = training.max_steps
-    bar = tqdm(total=total_steps, initial=state["step"], desc="training", disable=not accelerator.is_local_main_process)
-    model.train()
-    micro_batches_done = state["step"] * training.gradient_accumulation_steps
-    epoch, skip = divmod(micro_batches_done, batches_per_epoch)
+    epoch, skip = divmod(state["step"] * training.gradient_accumulation_steps, batches_per_epoch)
+    batches = epochs_of_batches(accelerator, train_loader, train_data, epoch, skip)
+    bar = tqdm(
+        total=training.max_steps, initial=state["step"], desc="training", disable=not accelerator.is_local_main_process
+    )
     running_loss, running_count, started = 0.0, 0, time.time()
-    while state["step"] < total_steps:
-        train_loader.set_epoch(epoch)  # the shuffle order of this epoch
-        train_data.set_epoch(epoch)  # and its random crops (accelerate leaves the dataset alone)
-        loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
-        skip = 0
-        for batch in loader:
-            paths = batch.pop("paths")
-            if batches_file is not None:
-                with batches_file.open("a") as handle:
-                    handle.write(json.dumps({"step": state["step"], "paths": paths}) + "\n")
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and training.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            running_loss += loss.detach().float().item()
-            running_count += 1
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            state["step"] += 1
-            bar.update(1)
-            step = state["step"]
-            if step % training.log_every == 0 or step == total_steps:
-                elapsed = max(time.time() - started, 1e-9)
-                log({
-                    "train/loss": running_loss / max(running_count, 1),
+    model.train()
+    while state["step"] < training.max_steps:
+        epoch, batch = next(batches)
+        paths = batch.pop("paths")
+        for callback in callbacks:
+            callback.on_batch(state["step"], paths)
+
+        # Forward, backward, clip, step: Accelerate holds the optimizer step (and DDP's sync) until the last
+        # micro-batch of the accumulation.
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and training.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        running_loss += loss.detach().float().item()
+        running_count += 1
+        if not accelerator.sync_gradients:
+            continue
+
+        # One optimizer step done: the schedule moves on.
+        scheduler.step()
+        state["step"] += 1
+        step, last = state["step"], state["step"] == training.max_steps
+        bar.update(1)
+
+        # Log the mean loss since the last log, and the throughput.
+        if step % training.log_every == 0 or last:
+            seconds = max(time.time() - started, 1e-9)
+            log(
+                accelerator,
+                output_dir,
+                step,
+                {
+                    "train/loss": running_loss / running_count,
                     "train/lr_new": scheduler.get_last_lr()[0],
                     "train/lr_wavlm": scheduler.get_last_lr()[-1],
-                    "train/samples_per_second": running_count * training.batch_size * accelerator.num_processes / elapsed,
+                    "train/samples_per_second": running_count
+                    * training.batch_size
+                    * accelerator.num_processes
+                    / seconds,
                     "epoch": epoch,
-                })
-                bar.set_postfix(loss=f"{running_loss / max(running_count, 1):.3f}")
-                running_loss, running_count, started = 0.0, 0, time.time()
-            if step % training.eval_every == 0 or step == total_steps:
-                model.eval()
-                validate()
-                model.train()
-            if step % training.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(accelerator, checkpoint_dir, dict(state), training.keep_checkpoints)
-            if step >= total_steps:
-                break
-        epoch += 1
+                },
+            )
+            bar.set_postfix(loss=f"{running_loss / running_count:.3f}")
+            running_loss, running_count, started = 0.0, 0, time.time()
+
+        # Validation EER; the best model so far is kept in best/.
+        if step % training.eval_every == 0 or last:
+            model.eval()
+            validate(accelerator, model, feature_extractor, config, eval_precision, state)
+            model.train()
+
+        # Checkpoint (atomic), for --resume.
+        if step % training.checkpoint_every == 0 or last:
+            save_checkpoint(accelerator, output_dir / "checkpoints", dict(state), training.keep_checkpoints)
     bar.close()
 
+    # The best model becomes final/, evaluated on the test trials.
     summary.update(steps=state["step"], best_validation_eer=state["best_validation_eer"], best_step=state["best_step"])
     unwrapped = accelerator.unwrap_model(model)
-    if record_batches:
-        (output_dir / f"param_digest.rank{accelerator.process_index}.txt").write_text(parameter_digest(unwrapped))
+    for callback in callbacks:
+        callback.on_train_end(unwrapped)
     accelerator.wait_for_everyone()
     if main:
-        summary.update(write_final_model(config, output_dir, unwrapped, feature_extractor, eval_precision))
+        summary.update(write_final_model(config, unwrapped, feature_extractor, eval_precision))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
 
 
-def write_final_model(config: TrainConfig, output_dir: Path, model, feature_extractor, precision) -> dict:
+def write_final_model(config: TrainConfig, model, feature_extractor, precision: Precision) -> dict:
     """The best checkpoint (by validation EER) becomes `<output_dir>/final`, evaluated on the test trials if given."""
-    final = output_dir / "final"
-    best = output_dir / "best"
+    output_dir = Path(config.training.output_dir)
+    final, best = output_dir / "final", output_dir / "best"
     if best.exists():
         model = WavLMRawNetForXVector.from_pretrained(best).to(next(model.parameters()).device)
     shutil.rmtree(final, ignore_errors=True)
@@ -348,10 +446,9 @@ def write_final_model(config: TrainConfig, output_dir: Path, model, feature_extr
         shutil.copy(output_dir / name, final / name)
     summary = {"final_model": str(final)}
     if config.data.test_trials:
-        results = evaluate_trial_list(
-            model, feature_extractor, config.data.test_trials, root=config.data.test_root, output_dir=final,
-            batch_size=config.training.eval_batch_size, name="test", precision=precision,
-            extra={"dataset_name": config.data.test_dataset_name} if config.data.test_dataset_name else None,
+        name = config.data.test_dataset_name
+        results = evaluate_test(
+            config, model, feature_extractor, final, precision, extra={"dataset_name": name} if name else None
         )
         summary["test"] = {k: results[k] for k in ("eer_percent", "min_dcf", "num_trials", "results_json")}
     summary["model_card"] = str(write_model_card(final))

@@ -1,4 +1,5 @@
-"""Training data: speaker-labelled `datasets.Dataset`s, a bad-audio check, and a DataLoader-ready torch dataset.
+"""Speaker-labelled `datasets.Dataset`s from a VoxCeleb folder, a CSV/JSONL manifest or any `datasets.Dataset`;
+their labels and the speaker-disjoint validation split.
 
 Every builder (`dataset_from_voxceleb`, `dataset_from_manifest`, `dataset_from_hf`) returns the same columns:
 
@@ -8,9 +9,6 @@ Every builder (`dataset_from_voxceleb`, `dataset_from_manifest`, `dataset_from_h
 * ``duration``: seconds, read from the file header (float). A file whose header cannot be read is **kept** with a
   NaN duration (and a warning): listing never decodes or drops anything. `check_dataset_audio` then reports it as
   unreadable, together with the empty, NaN/Inf and too-short files, before training starts.
-
-Audio is never decoded through `datasets` (it would need torchcodec / FFmpeg): only paths are stored and
-`SpeakerAudioDataset` reads them with soundfile (`load_audio`) inside the DataLoader workers.
 """
 
 from __future__ import annotations
@@ -20,53 +18,21 @@ import hashlib
 import json
 import logging
 import math
-import operator
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
-import torch
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
-from tqdm.auto import tqdm
 
-from ..feature_extraction_wavlmrawnet import (
-    AudioDecodingError,
-    WavLMRawNetFeatureExtractor,
-    audio_duration,
-    crop,
-    load_audio,
-)
-from .augment import Augmenter
-
-
-__all__ = [
-    "BAD_AUDIO_FILENAME",
-    "BadAudio",
-    "BadAudioError",
-    "SpeakerAudioDataset",
-    "SpeakerCollator",
-    "check_dataset_audio",
-    "dataset_from_hf",
-    "dataset_from_manifest",
-    "dataset_from_voxceleb",
-    "label_maps",
-    "relabel",
-    "scan_audio",
-    "speaker_disjoint_split",
-]
+from ...feature_extraction_wavlmrawnet import AudioDecodingError, audio_duration
 
 logger = logging.getLogger(__name__)
 
-BAD_AUDIO_FILENAME = "bad_audio.tsv"
 _CORE_COLUMNS = ("path", "speaker", "label", "duration")
-# How many problem items an error message names (all are kept on the exception).
-_MAX_LISTED = 50
 
 
 def _default_workers() -> int:
@@ -94,7 +60,9 @@ def _header_durations(paths: Sequence[str], num_workers: int | None = None) -> l
     if unreadable:
         logger.warning(
             "%d of %d audio headers could not be read (kept with duration NaN; check_dataset_audio reports them): %s",
-            len(unreadable), len(paths), _listing(unreadable),
+            len(unreadable),
+            len(paths),
+            _listing(unreadable),
         )
     return durations
 
@@ -230,8 +198,8 @@ def dataset_from_manifest(path: str | os.PathLike) -> Dataset:
 
     Relative paths are resolved against the manifest's folder. Other columns are kept (CSV values stay strings; a
     JSONL row without an optional field gets None). A `duration` column is used as given (seconds) instead of reading
-    the headers (blank entries are read from the header); a `label` column must match the derived numbering (0..N-1 in sorted speaker order). Rows keep the
-    manifest's order.
+    the headers (blank entries are read from the header); a `label` column must match the derived numbering (0..N-1
+    in sorted speaker order). Rows keep the manifest's order.
     """
     path = Path(os.path.abspath(path))
     if not path.is_file():
@@ -435,271 +403,3 @@ def speaker_disjoint_split(dataset: Dataset, validation_speakers: int | float, s
         train=relabel(dataset.select(train_rows)),
         validation=relabel(dataset.select(validation_rows)),
     )
-
-
-# ---------------------------------------------------------------------------------------------------- bad audio
-@dataclass(frozen=True)
-class BadAudio:
-    """An unusable audio file. `reason` starts with its kind: unreadable, empty, nan/inf or too short."""
-
-    path: str
-    reason: str
-
-
-class BadAudioError(ValueError):
-    """Some audio files are unusable; `.bad` lists all of them (path + reason)."""
-
-    def __init__(
-        self,
-        bad: Sequence[BadAudio],
-        total: int,
-        min_seconds: float,
-        report: str | None = None,
-        hint: str = "Fix or remove them, or set skip_bad_audio=True to leave them out of training",
-    ):
-        self.bad = list(bad)
-        self.total = total
-        self.report = report
-        shown = "\n  ".join(f"{b.path}\t{b.reason}" for b in self.bad[:_MAX_LISTED])
-        more = ""
-        if len(self.bad) > _MAX_LISTED:
-            more = f"\n  ... and {len(self.bad) - _MAX_LISTED} more (all in BadAudioError.bad)"
-        written = f"; the full list is in {report}" if report else ""
-        super().__init__(
-            f"{len(self.bad)} of {total} audio files are unusable (min_seconds={min_seconds:g}){written}. {hint}:"
-            f"\n  {shown}{more}"
-        )
-
-
-# Integer PCM in an uncompressed container cannot hold NaN/Inf and its frame count comes from the data chunk size,
-# so the header check is enough; float and compressed files are decoded.
-_HEADER_ONLY_FORMATS = {"WAV", "WAVEX", "RF64", "AIFF", "W64", "CAF"}
-_HEADER_ONLY_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}
-
-
-def _check_audio_file(path: str, min_seconds: float, sampling_rate: int, full_decode: bool) -> BadAudio | None:
-    if not os.path.isfile(path):
-        return BadAudio(path, "unreadable: no such file")
-    try:
-        info = sf.info(path)
-    except Exception as error:
-        return BadAudio(path, f"unreadable: not a readable audio file ({error})")
-    if info.frames <= 0:
-        return BadAudio(path, "empty: the file holds no audio samples")
-    seconds = info.frames / info.samplerate
-    if seconds < min_seconds:
-        return BadAudio(path, f"too short: {seconds:.3f} s < min_seconds {min_seconds:g} s")
-    if not full_decode and info.format in _HEADER_ONLY_FORMATS and info.subtype in _HEADER_ONLY_SUBTYPES:
-        return None
-    try:
-        audio = load_audio(path, sampling_rate)
-    except AudioDecodingError as error:
-        return BadAudio(path, f"unreadable: {error.reason}")
-    if audio.size == 0:
-        return BadAudio(path, "empty: the file holds no audio samples")
-    non_finite = int(np.count_nonzero(~np.isfinite(audio)))
-    if non_finite:
-        return BadAudio(path, f"nan/inf: {non_finite} of {audio.size} samples are NaN or Inf")
-    seconds = audio.shape[-1] / sampling_rate
-    if seconds < min_seconds:
-        return BadAudio(path, f"too short: {seconds:.3f} s < min_seconds {min_seconds:g} s")
-    return None
-
-
-def scan_audio(
-    paths: Iterable[str],
-    min_seconds: float,
-    num_workers: int | None = None,
-    sampling_rate: int = 16000,
-    full_decode: bool = False,
-    progress: bool = False,
-) -> list[BadAudio]:
-    """Finds unusable audio files, in input order: unreadable, empty, NaN/Inf samples, shorter than `min_seconds`.
-
-    Headers are read first. Integer-PCM WAV/AIFF files that pass the header check are not decoded (they cannot hold
-    NaN/Inf); float and compressed files (FLAC, OGG, ...) are decoded once with `load_audio` to check the samples.
-    `full_decode=True` decodes every file. Files are checked in `num_workers` threads (default: up to 8).
-    """
-    paths = [os.fspath(p) for p in paths]
-    if min_seconds < 0:
-        raise ValueError(f"min_seconds must be >= 0, got {min_seconds}")
-
-    def check(path: str) -> BadAudio | None:
-        return _check_audio_file(path, min_seconds, sampling_rate, full_decode)
-
-    with ThreadPoolExecutor(max_workers=num_workers or _default_workers()) as pool:
-        results = pool.map(check, paths, chunksize=16)
-        results = list(tqdm(results, total=len(paths), desc="checking audio", unit="file", disable=not progress))
-    return [bad for bad in results if bad is not None]
-
-
-def _write_bad_audio(bad: Sequence[BadAudio], run_dir: str | os.PathLike) -> str:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    report = run_dir / BAD_AUDIO_FILENAME
-    with open(report, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file, delimiter="\t", lineterminator="\n")
-        writer.writerow(["path", "reason"])
-        writer.writerows((b.path, b.reason) for b in bad)
-    return str(report)
-
-
-def check_dataset_audio(
-    dataset: Dataset,
-    min_seconds: float,
-    skip_bad_audio: bool,
-    run_dir: str | os.PathLike | None,
-    sampling_rate: int = 16000,
-    num_workers: int | None = None,
-    full_decode: bool = False,
-) -> Dataset:
-    """Checks every file of `dataset` (see `scan_audio`) before training starts; nothing is dropped silently.
-
-    With bad files and `skip_bad_audio=False`, raises `BadAudioError` (count, paths and reasons; all in `.bad`).
-    With `skip_bad_audio=True`, drops them, logs the count and returns the rest; if a speaker loses all its files the
-    labels are renumbered (recompute `label_maps`). In both cases the list is written to `<run_dir>/bad_audio.tsv`
-    (header `path<TAB>reason`, one row per file) when `run_dir` is given; it is required for `skip_bad_audio=True`.
-    """
-    _require_columns(dataset, ("path",))
-    if skip_bad_audio and run_dir is None:
-        raise ValueError(f"skip_bad_audio=True needs a run_dir to record the dropped files in {BAD_AUDIO_FILENAME}")
-    paths = list(dataset["path"])
-    bad = scan_audio(
-        paths, min_seconds, sampling_rate=sampling_rate, num_workers=num_workers, full_decode=full_decode,
-        progress=len(paths) >= 5000,
-    )
-    if not bad:
-        logger.info("All %d audio files passed the check (min_seconds=%g).", len(paths), min_seconds)
-        return dataset
-    report = _write_bad_audio(bad, run_dir) if run_dir is not None else None
-    if not skip_bad_audio:
-        raise BadAudioError(bad, len(paths), min_seconds, report)
-    if len(bad) == len(paths):
-        raise BadAudioError(bad, len(paths), min_seconds, report, hint="No file is left to train on")
-
-    bad_paths = {b.path for b in bad}
-    kept = dataset.select([i for i, p in enumerate(paths) if p not in bad_paths])
-    logger.warning("Dropped %d bad audio file(s) of %d; they are listed in %s", len(bad), len(paths), report)
-    if "speaker" in dataset.column_names:
-        lost = sorted(set(dataset["speaker"]) - set(kept["speaker"]))
-        if lost:
-            logger.warning("Speaker(s) %s lost all their files; labels are renumbered.", _listing(lost))
-            kept = relabel(kept)
-    return kept
-
-
-# ---------------------------------------------------------------------------------------------------- torch side
-class SpeakerAudioDataset(torch.utils.data.Dataset):
-    """Reads, crops and augments the utterances of a speaker dataset, in the DataLoader workers.
-
-    Args:
-        hf_dataset: a `datasets.Dataset` with `path` and `label` columns (from the builders above).
-        segment_seconds: crop length; None keeps whole utterances. Shorter utterances are returned whole (the
-            collator zero-pads them and masks the padding).
-        sampling_rate: rate the audio is loaded at (soxr resampling when the file differs).
-        random_crop: random crops (training) or centred crops (evaluation).
-        augmenter: optional `Augmenter`; speed perturbation runs before the crop, reverberation and noise after it.
-        seed: base seed. Item `i` in epoch `e` uses `np.random.default_rng([seed, e, i])`, so crops and augmentation
-            do not depend on the number of workers. Call `set_epoch` before each epoch (workers copy the dataset when
-            they start, so with `persistent_workers=True` the epoch stays at its first value).
-        min_seconds: speed perturbation never shortens an utterance below this (match the feature extractor's
-            `min_seconds`, which rejects shorter clips).
-
-    Items are dicts: `waveform` (float32 np.ndarray), `label` (int), `path` (str), `sampling_rate` (int).
-    """
-
-    def __init__(
-        self,
-        hf_dataset: Dataset,
-        segment_seconds: float | None = 3.0,
-        sampling_rate: int = 16000,
-        random_crop: bool = True,
-        augmenter: Augmenter | None = None,
-        seed: int = 0,
-        min_seconds: float = 0.5,
-    ):
-        _require_columns(hf_dataset, ("path", "label"))
-        if segment_seconds is not None and not segment_seconds > 0:
-            raise ValueError(f"segment_seconds must be positive or None, got {segment_seconds}")
-        if augmenter is not None and augmenter.sampling_rate != sampling_rate:
-            raise ValueError(
-                f"the augmenter works at {augmenter.sampling_rate} Hz but the dataset loads audio at "
-                f"{sampling_rate} Hz"
-            )
-        self.paths = list(hf_dataset["path"])
-        self.labels = [int(label) for label in hf_dataset["label"]]
-        self.sampling_rate = sampling_rate
-        self.num_samples = int(round(segment_seconds * sampling_rate)) if segment_seconds is not None else None
-        self.random_crop = random_crop
-        self.augmenter = augmenter
-        self.seed = int(seed)
-        self.min_samples = int(math.ceil(min_seconds * sampling_rate))
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch's random crops / augmentation. Call it before each epoch (e.g. from a
-        `TrainerCallback.on_epoch_begin`): accelerate's DataLoader skips the dataset's `set_epoch` when its sampler
-        has one. Workers copy the dataset when they start, so it must be set before iterating."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def item_rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index])
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = operator.index(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} is out of range for {len(self)} items")
-        rng = self.item_rng(index)
-        path = self.paths[index]
-        waveform = load_audio(path, self.sampling_rate)
-        if self.augmenter is not None:
-            waveform = self.augmenter.perturb_speed(waveform, rng, min_samples=self.min_samples)
-        if self.num_samples is not None:
-            waveform = crop(waveform, self.num_samples, self.random_crop, rng)
-        if self.augmenter is not None:
-            waveform = self.augmenter.add_reverb_and_noise(waveform, rng)
-        return {
-            "waveform": np.ascontiguousarray(waveform, dtype=np.float32),
-            "label": self.labels[index],
-            "path": path,
-            "sampling_rate": self.sampling_rate,
-        }
-
-
-class SpeakerCollator:
-    """Batches `SpeakerAudioDataset` items with the feature extractor (validation, zero-padding, normalisation).
-
-    Returns `input_values` (B, T) float32, `attention_mask` (B, T) int64 (1 = real sample) and `labels` (B,) int64;
-    with `return_paths=True` also `paths` (a list; leave it off for `Trainer`, which passes every key to the model).
-    Invalid audio (empty, NaN/Inf, shorter than `feature_extractor.min_seconds`) raises a ValueError naming the file.
-    """
-
-    def __init__(self, feature_extractor: WavLMRawNetFeatureExtractor, return_paths: bool = False):
-        self.feature_extractor = feature_extractor
-        self.return_paths = return_paths
-
-    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        if not items:
-            raise ValueError("cannot collate an empty batch")
-        audio = [
-            {
-                "array": item["waveform"],
-                "sampling_rate": item.get("sampling_rate", self.feature_extractor.sampling_rate),
-                "path": item.get("path"),
-            }
-            for item in items
-        ]
-        features = self.feature_extractor(audio, return_tensors="pt")
-        batch = {
-            "input_values": features["input_values"].to(torch.float32),
-            "attention_mask": features["attention_mask"].to(torch.long),
-            "labels": torch.tensor([int(item["label"]) for item in items], dtype=torch.long),
-        }
-        if self.return_paths:
-            batch["paths"] = [item.get("path") for item in items]
-        return batch

@@ -1,0 +1,1 @@
+"""Benchmark scripts (run as `python benchmarks/<script>.py`) and the corpora they use; importable for tests."""

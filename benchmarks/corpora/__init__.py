@@ -1,0 +1,1 @@
+"""Benchmark corpora built on demand (never committed)."""

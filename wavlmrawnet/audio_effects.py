@@ -1,0 +1,63 @@
+"""Signal effects on numpy audio, shared by training augmentation and the synthetic corpus: FFT convolution,
+reverberation with a room impulse response, and noise at a signal-to-noise ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["fft_convolve", "fft_size", "mix_at_snr", "reverberate"]
+
+
+def fft_size(n: int) -> int:
+    """The power of two >= `n` (numpy's FFT is slow for lengths with large prime factors)."""
+    return 1 << (max(n, 2) - 1).bit_length()
+
+
+def fft_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Full linear convolution of two 1-D float64 arrays via the FFT (size: the power of two >= len(a) + len(b))."""
+    n = a.shape[-1] + b.shape[-1] - 1
+    size = fft_size(n + 1)
+    return np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:n]
+
+
+def reverberate(speech: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Convolves `speech` with a room impulse response; the output has the length and timing of the input.
+
+    The RIR is scaled to unit energy (Kaldi / WeSpeaker convention) and the output is aligned to the RIR's direct path
+    (its largest-magnitude sample), so the speech is not delayed and the reverberant tail past the end is cut.
+    A unit impulse therefore returns the input unchanged.
+    """
+    rir = np.asarray(rir, dtype=np.float64)
+    if rir.ndim != 1 or rir.size == 0:
+        raise ValueError(f"the room impulse response must be a non-empty 1-D array, got shape {rir.shape}")
+    if not np.isfinite(rir).all():
+        raise ValueError("the room impulse response contains NaN or Inf samples")
+    energy = float(np.sum(np.square(rir)))
+    if energy == 0.0:
+        raise ValueError("the room impulse response is all zeros")
+    if speech.size == 0:
+        raise ValueError("speech is empty (no samples)")
+    rir = rir / np.sqrt(energy)
+    direct_path = int(np.argmax(np.abs(rir)))
+    wet = fft_convolve(speech.astype(np.float64), rir)
+    return wet[direct_path : direct_path + speech.shape[-1]].astype(np.float32)
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`speech + g * noise` with `g` chosen so that 10 log10(P_speech / P_scaled_noise) = `snr_db`.
+
+    Powers are means of squares over the whole segment. Silent speech (SNR undefined) or a silent noise segment (there
+    is nothing to add) returns the speech unchanged.
+    """
+    if speech.shape != noise.shape:
+        raise ValueError(f"speech and noise must have the same shape, got {speech.shape} and {noise.shape}")
+    if speech.size == 0:
+        raise ValueError("speech is empty (no samples)")
+    if not np.isfinite(snr_db):
+        raise ValueError(f"snr_db must be finite, got {snr_db}")
+    speech_power = float(np.mean(np.square(speech, dtype=np.float64)))
+    noise_power = float(np.mean(np.square(noise, dtype=np.float64)))
+    if speech_power == 0.0 or noise_power == 0.0:
+        return speech.astype(np.float32, copy=True)
+    gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (speech.astype(np.float64) + gain * noise.astype(np.float64)).astype(np.float32)
