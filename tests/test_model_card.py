@@ -518,3 +518,13 @@ def test_a_real_evaluation_run_feeds_the_card(model_dir, tmp_path):
     assert eer.metric_value == results["eer_percent"]
     assert eer.metric_args["num_trials"] == 4
     assert "](test_det.png)" in card.text
+
+
+def test_a_loss_from_an_added_table_entry_is_named_as_such(tmp_path, monkeypatch):
+    from wavlmrawnet.modeling_wavlmrawnet import LOSSES, AMSoftmax
+
+    monkeypatch.setitem(LOSSES, "my_margin", AMSoftmax)  # a new loss: one class and one table entry
+    folder = save_model(tmp_path / "model", loss="my_margin", loss_margin=0.25)
+    card = " ".join(render_model_card(folder).split())  # the template wraps its lines
+    assert "- **Training loss:** `my_margin` (margin 0.25, scale 30.0)" in card
+    assert "AAM-Softmax" not in card
