@@ -22,7 +22,7 @@ from wavlmrawnet.evaluation.trials import read_trials
 from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
 from wavlmrawnet.synthetic.corpus import generate_corpus
 from wavlmrawnet.training.config import TrainConfig
-from wavlmrawnet.training.trainer import train
+from wavlmrawnet.training.trainer import train, training_device
 
 CONFIG = Path("configs/demo.yaml")
 
@@ -37,8 +37,9 @@ def main() -> None:
     else:
         print(f"[1/5] reusing the synthetic corpus in {corpus}", flush=True)
 
-    precision = resolve_precision(config.training.mixed_precision, "cpu", training=True)
-    print(f"[2/5] training {CONFIG} on CPU ({config.training.max_steps} steps), {precision} ...", flush=True)
+    device = training_device(config.training)
+    precision = resolve_precision(config.training.mixed_precision, device, training=True)
+    print(f"[2/5] training {CONFIG} on {device} ({config.training.max_steps} steps), {precision} ...", flush=True)
     train_started = time.time()
     summary = train(config)
     train_minutes = (time.time() - train_started) / 60

@@ -100,10 +100,15 @@ def load_last_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, state: 
 
 
 # ----------------------------------------------------------------------------------------------- setup
+def training_device(training: TrainingSection) -> str:
+    """The device training runs on: `"cuda"` where a GPU exists and `training.cpu` is off, else `"cpu"`."""
+    return "cpu" if training.cpu or not torch.cuda.is_available() else "cuda"
+
+
 def make_accelerator(training: TrainingSection) -> tuple[Accelerator, Precision, Precision]:
     """The Accelerator, with the precisions resolved for this hardware: (accelerator, training, evaluation)."""
-    on_cpu = training.cpu or not torch.cuda.is_available()
-    device = "cpu" if on_cpu else "cuda"
+    device = training_device(training)
+    on_cpu = device == "cpu"
     precision = resolve_precision(training.mixed_precision, device, training=True)
     eval_precision = resolve_precision(training.mixed_precision, device)
     output_dir = Path(training.output_dir)
