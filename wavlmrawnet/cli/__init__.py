@@ -1,0 +1,39 @@
+"""`wavlmrawnet` command line: embed, verify, score, export-onnx, card, push.
+
+Every command takes `--model DIR` (a folder written by `save_pretrained` or by training's `final/`).
+Run `wavlmrawnet COMMAND --help` for the details of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import embedding, publishing
+from .common import EXIT_FAILED_INPUTS
+
+# Each module adds its subcommands with `register(commands)`, in the order `--help` lists them.
+COMMAND_MODULES = (embedding, publishing)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wavlmrawnet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED_INPUTS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

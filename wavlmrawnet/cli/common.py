@@ -1,0 +1,93 @@
+"""What every command shares: runtime options, loading a model, collecting inputs, reporting failures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
+EXIT_FAILED_INPUTS = 1
+EXIT_USAGE = 2
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, ...)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to run (auto: cuda if available, else cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16", "float32", "bfloat16"],
+        help="auto (default): bf16 autocast where the hardware runs it natively (AMX or AVX512-BF16 "
+        "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr",
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
+    )
+
+
+def load(args):
+    import torch
+
+    from ..cpu_malloc import keep_freed_memory
+    from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
+    from ..modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"error: {model_dir} is not a model folder (no config.json)")
+    device = (
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
+    precision = resolve_precision(args.dtype, device)
+    print(precision, file=sys.stderr)
+    if device == "cpu":
+        keep_freed_memory()  # large activations reuse the heap instead of faulting in fresh pages per forward
+    model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
+    if (model_dir / "preprocessor_config.json").is_file():
+        extractor = WavLMRawNetFeatureExtractor.from_pretrained(model_dir)
+    else:
+        extractor = model.default_feature_extractor()
+    return model, extractor, precision
+
+
+def collect_audio(inputs: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Files as given, folders searched recursively for audio; inputs that do not exist are failures."""
+    files, failures = [], {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            if not found:
+                failures[item] = "folder holds no audio files"
+            files.extend(found)
+        elif path.exists():
+            files.append(str(path))
+        else:
+            failures[item] = "no such file or folder"
+    return list(dict.fromkeys(files)), failures
+
+
+def report_failures(failures: dict[str, str], report_path: str | None = None) -> None:
+    if not failures:
+        return
+    print(f"{len(failures)} input(s) failed:", file=sys.stderr)
+    for path, reason in failures.items():
+        print(f"  {path}: {reason}", file=sys.stderr)
+    if report_path:
+        Path(report_path).write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures.items()))

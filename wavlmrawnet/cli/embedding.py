@@ -1,0 +1,149 @@
+"""`embed`, `verify` and `score`: audio files in, embeddings, decisions and error rates out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, load, report_failures
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from ..evaluation.embedding import embed_files
+
+    out = Path(args.out)
+    if out.suffix not in (".safetensors", ".npy"):
+        raise SystemExit("error: --out must end in .safetensors or .npy")
+    files, failures = collect_audio(args.inputs)
+    model, extractor, precision = load(args)
+    result = embed_files(
+        model,
+        extractor,
+        files,
+        batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds,
+        precision=precision,
+        progress=not args.quiet,
+    )
+    failures.update(result.failures)
+    done = [p for p in files if p in result.embeddings]
+    if done:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".safetensors":
+            save_file({p: result.embeddings[p] for p in done}, str(out), metadata={"model": str(args.model)})
+        else:
+            np.save(out, np.stack([result.embeddings[p] for p in done]))
+            Path(str(out) + ".paths.txt").write_text("".join(f"{p}\n" for p in done))
+    print(f"embedded {len(done)} file(s) -> {out if done else '(nothing written)'}")
+    report_failures(failures, args.errors)
+    return EXIT_FAILED_INPUTS if failures else 0
+
+
+def cmd_verify(args) -> int:
+    from ..evaluation.embedding import embed_files
+
+    files, failures = collect_audio([args.enroll, args.test])
+    model, extractor, precision = load(args)
+    result = embed_files(
+        model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False
+    )
+    failures.update(result.failures)
+    if failures:
+        report_failures(failures)
+        return EXIT_FAILED_INPUTS
+    first, second = result.embeddings[str(Path(args.enroll))], result.embeddings[str(Path(args.test))]
+    score = float(first @ second)
+    threshold = model.config.verification_threshold if args.threshold is None else args.threshold
+    decision = {"score": score, "threshold": threshold, "same_speaker": score >= threshold}
+    if args.json:
+        print(json.dumps(decision))
+    else:
+        verdict = "same speaker" if decision["same_speaker"] else "different speakers"
+        print(f"score {score:.4f}  threshold {threshold:.4f}  ->  {verdict}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from ..evaluation.runner import evaluate_trial_list
+
+    cohort, failures = collect_audio(args.cohort) if args.cohort else ([], {})
+    if failures:
+        report_failures(failures)
+        return EXIT_FAILED_INPUTS
+    model, extractor, precision = load(args)
+    results = evaluate_trial_list(
+        model,
+        extractor,
+        args.trials,
+        root=args.root,
+        output_dir=args.output_dir,
+        cohort_paths=cohort,
+        top_n=args.top_n,
+        batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds,
+        precision=precision,
+        cache_dir=args.cache_dir,
+        name=args.name,
+        extra={"dataset_name": args.dataset_name} if args.dataset_name else None,
+    )
+    dcf = results["min_dcf"]
+    print(
+        f"{results['trial_list']}: EER {results['eer_percent']:.3f} %  minDCF(0.01) {dcf['0.01']:.4f}  "
+        f"minDCF(0.05) {dcf['0.05']:.4f}  trials {results['num_trials']}  ({results['score_normalization']})"
+    )
+    if args.output_dir:
+        print(f"results, DET curve and score histograms in {args.output_dir}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    embed = commands.add_parser(
+        "embed",
+        help="embed audio files into L2-normalised speaker embeddings",
+        description="Embed files (folders are searched recursively) in length-sorted batches. Every input gets an "
+        "embedding or a line in the error report; the exit code is 1 if any input failed.",
+    )
+    embed.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    embed.add_argument(
+        "--out",
+        required=True,
+        help="embeddings.safetensors (keyed by path) or embeddings.npy "
+        "(rows in the order of the .npy.paths.txt written beside it)",
+    )
+    embed.add_argument("--errors", help="also write failed inputs and reasons to this TSV file")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_options(embed)
+    embed.set_defaults(run=cmd_embed)
+
+    verify = commands.add_parser(
+        "verify",
+        help="same speaker? score two recordings",
+        description="Cosine score of two recordings against the model's threshold (config.verification_threshold).",
+    )
+    verify.add_argument("enroll", help="first recording")
+    verify.add_argument("test", help="second recording")
+    verify.add_argument("--threshold", type=float, help="override the model's decision threshold")
+    verify.add_argument("--json", action="store_true", help='print {"score", "threshold", "same_speaker"} as JSON')
+    add_runtime_options(verify)
+    verify.set_defaults(run=cmd_verify)
+
+    score = commands.add_parser(
+        "score",
+        help="EER and minDCF on a VoxCeleb-style trial list",
+        description="Embeds every file of the trial list once, scores by cosine (or AS-Norm with --cohort), and "
+        "reports EER and normalised minDCF (p_target 0.01 and 0.05). Missing files are an error.",
+    )
+    score.add_argument("--trials", required=True, help="trial list: 'label path1 path2' per line (veri_test2.txt)")
+    score.add_argument("--root", help="folder the trial paths are relative to (e.g. voxceleb1/test/wav)")
+    score.add_argument("--output-dir", help="write <name>_results.json, a DET curve and score histograms here")
+    score.add_argument("--cohort", nargs="+", help="cohort files/folders (training speakers) for AS-Norm")
+    score.add_argument("--top-n", type=int, default=200, help="AS-Norm: top cohort scores per side")
+    score.add_argument("--cache-dir", help="reuse embeddings cached here (keyed by file and model)")
+    score.add_argument("--name", help="name for the outputs (default: the trial list's file name)")
+    score.add_argument("--dataset-name", help='e.g. "VoxCeleb1-O (cleaned)": recorded in the results for the card')
+    add_runtime_options(score)
+    score.set_defaults(run=cmd_score)
