@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch. On a CUDA machine: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint browser clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,14 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) demo.py
 
-test: install lint
+test: install lint browser
 	$(PY) -m pytest -q
+
+# Debian's chromium for the browser test in tests/test_space.py: installed when missing, where apt-get can (as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: chromium is missing and could not be installed here; the browser test will be skipped"
 
 # ruff: pycodestyle, pyflakes and import order at line length 119, and the formatter (pyproject.toml).
 lint: install

@@ -29,7 +29,9 @@ bf16 and WavLM: WavLM's attention projects a transposed (strided) view, and torc
 bf16 input through an expanded-weight `bmm` that copies the weight once per frame (pytorch/pytorch#151934), making
 bf16 far slower than fp32. The fused rows run as the package ships them, with its fix (`WavLMAttentionContiguousInput`,
 fp32 results bit-identical); the baseline gets the same class unless `--baseline-as-shipped` is given.
-`--attention-fix-presets` rows (from before the package had the fix) now equal the plain fused rows. As a guard, an
+`--attention-fix-presets` rows (from before the package had the fix) now equal the plain fused rows. The fused rows
+run with the model's fast paths on (`set_fast_paths`, issue #14); `benchmarks/bench_model.py` times them on and off
+against the baseline in paired runs. As a guard, an
 input whose single run, extrapolated linearly from the previous (shorter) input, would exceed `--max-run-seconds` is
 skipped and marked.
 
@@ -74,7 +76,13 @@ from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.cpu_malloc import keep_freed_memory
-from wavlmrawnet.modeling_wavlmrawnet import PRECISION_DTYPES, WavLMAttentionContiguousInput, resolve_precision
+from wavlmrawnet.modeling_wavlmrawnet import (
+    PRECISION_DTYPES,
+    InferenceLinear,
+    WavLMAttentionContiguousInput,
+    WavLMFastAttention,
+    resolve_precision,
+)
 
 BF16_SPEEDUP_TARGET = 3.0
 RATIO_TARGET = 1.25
@@ -150,6 +158,9 @@ def quantise_int8(model: torch.nn.Module) -> tuple[torch.nn.Module, int, int]:
 
     names = int8_quantisable_linears(model)
     total = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    for name, module in model.named_modules():  # quantize_dynamic swaps exact nn.Linear only, not the fast paths'
+        if name in names and isinstance(module, InferenceLinear):  # InferenceLinear (the same layer)
+            module.__class__ = torch.nn.Linear
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization is slated to move to torchao
         quantised = quantize_dynamic(model, {name: default_dynamic_qconfig for name in names}, inplace=True)
@@ -175,7 +186,8 @@ def run_worker(job: dict) -> dict:
     result = {"params": sum(p.numel() for p in model.parameters())}
     if job["row"] == "baseline" and job["baseline_attention_fix"]:
         contiguous_attention_input(model)
-    result["attention_fix_layers"] = sum(isinstance(m, WavLMAttentionContiguousInput) for m in model.modules())
+    fixed = (WavLMAttentionContiguousInput, WavLMFastAttention)  # both project a contiguous input
+    result["attention_fix_layers"] = sum(isinstance(m, fixed) for m in model.modules())
     if job["row"].startswith("int8:"):
         if job["count_flops"]:  # the fp32 model's (nominal) FLOPs: quantised ops are not counted
             result["flops"] = {item["label"]: count_flops(model, item["inputs"])["total"] for item in inputs}
@@ -319,8 +331,8 @@ def build_report(args, precisions: dict, rows: list[str], results: dict, peaks: 
            if args.batch_size else "")
         + "Peak RSS: the whole process from the loaded model on, over all its inputs. `(fused)` rows run as the "
         "package ships them; "
-        + "`WavLMAttentionContiguousInput` (a contiguous time-major input for WavLM's attention; it avoids the bf16 "
-        "matmul slow path of pytorch/pytorch#151934; fp32 results bit-identical) is in: "
+        + "`WavLMAttentionContiguousInput` or the fast paths' `WavLMFastAttention` (a contiguous input for WavLM's "
+        "attention projections; it avoids the bf16 matmul slow path of pytorch/pytorch#151934) is in: "
         + (", ".join(row_name(row) for row in patched) if patched else "no row") + ". "
         + f"An input whose time, extrapolated from the previous one, exceeds {args.max_run_seconds:g} s per run is "
         f"skipped and marked. {load_note(load_before)}."

@@ -1,14 +1,24 @@
-"""Parameters, FLOPs and CPU time of the fused model against transformers' WavLMForXVector (WavLM-Large).
+"""Speed of the fused model against transformers' WavLMForXVector (WavLM-Large), in one run: parameters and FLOPs,
+fp32 time at batch 1, a padded mixed-length batch, bf16, a per-stage profile and the inference engines.
 
-Weights are random; every model runs fp32 in eval mode under `torch.inference_mode()` at batch 1. Rows are presets,
-optionally with config overrides after a colon:
+Weights are random; every model runs in eval mode under `torch.inference_mode()`. Rows are presets, optionally with
+config overrides after a colon:
 
-    python benchmarks/bench_model.py [--seconds 10] [--repeats 5] [--threads 2] \
-        [--presets reference default "default:sinc_stride=2"] [--markdown-out table.md] [--rawnet-breakdown]
+    python benchmarks/bench_model.py [--seconds 10] [--repeats 5] [--threads 2] [--presets default] \
+        [--batch-size 8] [--batch-seconds 2 10] [--batch-repeats 2] [--bf16-repeats 3] \
+        [--engines torch torch-compile onnxruntime] [--no-profile] [--rawnet-breakdown] [--markdown-out table.md]
 
 Timing is paired: for each fused row a WavLMForXVector is built around the fused model's own (random) WavLM-Large
-branch, so only one WavLM-Large is in memory, and the two models run alternately. The ratio is the median of the
-per-round ratios, which keeps it meaningful on a machine shared with other jobs.
+branch, so only one WavLM-Large is in memory, and the models run alternately (A, B, C, A, B, C, ...). Each ratio is
+the median of the per-round ratios, which keeps it meaningful on a machine shared with other jobs. The fused model
+runs twice per round: as shipped (`set_fast_paths(True)`: SDPA attention, oneDNN linears, time-major feature encoder,
+running layer sum) and with its fast paths off (transformers' own WavLM, as before issue #14); the baseline always
+runs transformers' own WavLM (with the package's bf16 fix `WavLMAttentionContiguousInput`, bit-identical in fp32).
+
+Sections after the main table (each can be skipped): the padded batch (`--batch-size` clips evenly spread over
+`--batch-seconds`, zero-padded with a mask, as `embed_files` batches them; target <= 1.0x), bf16 autocast against
+fp32 (with the embedding cosine and the score change between two clips), a per-stage profile (forward hooks, one
+warm run per model), and the engines of `wavlmrawnet.engines` (start-up = preparation + first call).
 
 FLOPs come from `torch.utils.flop_counter.FlopCounterMode`: matmuls, convolutions (conv1d included) and attention
 (bmm/baddbmm or SDPA), a multiply-add counting 2 FLOPs. Element-wise ops, normalisation, softmax, pooling and FFTs are
@@ -19,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import copy
 import gc
 import os
 import statistics
@@ -40,14 +52,13 @@ from common import (
 from transformers import WavLMConfig, WavLMForXVector
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.engines import ENGINES, use_engine
 
-DEFAULT_ROWS = [
-    "reference",
-    "reference:sinc_stride=4",
-    "default",
-    "default:sinc_stride=2",
-]
-TARGET_RATIO = 1.25
+DEFAULT_ROWS = ["default"]
+TARGET_RATIO = 0.85  # fused (as shipped) / WavLMForXVector-Large, fp32, batch 1
+BATCH_TARGET_RATIO = 1.0  # the same for the padded mixed batch
+BF16_TARGET_SPEEDUP = 3.0  # fp32 time / bf16 time (the AMX target)
+BF16_MAX_SCORE_CHANGE = 0.02
 
 
 # ----------------------------------------------------------------------------------------------- building
@@ -102,26 +113,218 @@ def timed_ms(fn) -> float:
     return 1000 * timed_seconds(fn)
 
 
-def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[float]) -> dict:
-    """Builds one fused row (plus a baseline sharing its WavLM), times both alternately, frees them."""
+def paired_ms(runs: dict, inputs: dict, repeats: int, warmup: bool = True) -> dict[str, list[float]]:
+    """{name: (model, fast_paths)} -> ms per round; the models run alternately after one warm-up each. A model with
+    `fast_paths` None is left as it is; True/False is set on the fused model (it shares its WavLM with the baseline)
+    before each call."""
+    times = {name: [] for name in runs}
+    with torch.inference_mode():
+        for round_index in range(0 if warmup else 1, repeats + 1):
+            for name, (model, fused, fast_paths) in runs.items():
+                if fast_paths is not None:
+                    fused.set_fast_paths(fast_paths)
+                elapsed = timed_ms(lambda: model(**inputs))
+                if round_index:  # round 0 is the warm-up
+                    times[name].append(elapsed)
+    return times
+
+
+def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    return [a / b for a, b in zip(numerator, denominator)]
+
+
+def embeddings_cosine(fused: WavLMRawNetForXVector, inputs: dict) -> float:
+    """The lowest cosine between the fused model's embeddings with its fast paths on and off."""
+    with torch.inference_mode():
+        fast = fused.set_fast_paths(True)(**inputs).embeddings
+        slow = fused.set_fast_paths(False)(**inputs).embeddings
+    fused.set_fast_paths(True)
+    return float(F.cosine_similarity(fast, slow).min())
+
+
+def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[float], extra=None) -> dict:
+    """Builds one fused row (plus a baseline sharing its WavLM), times the baseline and the fused model with its fast
+    paths on and off alternately, runs `extra(fused, baseline, result)` (the other sections), frees them."""
     fused = build_fused(spec)
     baseline = build_baseline(baseline_wavlm_config(), fused.wavlm)
     waveform, lengths = inputs["input_values"], inputs["attention_mask"].sum(dim=1)
-    result = {"row": spec, **summarise(fused, inputs), "ms": [], "rawnet_ms": [], "ratios": []}
+    fused.set_fast_paths(False)  # the FLOP count of transformers' own computation (the fast paths do the same work)
+    result = {"row": spec, **summarise(fused, inputs), "rawnet_ms": []}
     if not baseline_times:  # the baseline's own row, once
         result["baseline"] = {"row": BASELINE, **summarise(baseline, inputs)}
-    with torch.inference_mode():
-        fused(**inputs), baseline(**inputs)  # warm-up
-        for _ in range(repeats):
-            baseline_ms, fused_ms = timed_ms(lambda: baseline(**inputs)), timed_ms(lambda: fused(**inputs))
-            baseline_times.append(baseline_ms)
-            result["ms"].append(fused_ms)
-            result["ratios"].append(fused_ms / baseline_ms)
-            if fused.rawnet is not None:
-                result["rawnet_ms"].append(timed_ms(lambda: fused.rawnet(waveform, lengths)))
+    runs = {"baseline": (baseline, fused, False), "fast": (fused, fused, True), "off": (fused, fused, False)}
+    times = paired_ms(runs, inputs, repeats)
+    baseline_times.extend(times["baseline"])
+    result.update(ms=times["fast"], off_ms=times["off"])
+    result.update(ratios=ratios(times["fast"], times["baseline"]), off_ratios=ratios(times["off"], times["baseline"]))
+    result["cosine"] = embeddings_cosine(fused, inputs)
+    if fused.rawnet is not None:
+        with torch.inference_mode():
+            result["rawnet_ms"] = [timed_ms(lambda: fused.rawnet(waveform, lengths)) for _ in range(repeats)]
+    if extra is not None:
+        extra(fused, baseline, result)
     fused = baseline = None  # free both before the next row is built
     gc.collect()
     return result
+
+
+# ----------------------------------------------------------------------------------------------- other sections
+def mixed_batch(batch_size: int, batch_seconds: tuple[float, float]) -> tuple[dict, float]:
+    """`batch_size` noise clips evenly spread over `batch_seconds`, longest first, zero-padded with an attention mask
+    (as `embed_files` batches them); and their summed seconds."""
+    generator = torch.Generator().manual_seed(1)
+    seconds = torch.linspace(*batch_seconds, batch_size).tolist()
+    lengths = sorted((round(s * SAMPLING_RATE) for s in seconds), reverse=True)
+    mask = torch.zeros(batch_size, lengths[0], dtype=torch.long)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+    values = torch.randn(batch_size, lengths[0], generator=generator) * mask
+    return {"input_values": values, "attention_mask": mask}, sum(lengths) / SAMPLING_RATE
+
+
+def batch_section(fused, baseline, inputs: dict, repeats: int) -> dict:
+    runs = {"baseline": (baseline, fused, False), "fast": (fused, fused, True), "off": (fused, fused, False)}
+    times = paired_ms(runs, inputs, repeats, warmup=False)  # the models are warm from the batch-1 runs
+    # The cosine on the shortest and longest clips only (two forwards fewer of the whole batch).
+    pair = {key: value[[0, -1]] for key, value in inputs.items()}
+    return {
+        "ms": {name: statistics.median(values) for name, values in times.items()},
+        "ratio": statistics.median(ratios(times["fast"], times["baseline"])),
+        "off_ratio": statistics.median(ratios(times["off"], times["baseline"])),
+        "cosine": embeddings_cosine(fused, pair),
+    }
+
+
+def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
+    """fp32 and bf16-autocast times of the fused model (fast paths on) and the baseline, alternately; the bf16
+    embedding's cosine to fp32 and the change of the score between two different clips."""
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    times = {name: [] for name in ("fused fp32", "fused bf16", "baseline fp32", "baseline bf16")}
+    with torch.inference_mode():
+        for round_index in range(repeats + 1):
+            for name in times:
+                model = fused if name.startswith("fused") else baseline
+                fused.set_fast_paths(name.startswith("fused"))
+                with bf16 if name.endswith("bf16") else contextlib.nullcontext():
+                    elapsed = timed_ms(lambda: model(**inputs))
+                if round_index:
+                    times[name].append(elapsed)
+        fused.set_fast_paths(True)
+        noise = torch.randn(inputs["input_values"].shape, generator=torch.Generator().manual_seed(2))
+        other = {**inputs, "input_values": noise}
+        fp32 = [F.normalize(fused(**x).embeddings, dim=1) for x in (inputs, other)]
+        with bf16:
+            low = [F.normalize(fused(**x).embeddings.float(), dim=1) for x in (inputs, other)]
+    score_fp32, score_bf16 = float((fp32[0] * fp32[1]).sum()), float((low[0] * low[1]).sum())
+    return {
+        "ms": {name: statistics.median(values) for name, values in times.items()},
+        "fused_speedup": statistics.median(ratios(times["fused fp32"], times["fused bf16"])),
+        "baseline_speedup": statistics.median(ratios(times["baseline fp32"], times["baseline bf16"])),
+        "fused_bf16_vs_baseline_bf16": statistics.median(ratios(times["fused bf16"], times["baseline bf16"])),
+        "cosine": float(F.cosine_similarity(fp32[0], low[0]).min()),
+        "score_change": abs(score_fp32 - score_bf16),
+    }
+
+
+def stage_modules(model) -> dict[str, list[torch.nn.Module]]:
+    """Stage name -> the modules whose forward time it sums (disjoint; what lies between them is "rest")."""
+    wavlm = model.wavlm
+    layers = wavlm.encoder.layers
+    stages = {
+        "WavLM feature encoder (CNN)": [wavlm.feature_extractor],
+        "WavLM feature projection": [wavlm.feature_projection],
+        "WavLM positional conv": [wavlm.encoder.pos_conv_embed],
+        "WavLM attention (24 layers)": [layer.attention for layer in layers],
+        "WavLM feed-forward": [layer.feed_forward for layer in layers],
+        "WavLM layer norms and residuals": list(layers),  # minus attention and feed-forward, below
+    }
+    if isinstance(model, WavLMRawNetForXVector):
+        rawnet = model.rawnet
+        stages["WavLM layer pooling"] = [model.wavlm_pooling]
+        stages["RawNet sinc conv"] = [rawnet.sinc]
+        stages["RawNet residual blocks"] = list(rawnet.blocks)
+        stages["RawNet stats pooling + FC"] = [rawnet.pooling, rawnet.fc]
+        stages["RawNet abs, max-pool, BN"] = [rawnet]  # minus the RawNet stages above
+    else:
+        stages["x-vector head (projector, TDNN, stats)"] = [model.projector, *model.tdnn, model.feature_extractor]
+    return stages
+
+
+def profile_section(models: dict, inputs: dict, repeats: int) -> dict[str, dict[str, float]]:
+    """{column: (model, fused, fast_paths)} -> {column: {stage: median ms}} from forward hooks."""
+    columns = {}
+    for column, (model, fused, fast_paths) in models.items():
+        stages = stage_modules(model)
+        totals, starts, handles = {name: 0.0 for name in stages}, {}, []
+
+        def start(key):
+            starts[key] = time.perf_counter()
+
+        def stop(key):
+            totals[key[0]] += time.perf_counter() - starts[key]
+
+        for name, modules in stages.items():
+            for module in modules:
+                key = (name, id(module))
+                handles.append(module.register_forward_pre_hook(lambda m, a, key=key: start(key)))
+                handles.append(module.register_forward_hook(lambda m, a, o, key=key: stop(key)))
+        runs = []
+        try:
+            with torch.inference_mode():
+                fused.set_fast_paths(fast_paths)
+                model(**inputs)  # warm-up
+                for _ in range(repeats):
+                    for name in totals:
+                        totals[name] = 0.0
+                    total = timed_ms(lambda: model(**inputs))
+                    runs.append({"total": total, **{name: 1000 * value for name, value in totals.items()}})
+        finally:
+            for handle in handles:
+                handle.remove()
+        row = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+        # Enclosing stages hold their children's time: keep only their own part.
+        row["WavLM layer norms and residuals"] -= row["WavLM attention (24 layers)"] + row["WavLM feed-forward"]
+        if "RawNet abs, max-pool, BN" in row:
+            row["RawNet abs, max-pool, BN"] -= sum(
+                row[name] for name in ("RawNet sinc conv", "RawNet residual blocks", "RawNet stats pooling + FC")
+            )
+        row["rest (masks, fusion, head, between stages)"] = row["total"] - sum(
+            value for name, value in row.items() if name != "total"
+        )
+        columns[column] = row
+    fused.set_fast_paths(True)
+    return columns
+
+
+def engines_section(fused, baseline, inputs: dict, repeats: int, engines: list[str]) -> dict:
+    """Start-up (preparation + first call) and steady time of each engine on copies of the fused model, with the
+    baseline (eager, transformers' WavLM) timed alternately; and each engine's embedding cosine to eager torch."""
+    fused.set_fast_paths(True)
+    with torch.inference_mode():
+        reference = fused(**inputs).embeddings
+    models, startup, cosine = {}, {}, {}
+    for engine in engines:
+        model = fused if engine == "torch" else copy.deepcopy(fused)
+        start = time.perf_counter()
+        use_engine(model, engine)
+        with torch.inference_mode():
+            output = model(**inputs).embeddings
+        startup[engine] = time.perf_counter() - start
+        cosine[engine] = float(F.cosine_similarity(output.float(), reference).min())
+        models[engine] = model
+    runs = {"baseline": (baseline, fused, False)}
+    runs.update({engine: (model, fused, True if engine == "torch" else None) for engine, model in models.items()})
+    times = paired_ms(runs, inputs, repeats)
+    fused.set_fast_paths(True)
+    return {
+        engine: {
+            "startup_s": startup[engine],
+            "ms": statistics.median(times[engine]),
+            "ratio": statistics.median(ratios(times[engine], times["baseline"])),
+            "cosine": cosine[engine],
+        }
+        for engine in engines
+    } | {"baseline_ms": statistics.median(times["baseline"])}
 
 
 # ----------------------------------------------------------------------------------------------- RawNet breakdown
@@ -178,10 +381,15 @@ def main_table(results: list[dict], baseline: dict, baseline_times: list[float],
         "model", "params WavLM (M)", "params RawNet (M)", "params fusion+head (M)", "params total (M)",
         "GFLOPs/s WavLM", "GFLOPs/s RawNet", "GFLOPs/s rest", f"CPU wall ms / {seconds:g} s audio (median)",
         "RawNet branch ms", f"GFLOPs / {BASELINE}", f"time / {BASELINE} (median of paired runs)",
-        f"meets <= {TARGET_RATIO}x",
+        f"meets <= {TARGET_RATIO}x", "embedding cosine to fast paths off",
     ]  # fmt: skip
     rows = []
-    for r in [{**baseline, "ms": baseline_times, "rawnet_ms": [], "ratios": None}, *results]:
+    expanded = []
+    for r in results:
+        expanded.append(r)
+        off_name = f"{r['row']}, fast paths off"
+        expanded.append({**r, "row": off_name, "ms": r["off_ms"], "ratios": r["off_ratios"], "rawnet_ms": []})
+    for r in [{**baseline, "ms": baseline_times, "rawnet_ms": [], "ratios": None}, *expanded]:
         p, f = r["params"], {k: v / 1e9 / seconds for k, v in r["flops"].items()}
         ratio = None if r["ratios"] is None else statistics.median(r["ratios"])
         rows.append([
@@ -193,8 +401,65 @@ def main_table(results: list[dict], baseline: dict, baseline_times: list[float],
             f"{r['flops']['total'] / baseline['flops']['total']:.2f}",
             "1.00" if ratio is None else f"{ratio:.2f}",
             "baseline" if ratio is None else ("yes" if ratio <= TARGET_RATIO else "**no**"),
+            f"{r['cosine']:.7f}" if "cosine" in r else "-",
         ])  # fmt: skip
     return markdown_table(header, rows)
+
+
+def sections_report(sections: dict, args) -> str:
+    """The batch, bf16, profile and engine tables of the first row."""
+    parts = []
+    if "batch" in sections:
+        b = sections["batch"]
+        parts.append(
+            f"Padded mixed batch: {args.batch_size} clips of {args.batch_seconds[0]:g}-{args.batch_seconds[1]:g} s "
+            f"({b['audio_seconds']:.0f} s of audio), fp32, {args.batch_repeats} paired runs, median ms:\n\n"
+            + markdown_table(
+                [BASELINE, "fused", "fused, fast paths off", f"fused / {BASELINE}", f"meets <= {BATCH_TARGET_RATIO}x",
+                 f"fast paths off / {BASELINE}", "embedding cosine to fast paths off"],
+                [[f"{b['ms']['baseline']:.0f}", f"{b['ms']['fast']:.0f}", f"{b['ms']['off']:.0f}", f"{b['ratio']:.2f}",
+                  "yes" if b["ratio"] <= BATCH_TARGET_RATIO else "**no**", f"{b['off_ratio']:.2f}",
+                  f"{b['cosine']:.7f}"]],
+            )
+        )  # fmt: skip
+    if "bf16" in sections:
+        b = sections["bf16"]
+        parts.append(
+            f"bf16 autocast against fp32, batch 1, {args.seconds:g} s, {args.bf16_repeats} paired runs, median ms "
+            f"(the AMX target, bf16 >= {BF16_TARGET_SPEEDUP:g}x fp32, needs an AMX CPU; |Δscore| is the change of "
+            "the cosine score between two different clips):\n\n"
+            + markdown_table(
+                ["fused fp32", "fused bf16", "fused fp32 / bf16", f"{BASELINE} fp32", f"{BASELINE} bf16",
+                 f"{BASELINE} fp32 / bf16", f"fused bf16 / {BASELINE} bf16", "bf16 embedding cosine to fp32",
+                 f"\\|Δscore\\| (<= {BF16_MAX_SCORE_CHANGE})"],
+                [[f"{b['ms']['fused fp32']:.0f}", f"{b['ms']['fused bf16']:.0f}", f"{b['fused_speedup']:.2f}",
+                  f"{b['ms']['baseline fp32']:.0f}", f"{b['ms']['baseline bf16']:.0f}", f"{b['baseline_speedup']:.2f}",
+                  f"{b['fused_bf16_vs_baseline_bf16']:.2f}", f"{b['cosine']:.5f}", f"{b['score_change']:.4f}"]],
+            )
+        )  # fmt: skip
+    if "profile" in sections:
+        columns = sections["profile"]
+        names = list(dict.fromkeys(name for row in columns.values() for name in row))
+        names.remove("total")
+        cells = [[name] + [f"{row[name]:.0f}" if name in row else "-" for row in columns.values()] for name in names]
+        cells.append(["**total**"] + [f"**{row['total']:.0f}**" for row in columns.values()])
+        parts.append(
+            f"Per-stage profile, fp32, batch 1, {args.seconds:g} s, median ms of {args.profile_repeats} run(s) "
+            "(forward hooks, wall time; an enclosing stage counts only its own part):\n\n"
+            + markdown_table(["stage", *columns], cells)
+        )
+    if "engines" in sections:
+        e = sections["engines"]
+        rows = [[f"`{engine}`", f"{v['startup_s']:.1f}", f"{v['ms']:.0f}", f"{v['ratio']:.2f}", f"{v['cosine']:.6f}"]
+                for engine, v in e.items() if engine != "baseline_ms"]  # fmt: skip
+        parts.append(
+            f"Engines (`--engine` in the CLI, `wavlmrawnet.engines.use_engine`), fused model, fp32, batch 1, "
+            f"{args.seconds:g} s, {args.repeats} paired runs with {BASELINE} eager ({e['baseline_ms']:.0f} ms); "
+            "start-up = preparation (export, session) + first call (compilation):\n\n"
+            + markdown_table(["engine", "start-up s", "ms (median)", f"time / {BASELINE}",
+                              "embedding cosine to eager"], rows)
+        )  # fmt: skip
+    return "\n\n".join(parts)
 
 
 def format_stage(value: float | None, column: str) -> str:
@@ -211,6 +476,15 @@ def main() -> None:
     parser.add_argument(
         "--presets", nargs="+", default=DEFAULT_ROWS, metavar="ROW",
         help="fused rows: a preset name, optionally with overrides, e.g. 'default:sinc_stride=2,sinc_pool_size=1'",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=8, help="clips in the padded mixed batch (0: skip it)")
+    parser.add_argument("--batch-seconds", type=float, nargs=2, default=[2.0, 10.0], metavar=("MIN", "MAX"))
+    parser.add_argument("--batch-repeats", type=int, default=2, help="timed runs of the batch per model")
+    parser.add_argument("--bf16-repeats", type=int, default=3, help="timed bf16/fp32 runs per model (0: skip)")
+    parser.add_argument("--profile-repeats", type=int, default=1, help="profiled runs per model (0: no profile)")
+    parser.add_argument(
+        "--engines", nargs="*", default=list(ENGINES), choices=ENGINES,
+        help="engines to time (none: skip); torch-compile and onnxruntime take minutes to start at default size",
     )  # fmt: skip
     parser.add_argument("--markdown-out", help="also write the table(s), with their caption, to this file")
     parser.add_argument("--rawnet-breakdown", action="store_true", help="also time each RawNet stage per row")
@@ -231,18 +505,43 @@ def main() -> None:
         "attention_mask": torch.ones(1, samples, dtype=torch.long),
     }
     load_before = os.getloadavg()[0]
-    results, baseline_times = [], []
+    results, baseline_times, sections = [], [], {}
+
+    def other_sections(fused, baseline, result):
+        """The batch, bf16, profile and engine sections, for the first row only."""
+        if sections or fused.wavlm is None:
+            return
+        if args.batch_size:
+            batch, audio_seconds = mixed_batch(args.batch_size, tuple(args.batch_seconds))
+            sections["batch"] = batch_section(fused, baseline, batch, args.batch_repeats)
+            sections["batch"]["audio_seconds"] = audio_seconds
+            print(f"measured the padded batch: ratio {sections['batch']['ratio']:.2f}", flush=True)
+        if args.bf16_repeats:
+            sections["bf16"] = bf16_section(fused, baseline, inputs, args.bf16_repeats)
+            print(f"measured bf16: fused speed-up {sections['bf16']['fused_speedup']:.2f}", flush=True)
+        if args.profile_repeats:
+            models = {"fused": (fused, fused, True), "fused, fast paths off": (fused, fused, False),
+                      BASELINE: (baseline, fused, False)}  # fmt: skip
+            sections["profile"] = profile_section(models, inputs, args.profile_repeats)
+            print("measured the per-stage profile", flush=True)
+        if args.engines:
+            sections["engines"] = engines_section(fused, baseline, inputs, args.repeats, args.engines)
+            print("measured the engines", flush=True)
+
     for spec in args.presets:
-        results.append(measure_row(spec, inputs, args.repeats, baseline_times))
+        results.append(measure_row(spec, inputs, args.repeats, baseline_times, other_sections))
         print(f"measured {spec}: ratio {statistics.median(results[-1]['ratios']):.2f}", flush=True)
     baseline = results[0].pop("baseline")
     caption = (
         f"{machine_caption()}, fp32, batch 1, {args.seconds:g} s input, {args.repeats} timed runs "
         f"per row after a warm-up, {load_note(load_before)}. "
         "GFLOPs per second of audio from FlopCounterMode (matmul, conv, attention only). "
-        f"Target: fused time <= {TARGET_RATIO}x {BASELINE}."
+        f"Target: fused time <= {TARGET_RATIO}x {BASELINE}. The fused rows' FLOPs are those of transformers' own "
+        "computation (the fast paths do the same arithmetic)."
     )
     report = f"{caption}\n\n{main_table(results, baseline, baseline_times, args.seconds)}\n"
+    if sections:
+        report += f"\n{sections_report(sections, args)}\n"
 
     if args.rawnet_breakdown:
         rows = {spec: rawnet_breakdown(spec, inputs, args.repeats) for spec in args.presets}

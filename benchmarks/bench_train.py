@@ -3,11 +3,14 @@
     python benchmarks/bench_train.py                       # tiny preset, batch 32 x 2 s, CPU, fp32 and bf16
     python benchmarks/bench_train.py --dtypes auto fp32    # what "auto" costs against forced fp32
     python benchmarks/bench_train.py --preset default --batch-size 32 --seconds 3 --device cuda --checkpointing
+    python benchmarks/bench_train.py --fast-paths on off --dtypes fp32 # the model's fast paths against transformers'
 
 Each setting runs in its own process, so peak memory (RSS on CPU, max allocated on CUDA) is its own, and the
 precision is resolved there (`resolve_precision(..., training=True)`; "auto" is bf16 only where the hardware runs it
 natively). Steps are full optimiser steps (forward, AM-Softmax loss, backward, AdamW) on random audio after warm-up
-steps. The last column is the step time against the fp32 row of the same setting (else its first row).
+steps. "step time / fp32" compares with the fp32 row of the same setting (else its first row); "step time / fast
+paths off" with the same setting run with `set_fast_paths(False)` (transformers' own WavLM computation, as before
+issue #14), where `--fast-paths` includes "off".
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def measure(job: dict) -> dict:
     torch.manual_seed(0)
     config = WavLMRawNetConfig.from_preset(job["preset"], num_labels=1000, wavlm_config={"mask_time_prob": 0.0})
     model = WavLMRawNetForXVector(config).to(device).train()
+    model.set_fast_paths(job.get("fast_paths", "on") == "on")
     model.freeze_feature_encoder()
     if job["checkpointing"]:
         model.activation_checkpointing_enable()
@@ -78,18 +82,21 @@ def measure(job: dict) -> dict:
 
 
 def report(rows: list[dict], args) -> str:
-    header = ["precision", "checkpointing", "glibc malloc", "steps/s", "samples/s", "peak memory", "",
-              "step time / fp32"]  # fmt: skip
+    header = ["precision", "fast paths", "checkpointing", "glibc malloc", "steps/s", "samples/s", "peak memory", "",
+              "step time / fp32", "step time / fast paths off"]  # fmt: skip
     cells = []
     for row in rows:
-        group = [r for r in rows if (r["checkpointing"], r["malloc"]) == (row["checkpointing"], row["malloc"])]
+        setting = ("checkpointing", "malloc", "fast_paths")
+        group = [r for r in rows if all(r[key] == row[key] for key in setting)]
         reference = next((r for r in group if r["dtype"] == "fp32"), group[0])
         ratio = f"{row['step_seconds'] / reference['step_seconds']:.2f}"
+        slow = [r for r in rows if r["fast_paths"] == "off" and all(r[k] == row[k] for k in setting[:2] + ("dtype",))]
+        fast_ratio = f"{row['step_seconds'] / slow[0]['step_seconds']:.2f}" if slow else "-"
         cells.append([
-            row["precision"], "yes" if row["checkpointing"] else "no",
+            row["precision"], row["fast_paths"], "yes" if row["checkpointing"] else "no",
             "keeps freed memory" if row["malloc"] == "keep" else "default", f"{1 / row['step_seconds']:.3f}",
             f"{row['samples_per_s']:.1f}", f"{row['peak_gb']:.2f} GB", row["peak_kind"],
-            ratio if reference["dtype"] == "fp32" else f"{ratio} (vs {reference['precision']})",
+            ratio if reference["dtype"] == "fp32" else f"{ratio} (vs {reference['precision']})", fast_ratio,
         ])  # fmt: skip
     caption = (
         f"# Training throughput, {rows[0]['machine']}, {args.device}, preset {args.preset}, "
@@ -126,6 +133,10 @@ def main() -> None:
         choices=["keep", "default"],
         help="CPU: glibc malloc keeping freed memory (keep_freed_memory(), as train.py does) and/or glibc's default",
     )
+    parser.add_argument(
+        "--fast-paths", nargs="+", default=["on"], choices=["on", "off"],
+        help="the model's fast paths (set_fast_paths) on and/or off; both gives the before/after of issue #14",
+    )  # fmt: skip
     args = parser.parse_args()
 
     keys = ("preset", "batch_size", "seconds", "steps", "warmup", "device", "threads")
@@ -134,9 +145,12 @@ def main() -> None:
     for checkpointing in [False, True] if args.checkpointing else [False]:
         for malloc in args.malloc:
             for dtype in dict.fromkeys(args.dtypes):
-                job = {**common, "checkpointing": checkpointing, "malloc": malloc, "dtype": dtype}
-                rows.append(run_job(job, __file__, label=f"{dtype}, malloc {malloc}, checkpointing {checkpointing}"))
-                print(f"measured {rows[-1]['precision']}: {1 / rows[-1]['step_seconds']:.3f} steps/s", flush=True)
+                for fast_paths in dict.fromkeys(args.fast_paths):
+                    job = {**common, "checkpointing": checkpointing, "malloc": malloc, "dtype": dtype,
+                           "fast_paths": fast_paths}  # fmt: skip
+                    label = f"{dtype}, fast paths {fast_paths}, malloc {malloc}, checkpointing {checkpointing}"
+                    rows.append(run_job(job, __file__, label=label))
+                    print(f"measured {label}: {1 / rows[-1]['step_seconds']:.3f} steps/s", flush=True)
     print("\n" + report(rows, args))
 
 

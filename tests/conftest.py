@@ -9,6 +9,20 @@ import torch
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
+# The start of a script run in a fresh interpreter that must see a model folder's remote code only: importing the
+# package `wavlmrawnet` fails there, as on a machine where only transformers is installed.
+BLOCK_PACKAGE_IMPORT = """import sys
+
+
+class BlockWavlmrawnet:
+    def find_spec(self, name, path=None, target=None):
+        if name == "wavlmrawnet" or name.startswith("wavlmrawnet."):
+            raise ImportError("wavlmrawnet is not importable in this process")
+
+
+sys.meta_path.insert(0, BlockWavlmrawnet())
+"""
+
 
 def voice_like(seconds: float, sampling_rate: int, seed: int, channels: int = 1) -> np.ndarray:
     """A harmonic tone with vibrato and noise: speech-like enough to exercise every stage."""

@@ -31,6 +31,7 @@ PUBLISHED = {
     "pipeline_wavlmrawnet.py",
     "preprocessor_config.json",
     "feature_extraction_wavlmrawnet.py",
+    "handler.py",
     "test_det.png",
     "test_results.json",
     "test_scores.png",
@@ -166,6 +167,12 @@ def test_missing_files_are_named_before_any_network_call(model_dir, no_network):
     assert "write_model_card" in message and "save_pretrained" in message and "Nothing was uploaded" in message
     with pytest.raises(FileNotFoundError, match="does not exist"):
         push_to_hub(model_dir / "nope", "someone/wavlmrawnet-demo", dry_run=True)
+
+
+def test_folder_without_the_endpoints_handler_is_not_published(model_dir, no_network):
+    (model_dir / "handler.py").unlink()
+    with pytest.raises(FileNotFoundError, match="missing handler.py.*save_pretrained"):
+        push_to_hub(model_dir, "someone/wavlmrawnet-demo", dry_run=True)
 
 
 def test_card_without_metadata_and_bad_repo_id_are_errors(model_dir, no_network):

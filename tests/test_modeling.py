@@ -217,17 +217,17 @@ def test_contiguous_attention_input_leaves_fp32_results_unchanged(tiny_model):
     from wavlmrawnet.modeling_wavlmrawnet import WavLMAttentionContiguousInput
 
     layers = tiny_model.wavlm.encoder.layers
-    assert all(type(layer.attention) is WavLMAttentionContiguousInput for layer in layers)
-    batch, mask = padded_pair(torch.randn(8000), torch.randn(16000))
-    with torch.inference_mode():
-        patched = tiny_model(batch, attention_mask=mask).embeddings
-        for layer in layers:
-            layer.attention.__class__ = WavLMAttention
-        try:
-            plain = tiny_model(batch, attention_mask=mask).embeddings
-        finally:
+    tiny_model.set_fast_paths(False)  # the contiguous-input attention is the attention of the slow path
+    try:
+        assert all(type(layer.attention) is WavLMAttentionContiguousInput for layer in layers)
+        batch, mask = padded_pair(torch.randn(8000), torch.randn(16000))
+        with torch.inference_mode():
+            patched = tiny_model(batch, attention_mask=mask).embeddings
             for layer in layers:
-                layer.attention.__class__ = WavLMAttentionContiguousInput
+                layer.attention.__class__ = WavLMAttention
+            plain = tiny_model(batch, attention_mask=mask).embeddings
+    finally:
+        tiny_model.set_fast_paths(True)
     assert torch.equal(patched, plain)
 
 

@@ -9,19 +9,14 @@ import textwrap
 
 import numpy as np
 import torch
+from conftest import BLOCK_PACKAGE_IMPORT
 
 from wavlmrawnet import WavLMRawNetFeatureExtractor
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
     """
     import json, sys
 
-    class BlockWavlmrawnet:
-        def find_spec(self, name, path=None, target=None):
-            if name == "wavlmrawnet" or name.startswith("wavlmrawnet."):
-                raise ImportError("wavlmrawnet is not importable in this process")
-
-    sys.meta_path.insert(0, BlockWavlmrawnet())
     try:
         import wavlmrawnet
         raise SystemExit("wavlmrawnet should not be importable here")
@@ -83,6 +78,7 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
     assert config["auto_map"] == {
         "AutoConfig": "configuration_wavlmrawnet.WavLMRawNetConfig",
         "AutoModel": "modeling_wavlmrawnet.WavLMRawNetForXVector",
+        "AutoModelForAudioXVector": "modeling_wavlmrawnet.WavLMRawNetForXVector",
     }
     assert set(config["custom_pipelines"]) == {"feature-extraction", "speaker-verification"}
 

@@ -17,6 +17,7 @@ from .pipeline_wavlmrawnet import (
     describe_cpu,
     resolve_precision,
 )
+from .recognition import ModelMismatchError, SpeakerDatabase, fit_calibration, model_identity, resolve_model
 
 __version__ = "0.1.0"
 
@@ -33,7 +34,9 @@ if "speaker-verification" not in PIPELINE_REGISTRY.get_supported_tasks():
 __all__ = [
     "PRESETS",
     "AudioDecodingError",
+    "ModelMismatchError",
     "Precision",
+    "SpeakerDatabase",
     "SpeakerEmbeddingPipeline",
     "SpeakerVerificationPipeline",
     "WavLMRawNetConfig",
@@ -41,6 +44,9 @@ __all__ = [
     "WavLMRawNetForXVector",
     "WavLMRawNetPreTrainedModel",
     "describe_cpu",
+    "fit_calibration",
     "load_audio",
+    "model_identity",
+    "resolve_model",
     "resolve_precision",
 ]

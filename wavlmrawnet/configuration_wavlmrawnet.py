@@ -68,6 +68,21 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def check_calibration(calibration) -> dict:
+    """`{"scale": a, "offset": b}`, finite, with a > 0 (a higher cosine must mean a higher likelihood ratio)."""
+    if not isinstance(calibration, dict) or set(calibration) != {"scale", "offset"}:
+        raise ValueError(f'calibration must be {{"scale": a, "offset": b}}, got {calibration!r}')
+    values = {}
+    for key in ("scale", "offset"):
+        value = calibration[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"calibration[{key!r}] must be a finite number, got {value!r}")
+        values[key] = float(value)
+    if values["scale"] <= 0:
+        raise ValueError(f"calibration['scale'] must be > 0, got {values['scale']}")
+    return values
+
+
 class WavLMRawNetConfig(PreTrainedConfig):
     r"""
     Configuration of [`WavLMRawNetForXVector`]: WavLM Large (frame-level "micro" features, mean-pooled over valid
@@ -139,7 +154,16 @@ class WavLMRawNetConfig(PreTrainedConfig):
             Scale applied to the cosine logits.
         verification_threshold (`float`, *optional*, defaults to 0.5):
             Cosine score at or above which two recordings are judged the same speaker. Training writes the EER
-            threshold of its final evaluation here.
+            threshold of its final evaluation here; `wavlmrawnet calibrate` writes the Bayes threshold for
+            `p_target` (the cosine at which the calibrated log-likelihood ratio equals -logit(p_target)).
+        calibration (`dict`, *optional*):
+            Linear score calibration `{"scale": a, "offset": b}`: the log-likelihood ratio of a cosine score `s` is
+            `a * s + b` (natural log; fitted by prior-weighted logistic regression, as in FoCal/BOSARIS). With it,
+            the speaker-verification pipeline also returns `llr` and the posterior `probability` at prior
+            `p_target`. None (the default): uncalibrated, the pipeline returns the cosine only.
+        p_target (`float`, *optional*, defaults to 0.01):
+            Prior probability of a target (same-speaker) trial that `probability` and the calibrated threshold
+            assume.
         chunk_seconds (`float`, *optional*, defaults to 20.0):
             Inference on utterances longer than this runs on overlapping windows of this length, whose embeddings
             are averaged with duration weights (memory stays bounded). 0 turns chunking off.
@@ -192,6 +216,8 @@ class WavLMRawNetConfig(PreTrainedConfig):
     loss_margin: float = 0.3
     loss_scale: float = 30.0
     verification_threshold: float = 0.5
+    calibration: dict | None = None
+    p_target: float = 0.01
     chunk_seconds: float = 20.0
     chunk_overlap_seconds: float = 2.0
     initializer_range: float = 0.02
@@ -219,6 +245,10 @@ class WavLMRawNetConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.rawnet_channels:
             raise ValueError("rawnet_channels needs at least one residual block")
+        if not 0.0 < self.p_target < 1.0:
+            raise ValueError(f"p_target must lie in (0, 1), got {self.p_target}")
+        if self.calibration is not None:
+            self.calibration = check_calibration(self.calibration)
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "WavLMRawNetConfig":
@@ -261,4 +291,4 @@ class WavLMRawNetConfig(PreTrainedConfig):
 
 WavLMRawNetConfig.register_for_auto_class()
 
-__all__ = ["WavLMRawNetConfig", "PRESETS"]
+__all__ = ["WavLMRawNetConfig", "PRESETS", "check_calibration"]

@@ -6,9 +6,9 @@
     write_model_card("runs/wavlmrawnet/final", repo_id="you/wavlmrawnet-vox1")
     push_to_hub("runs/wavlmrawnet/final", "you/wavlmrawnet-vox1")             # `hf auth login` first, or token=...
 
-What goes up (`upload_file_list`): the weights, config.json, preprocessor_config.json, the remote-code .py files,
-the README.md card, the PNG plots, the results JSON(s), train_config.yaml and run_info.json, all from the folder's top
-level.
+What goes up (`upload_file_list`): the weights, config.json, preprocessor_config.json, the remote-code .py files
+(`handler.py`, the Inference Endpoints handler, among them), the README.md card, the PNG plots, the results JSON(s),
+train_config.yaml and run_info.json, all from the folder's top level.
 Training checkpoints, caches, sub-folders and hidden files stay behind. The folder is never modified.
 """
 
@@ -45,6 +45,7 @@ REMOTE_CODE_FILES = (
     "modeling_wavlmrawnet.py",
     "feature_extraction_wavlmrawnet.py",
     "pipeline_wavlmrawnet.py",
+    "handler.py",  # the Inference Endpoints handler
 )
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, "README.md")
 UPLOADED_NAMES = {

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel, WavLMModel
 from transformers import initialization as init
 from transformers.modeling_outputs import XVectorOutput
-from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention, WavLMFeatureEncoder, WavLMLayerNormConvLayer
 
 from .configuration_wavlmrawnet import WavLMRawNetConfig
 from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
@@ -86,6 +86,8 @@ class SincConv(nn.Module):
         self.min_low_hz = config.min_low_hz
         self.min_band_hz = config.min_band_hz
         self.band_edges = chosen(config, "sinc_init")
+        self.cache_filters = True  # reuse the filter bank while the cutoffs do not change and no gradient is needed
+        self._cached_filters = None
         # Unconstrained parameters; `cutoffs()` maps them into the allowed range.
         self.low_hz_ = nn.Parameter(torch.empty(self.out_channels))
         self.band_hz_ = nn.Parameter(torch.empty(self.out_channels))
@@ -124,9 +126,18 @@ class SincConv(nn.Module):
 
         return ((lowpass(high) - lowpass(low)) * window).unsqueeze(1)
 
+    def inference_filters(self, dtype: torch.dtype) -> torch.Tensor:
+        """`filters()` in `dtype`; without gradients (and with `cache_filters`) built once per parameter version."""
+        if not self.cache_filters or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self.filters().to(dtype)
+        key = (self.low_hz_.data_ptr(), self.low_hz_._version, self.band_hz_.data_ptr(), self.band_hz_._version, dtype)
+        if self._cached_filters is None or self._cached_filters[0] != key:
+            self._cached_filters = (key, self.filters().to(dtype))
+        return self._cached_filters[1]
+
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, out_channels, T') with T' = floor((T - kernel) / stride) + 1 (no padding)."""
-        return F.conv1d(waveform.unsqueeze(1), self.filters().to(waveform.dtype), stride=self.stride)
+        return F.conv1d(waveform.unsqueeze(1), self.inference_filters(waveform.dtype), stride=self.stride)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return conv_output_lengths(lengths, self.kernel_size, self.stride)
@@ -225,16 +236,146 @@ class RawNetEncoder(nn.Module):
 
 
 class WavLMAttentionContiguousInput(WavLMAttention):
-    """WavLM attention fed a contiguous time-major copy of its input.
+    """WavLM attention fed a contiguous time-major copy of its input (transformers' own computation otherwise).
 
     WavLM hands `F.multi_head_attention_forward` a transposed view; for such a bf16 input torch's CPU matmul copies the
     weight once per frame (pytorch/pytorch#151934), which made bf16 ~50x slower than needed. fp32 results are
-    unchanged.
+    unchanged. This is the attention used with `set_fast_paths(False)`.
     """
 
     def torch_multi_head_self_attention(self, hidden_states, attention_mask, gated_position_bias):
         time_major = hidden_states.transpose(0, 1).contiguous()
         return super().torch_multi_head_self_attention(time_major.transpose(0, 1), attention_mask, gated_position_bias)
+
+
+# ----------------------------------------------------------------------------------------------- fast paths
+def _onednn_linear_available() -> bool:
+    """Whether this torch build has oneDNN's linear kernel (x86 and most Arm builds do)."""
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN_LINEAR = _onednn_linear_available()
+
+
+def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`F.linear`, through oneDNN's kernel for fp32 CPU inference.
+
+    torch's fp32 `F.linear` calls MKL's sgemm, which reaches ~80 % of oneDNN's speed on AMD CPUs (87 vs 108 GFLOP/s
+    per Zen 4 core for WavLM-Large's feed-forward). oneDNN's kernel has no backward, so it is used only where no
+    gradient is recorded, not under autocast, and not while torch.compile or the ONNX exporter traces (they pick their
+    own kernels).
+    """
+    if (
+        ONEDNN_LINEAR
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")  # autocast would run F.linear in bf16
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+    ):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class InferenceLinear(nn.Linear):
+    """`nn.Linear` computed by `inference_linear` (same parameters and state dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return inference_linear(x, self.weight, self.bias)
+
+
+class WavLMFastAttention(WavLMAttention):
+    """WavLM's gated relative-position attention through `F.scaled_dot_product_attention`, with one QKV projection.
+
+    The same function as transformers' `WavLMAttention` (fp32 outputs and gradients agree to ~1e-6), without the
+    head-averaged attention weights that `F.multi_head_attention_forward(need_weights=True)` computes and WavLM
+    discards. The position bias passed from layer to layer is (1, heads, T, T) rather than (B * heads, T, T);
+    transformers' layout is accepted too. Attention weights are not returned (None).
+    """
+
+    def forward(self, hidden_states, attention_mask=None, position_bias=None, index=0, **kwargs):
+        batch, frames, _ = hidden_states.shape
+        heads = self.num_heads
+        if position_bias is None:
+            # (1, heads, T, T), shared by the batch; contiguous, as the gating reads it in every layer
+            position_bias = self.compute_bias(frames, frames)[None].contiguous()
+        elif position_bias.dim() == 3:  # transformers' (B * heads, T, T)
+            position_bias = position_bias.view(-1, heads, frames, frames)
+
+        # The gate of the position bias, from each head's slice of the input (as WavLMAttention.forward).
+        per_head = hidden_states.view(batch, frames, heads, self.head_dim).transpose(1, 2)
+        projected = self.gru_rel_pos_linear(per_head).view(batch, heads, frames, 2, 4).sum(-1)
+        gate_a, gate_b = torch.sigmoid(projected).chunk(2, dim=-1)
+        gate = gate_a * (gate_b * self.gru_rel_pos_const - 1.0) + 2.0  # (B, heads, T, 1)
+        bias = gate * position_bias  # (B, heads, T, T)
+        if attention_mask is not None:
+            padding = attention_mask.ne(1)[:, None, None, :]
+            bias = bias.masked_fill(padding, float("-inf"))
+
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        qkv = inference_linear(hidden_states, weight, qkv_bias).view(batch, frames, 3, heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, head_dim)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=bias.to(query.dtype), dropout_p=self.dropout if self.training else 0.0
+        )
+        attended = attended.transpose(1, 2).reshape(batch, frames, self.embed_dim)
+        return inference_linear(attended, self.out_proj.weight, self.out_proj.bias), None, position_bias
+
+
+class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
+    """WavLM's convolutional feature encoder computed time-major: each convolution as one matrix product over the
+    unfolded input frames, its LayerNorm over the last (contiguous) axis.
+
+    transformers' layer-norm encoder normalises a transposed (B, T, C) view of every (B, C, T) convolution output and
+    transposes back, so the next convolution copies its input first; at 16 kHz those copies and strided passes took
+    ~30 % of the encoder's time. Other encoder kinds (group norm, no norm) and gradient checkpointing in training run
+    transformers' own forward. Output: (B, C, T) as transformers', a transposed view of (B, T, C) memory.
+    """
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        layers = self.conv_layers
+        if not all(type(layer) is WavLMLayerNormConvLayer for layer in layers) or (
+            self.gradient_checkpointing and self.training
+        ):
+            return super().forward(input_values)
+        hidden_states = input_values[:, :, None]  # (B, samples, 1)
+        for layer in layers:
+            conv = layer.conv
+            frames = hidden_states.unfold(1, conv.kernel_size[0], conv.stride[0])  # (B, T', C_in, kernel)
+            frames = frames.reshape(frames.shape[0], frames.shape[1], -1)  # C_in-major, as the conv weight
+            hidden_states = inference_linear(frames, conv.weight.reshape(conv.out_channels, -1), conv.bias)
+            hidden_states = layer.activation(layer.layer_norm(hidden_states))
+        return hidden_states.transpose(1, 2)
+
+
+class RunningLayerSum:
+    """Adds each WavLM hidden state, times its weight, to a running sum as its layer finishes (forward hooks), so the
+    (layers + 1, B, T, hidden) stack of all hidden states is never built. Use as a context manager around the call."""
+
+    def __init__(self, encoder: nn.Module, weights: torch.Tensor):
+        self.encoder, self.weights, self.total, self.handles = encoder, weights, None, []
+
+    def add(self, index: int, hidden_state: torch.Tensor) -> None:
+        term = self.weights[index].to(hidden_state.dtype) * hidden_state
+        self.total = term if self.total is None else self.total + term
+
+    def __enter__(self) -> "RunningLayerSum":
+        layers = self.encoder.layers
+        # The first hidden state is the input of layer 0, then each layer's output (as transformers records them).
+        self.handles.append(layers[0].register_forward_pre_hook(lambda module, args: self.add(0, args[0])))
+        for i, layer in enumerate(layers):
+            self.handles.append(layer.register_forward_hook(lambda m, args, out, i=i: self.add(i + 1, out[0])))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
 
 
 # ----------------------------------------------------------------------------------------------- poolings
@@ -275,11 +416,18 @@ class WeightedLayerPooling(WavLMPooling):
     def reset_parameters(self) -> None:
         init.constant_(self.layer_weights, 1.0 / self.layer_weights.numel())
 
-    def forward(self, outputs, frame_mask: torch.Tensor) -> torch.Tensor:
-        stacked = torch.stack(outputs.hidden_states, dim=0)
-        weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
-        frames = (weights[:, None, None, None] * stacked).sum(dim=0)
-        return masked_mean(frames, frame_mask[:, :, None], dim=1)
+    def normalized_weights(self) -> torch.Tensor:
+        """The softmax of the layer weights: one weight per hidden state, summing to 1."""
+        return torch.softmax(self.layer_weights, dim=0)
+
+    def forward(self, outputs, frame_mask: torch.Tensor, weighted_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """`weighted_frames`, the weighted sum of the hidden states (from `RunningLayerSum`), replaces the stack of
+        `outputs.hidden_states` where given."""
+        if weighted_frames is None:
+            stacked = torch.stack(outputs.hidden_states, dim=0)
+            weights = self.normalized_weights().to(stacked.dtype)
+            weighted_frames = (weights[:, None, None, None] * stacked).sum(dim=0)
+        return masked_mean(weighted_frames, frame_mask[:, :, None], dim=1)
 
 
 class AttentiveStatisticsPooling(nn.Module):
@@ -413,8 +561,6 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         self.wavlm = self.wavlm_pooling = None
         if config.use_wavlm_branch:
             self.wavlm = WavLMModel(config.wavlm_config)
-            for layer in self.wavlm.encoder.layers:
-                layer.attention.__class__ = WavLMAttentionContiguousInput
             self.wavlm_pooling = chosen(config, "wavlm_pooling")(config)
             self._freeze_unused_final_norm()
         self.rawnet = RawNetEncoder(config) if config.use_rawnet_branch else None
@@ -426,6 +572,30 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         self.fusion_activation = chosen(config, "fusion_activation")()
         self.objective = chosen(config, "loss")(config)
         self.post_init()
+        self.set_fast_paths(True)
+
+    # ------------------------------------------------------------------ speed
+    def set_fast_paths(self, enabled: bool = True) -> "WavLMRawNetForXVector":
+        """Switches the faster computation of the same function on (the default) or off (transformers' own WavLM).
+
+        On: WavLM attention through `F.scaled_dot_product_attention` with one QKV projection (`WavLMFastAttention`),
+        fp32 CPU inference linears through oneDNN (`InferenceLinear`), the convolutional feature encoder computed
+        time-major (`WavLMFastFeatureEncoder`), the weighted layer pooling as a running sum (`RunningLayerSum`) and the
+        sinc filter bank cached while it does not change. Weights and the state dict are
+        the same either way; embeddings agree to fp32 rounding. Returns the model.
+        """
+        self.fast_paths = enabled
+        if self.wavlm is not None:
+            for layer in self.wavlm.encoder.layers:
+                layer.attention.__class__ = WavLMFastAttention if enabled else WavLMAttentionContiguousInput
+            self.wavlm.feature_extractor.__class__ = WavLMFastFeatureEncoder if enabled else WavLMFeatureEncoder
+            for module in self.wavlm.modules():
+                if type(module) in (nn.Linear, InferenceLinear):
+                    module.__class__ = InferenceLinear if enabled else nn.Linear
+        if self.rawnet is not None:
+            self.rawnet.sinc.cache_filters = enabled
+            self.rawnet.sinc._cached_filters = None
+        return self
 
     # ------------------------------------------------------------------ freezing
     def freeze_feature_encoder(self):
@@ -442,14 +612,24 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
     # ------------------------------------------------------------------ branches
     def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
         """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs."""
-        outputs = self.wavlm(
-            input_values,
-            attention_mask=attention_mask,
-            output_hidden_states=self.wavlm_pooling.reads_hidden_states or bool(output_hidden_states),
-        )
+        running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()
+        if self.fast_paths and running_sum:
+            # The weighted sum of the hidden states is built as each layer finishes (hooks: not while compiling).
+            with RunningLayerSum(self.wavlm.encoder, self.wavlm_pooling.normalized_weights()) as running:
+                outputs = self.wavlm(
+                    input_values, attention_mask=attention_mask, output_hidden_states=bool(output_hidden_states)
+                )
+            pooling_inputs = {"weighted_frames": running.total}
+        else:
+            outputs = self.wavlm(
+                input_values,
+                attention_mask=attention_mask,
+                output_hidden_states=self.wavlm_pooling.reads_hidden_states or bool(output_hidden_states),
+            )
+            pooling_inputs = {}
         num_frames = outputs.last_hidden_state.shape[1]
         frame_mask = self.wavlm._get_feature_vector_attention_mask(num_frames, attention_mask)
-        return self.wavlm_pooling(outputs, frame_mask), outputs
+        return self.wavlm_pooling(outputs, frame_mask, **pooling_inputs), outputs
 
     def forward(
         self,
@@ -577,8 +757,18 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Writes a complete folder: config (with `auto_map` and `custom_pipelines`), safetensors weights,
-        `preprocessor_config.json` (unless one is there already) and the remote-code files."""
+        `preprocessor_config.json` (unless one is there already) and the remote-code files, `handler.py` included."""
+        # handler.py (the Inference Endpoints handler) is a relative import, so transformers copies it into the folder
+        # with the other remote-code files, and into the remote-code cache when the folder is loaded.
+        from .handler import EndpointHandler  # noqa: F401
+
         self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        # Remote-code users may load through AutoModelForAudioXVector too (transformers adds AutoModel itself).
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        self.config.auto_map = {
+            **auto_map,
+            "AutoModelForAudioXVector": f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}",
+        }
         super().save_pretrained(save_directory, *args, **kwargs)
         preprocessor_file = os.path.join(save_directory, "preprocessor_config.json")
         if kwargs.get("is_main_process", True) and not os.path.exists(preprocessor_file):
@@ -620,6 +810,10 @@ __all__ = [
     "Precision",
     "SincConv",
     "WavLMAttentionContiguousInput",
+    "WavLMFastAttention",
+    "WavLMFastFeatureEncoder",
+    "InferenceLinear",
+    "RunningLayerSum",
     "WavLMPooling",
     "WavLMRawNetForXVector",
     "WavLMRawNetPreTrainedModel",

@@ -317,8 +317,11 @@ def export_onnx(
     weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     external_data = weight_bytes > EXTERNAL_DATA_THRESHOLD_BYTES
 
-    was_training = model.training
+    was_training, fast_paths = model.training, model.fast_paths
     model.eval()
+    # transformers' own attention exports; the decomposition of the fast path's SDPA with a float bias fails in
+    # torch.export. ONNX Runtime applies its own fusions to the graph.
+    model.set_fast_paths(False)
     try:
         wrapper = ExportableEmbeddingModel(model).eval()
         if dynamo:
@@ -341,6 +344,7 @@ def export_onnx(
             )
     finally:
         model.train(was_training)
+        model.set_fast_paths(fast_paths)
     return out_path
 
 

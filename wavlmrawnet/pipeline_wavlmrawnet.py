@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
+import math
 import os
 import platform
 import warnings
@@ -155,13 +157,32 @@ def _as_audio_dict(audio: Any, sampling_rate: int | None) -> Any:
     return audio
 
 
+def silence_remover(vad: Any):
+    """`vad=True` -> `wavlmrawnet.vad.remove_silence` (the `[vad]` extra); a callable `(waveform, sampling_rate) ->
+    waveform` is used as it is; False/None -> None."""
+    if vad is None or vad is False:
+        return None
+    if callable(vad):
+        return vad
+    if vad is not True:
+        raise ValueError(f"vad must be True, False or a callable (waveform, sampling_rate) -> waveform, got {vad!r}")
+    try:
+        return importlib.import_module("wavlmrawnet.vad").remove_silence
+    except ImportError as error:
+        raise ImportError(
+            f'vad=True needs the wavlmrawnet package with silero-vad: pip install "wavlmrawnet[vad]" ({error})'
+        ) from None
+
+
 class SpeakerEmbeddingPipeline(Pipeline):
     """Recording(s) -> L2-normalised speaker embedding(s), as float32 numpy arrays of shape (embedding_dim,).
 
     Inputs: a path, a numpy array (pass `sampling_rate=`), a `{"array", "sampling_rate"}` dict, or a list of these.
     Options: `sampling_rate`, `normalize` (default True), `chunk_seconds` (long-audio window; default from the
     config, 0 = off), `batch_size`, `precision` ("auto" by default: bf16 autocast where the hardware runs bf16
-    natively, else fp32; or "fp32", "bf16", "fp16"), given to `pipeline(...)` or to each call.
+    natively, else fp32; or "fp32", "bf16", "fp16"), `vad` (False by default; True removes silence with silero-vad,
+    `pip install "wavlmrawnet[vad]"`, or pass a callable `(waveform, sampling_rate) -> waveform`), given to
+    `pipeline(...)` or to each call. `model=` may be a folder or a Hub id (`revision=` picks a branch, tag or commit).
     """
 
     _load_processor = False
@@ -169,8 +190,12 @@ class SpeakerEmbeddingPipeline(Pipeline):
     _load_feature_extractor = True
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, sampling_rate=None, normalize=None, chunk_seconds=None, precision=None, **kwargs):
+    def _sanitize_parameters(
+        self, sampling_rate=None, normalize=None, chunk_seconds=None, precision=None, vad=None, **kwargs
+    ):
         preprocess_params = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
+        if vad is not None:
+            preprocess_params["vad"] = silence_remover(vad)
         forward_params = {} if chunk_seconds is None else {"chunk_seconds": chunk_seconds}
         if precision is not None:
             forward_params["precision"] = precision
@@ -182,10 +207,15 @@ class SpeakerEmbeddingPipeline(Pipeline):
             raise ValueError("a 2-D array is one multi-channel recording; pass `sampling_rate=` with array inputs")
         return super().__call__(inputs, **kwargs)
 
-    def preprocess(self, audio, sampling_rate=None):
-        features = self.feature_extractor(
-            _as_audio_dict(audio, sampling_rate), return_tensors="pt", return_attention_mask=True
-        )
+    def preprocess(self, audio, sampling_rate=None, vad=None):
+        audio = _as_audio_dict(audio, sampling_rate)
+        if vad is not None:
+            rate = self.feature_extractor.sampling_rate
+            name = audio if isinstance(audio, (str, os.PathLike)) else None
+            speech = vad(self.feature_extractor.prepare_one(audio), rate)
+            self.feature_extractor.validate(np.asarray(speech), f"{name or 'audio'} (speech only, after vad)")
+            audio = {"array": speech, "sampling_rate": rate}
+        features = self.feature_extractor(audio, return_tensors="pt", return_attention_mask=True)
         return {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
 
     def _forward(self, model_inputs, chunk_seconds=None, precision="auto"):
@@ -213,6 +243,9 @@ class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
 
     Input: a pair `(a, b)` or a list of pairs; each side is anything `SpeakerEmbeddingPipeline` accepts. The
     threshold defaults to the model's `config.verification_threshold`; pass `threshold=` to override it.
+    A calibrated model (`config.calibration = {"scale", "offset"}`, set by `wavlmrawnet calibrate`) also returns
+    `llr` (natural-log likelihood ratio, `scale * score + offset`) and `probability`, the posterior of the same
+    speaker at the prior `config.p_target`.
     """
 
     def __call__(self, pairs, threshold: float | None = None, **kwargs):
@@ -224,12 +257,19 @@ class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
             if not self._is_pair(pair):
                 raise ValueError(f"speaker verification takes pairs of recordings; item {index} is not a pair")
         threshold = self.model.config.verification_threshold if threshold is None else float(threshold)
+        calibration = getattr(self.model.config, "calibration", None)
+        p_target = getattr(self.model.config, "p_target", 0.01)
+        prior_log_odds = math.log(p_target / (1.0 - p_target))
         flat = [side for pair in pairs for side in pair]
         embeddings = super().__call__(flat, normalize=True, **kwargs)
         results = []
         for first, second in zip(embeddings[0::2], embeddings[1::2]):
             score = float(np.dot(first, second))
-            results.append({"score": score, "same_speaker": score >= threshold, "threshold": threshold})
+            result = {"score": score, "same_speaker": score >= threshold, "threshold": threshold}
+            if calibration:
+                result["llr"] = calibration["scale"] * score + calibration["offset"]
+                result["probability"] = 1.0 / (1.0 + math.exp(-min(max(result["llr"] + prior_log_odds, -700), 700)))
+            results.append(result)
         return results[0] if single else results
 
     @staticmethod
@@ -260,4 +300,5 @@ __all__ = [
     "cpu_native_bf16",
     "describe_cpu",
     "resolve_precision",
+    "silence_remover",
 ]

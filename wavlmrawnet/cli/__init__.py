@@ -1,6 +1,7 @@
-"""`wavlmrawnet` command line: embed, verify, score, export-onnx, card, push.
+"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, export-onnx, card, push.
 
-Every command takes `--model DIR` (a folder written by `save_pretrained` or by training's `final/`).
+Every command takes `--model DIR` (a folder written by `save_pretrained` or by training's `final/`) or a Hub id
+`--model user/repo[@revision]`.
 Run `wavlmrawnet COMMAND --help` for the details of each.
 """
 
@@ -9,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import embedding, publishing
+from . import convert, embedding, publishing, recognition
 from .common import EXIT_FAILED_INPUTS
 
 # Each module adds its subcommands with `register(commands)`, in the order `--help` lists them.
-COMMAND_MODULES = (embedding, publishing)
+COMMAND_MODULES = (embedding, recognition, publishing, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

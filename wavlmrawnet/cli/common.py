@@ -6,13 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".m4a", ".aac", ".opus")
 EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, ...)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model folder (config.json, model.safetensors, ...) or Hub id user/repo[@revision] (fetched into the "
+        "Hub cache; HF_HUB_OFFLINE=1 reads only the cache)",
+    )
     parser.add_argument(
         "--device",
         default="auto",
@@ -27,26 +32,41 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--engine",
+        default="torch",
+        choices=["torch", "torch-compile", "onnxruntime"],
+        help="torch (default, eager); torch-compile (inductor: compiles on the first batch, minutes at WavLM-Large "
+        "size); onnxruntime (CPU, fp32: exports the model to ONNX first, minutes at WavLM-Large size)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
     parser.add_argument(
         "--chunk-seconds",
         type=float,
         help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
     )
+    parser.add_argument(
+        "--vad",
+        action="store_true",
+        help='remove silence before embedding (silero-vad: pip install "wavlmrawnet[vad]"); no speech is a failure',
+    )
 
 
 def load(args):
+    """(model, feature extractor, precision) for `--model` (a folder or a Hub id), `--device` and `--dtype`."""
     import torch
 
     from ..cpu_malloc import keep_freed_memory
     from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
     from ..modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
+    from ..recognition.hub_ids import resolve_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_dir = Path(args.model)
-    if not (model_dir / "config.json").is_file():
-        raise SystemExit(f"error: {model_dir} is not a model folder (no config.json)")
+    try:
+        model_dir = resolve_model(args.model)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
     device = (
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
@@ -59,6 +79,14 @@ def load(args):
     if device == "cpu":
         keep_freed_memory()  # large activations reuse the heap instead of faulting in fresh pages per forward
     model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
+    if getattr(args, "engine", "torch") != "torch":
+        from ..engines import use_engine
+
+        try:
+            seconds = use_engine(model, args.engine, threads=args.threads)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+        print(f"engine {args.engine}: prepared in {seconds:.1f} s", file=sys.stderr)
     if (model_dir / "preprocessor_config.json").is_file():
         extractor = WavLMRawNetFeatureExtractor.from_pretrained(model_dir)
     else:

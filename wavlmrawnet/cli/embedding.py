@@ -28,8 +28,13 @@ def cmd_embed(args) -> int:
         chunk_seconds=args.chunk_seconds,
         precision=precision,
         progress=not args.quiet,
+        vad=args.vad,
+        cache_dir=args.cache_dir,
+        flush_seconds=args.cache_flush_seconds,
     )
     failures.update(result.failures)
+    if not result.is_main_process:  # another rank of torchrun / accelerate launch: rank 0 writes the output
+        return EXIT_FAILED_INPUTS if failures else 0
     done = [p for p in files if p in result.embeddings]
     if done:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +43,9 @@ def cmd_embed(args) -> int:
         else:
             np.save(out, np.stack([result.embeddings[p] for p in done]))
             Path(str(out) + ".paths.txt").write_text("".join(f"{p}\n" for p in done))
-    print(f"embedded {len(done)} file(s) -> {out if done else '(nothing written)'}")
+    cached = len(done) - result.computed
+    target = out if done else "(nothing written)"
+    print(f"embedded {len(done)} file(s) ({result.computed} computed, {cached} from the cache) -> {target}")
     report_failures(failures, args.errors)
     return EXIT_FAILED_INPUTS if failures else 0
 
@@ -49,7 +56,7 @@ def cmd_verify(args) -> int:
     files, failures = collect_audio([args.enroll, args.test])
     model, extractor, precision = load(args)
     result = embed_files(
-        model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False
+        model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False, vad=args.vad
     )
     failures.update(result.failures)
     if failures:
@@ -89,12 +96,24 @@ def cmd_score(args) -> int:
         cache_dir=args.cache_dir,
         name=args.name,
         extra={"dataset_name": args.dataset_name} if args.dataset_name else None,
+        scores_out=args.scores_out,
+        vad=args.vad,
     )
+    if not results:  # another rank of torchrun / accelerate launch: rank 0 scores and writes the outputs
+        return 0
     dcf = results["min_dcf"]
     print(
         f"{results['trial_list']}: EER {results['eer_percent']:.3f} %  minDCF(0.01) {dcf['0.01']:.4f}  "
         f"minDCF(0.05) {dcf['0.05']:.4f}  trials {results['num_trials']}  ({results['score_normalization']})"
     )
+    calibrated = f"Cllr {results['cllr']:.4f}  " if "cllr" in results else ""
+    act = results["act_dcf"]
+    print(
+        f"actual DCF(0.01) {act['0.01']:.4f}  actual DCF(0.05) {act['0.05']:.4f}  {calibrated}"
+        f"minCllr {results['min_cllr']:.4f}  ({'calibrated llrs' if calibrated else 'at the model threshold'})"
+    )
+    if args.scores_out:
+        print(f"per-trial scores (enrol, test, label, score) in {args.scores_out}")
     if args.output_dir:
         print(f"results, DET curve and score histograms in {args.output_dir}")
     return 0
@@ -105,7 +124,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "embed",
         help="embed audio files into L2-normalised speaker embeddings",
         description="Embed files (folders are searched recursively) in length-sorted batches. Every input gets an "
-        "embedding or a line in the error report; the exit code is 1 if any input failed.",
+        "embedding or a line in the error report; the exit code is 1 if any input failed. Runs unchanged under "
+        "`torchrun --nproc_per_node N` or `accelerate launch --num_processes N`: each process embeds a "
+        "length-balanced shard, rank 0 writes the output.",
     )
     embed.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     embed.add_argument(
@@ -116,6 +137,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("--errors", help="also write failed inputs and reasons to this TSV file")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.add_argument("--cache-dir", help="reuse embeddings cached here (by file and model); a killed run resumes")
+    embed.add_argument(
+        "--cache-flush-seconds",
+        type=float,
+        default=60.0,
+        help="with --cache-dir, save new embeddings this often while embedding (default 60; 0: after every batch)",
+    )
     add_runtime_options(embed)
     embed.set_defaults(run=cmd_embed)
 
@@ -144,6 +172,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--top-n", type=int, default=200, help="AS-Norm: top cohort scores per side")
     score.add_argument("--cache-dir", help="reuse embeddings cached here (keyed by file and model)")
     score.add_argument("--name", help="name for the outputs (default: the trial list's file name)")
+    score.add_argument("--scores-out", help="write one line per trial to this TSV: enrol, test, label, score")
     score.add_argument("--dataset-name", help='e.g. "VoxCeleb1-O (cleaned)": recorded in the results for the card')
     add_runtime_options(score)
     score.set_defaults(run=cmd_score)

@@ -1,10 +1,18 @@
-"""Embed many files once each: length-sorted batches, explicit failures, an on-disk cache keyed by path and model."""
+"""Embed many files once each: length-sorted batches, explicit failures, an on-disk cache keyed by path and model.
+
+Under `torchrun --nproc_per_node N` or `accelerate launch --num_processes N` (CPU with gloo, or GPUs), `embed_files`
+splits the files into N length-balanced shards, one per process; each process adds its embeddings to the shared
+cache as it goes, and rank 0 gathers them all (and alone scores / writes outputs). One process stays the default.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import signal
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +22,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..feature_extraction_wavlmrawnet import AudioDecodingError, audio_duration, load_audio
+from ..audio_io import audio_duration, load_audio
+from ..feature_extraction_wavlmrawnet import AudioDecodingError
 from ..modeling_wavlmrawnet import Precision, resolve_precision
 
 
@@ -26,6 +35,8 @@ class EmbeddingResult:
     failures: dict[str, str] = field(default_factory=dict)
     computed: int = 0  # files run through the model in this call (the rest came from the cache)
     precision: Precision | None = None  # the precision the embeddings were computed in
+    # False on the other ranks of a multi-process run: they hold their own shard only; rank 0 holds every embedding.
+    is_main_process: bool = True
 
     def raise_for_failures(self) -> None:
         if self.failures:
@@ -54,6 +65,71 @@ def _resolve(model, precision: str | Precision) -> Precision:
     return resolve_precision(precision, next(model.parameters()).device)
 
 
+# Fault injection for the resume test: the process SIGKILLs itself after writing this many cache parts.
+KILL_AFTER_PARTS_ENV = "WAVLMRAWNET_TEST_KILL_AFTER_PARTS"
+
+
+def distributed_state(device: torch.device):
+    """accelerate's `PartialState` when launched with more than one process (torchrun / accelerate launch), else
+    None: a single process never starts a process group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=device.type == "cpu")  # gloo on CPUs, nccl on GPUs
+
+
+def cache_parts(cache_file: Path) -> list[Path]:
+    """The cache's part files (written while embedding, merged into `cache_file` at the end or on the next run)."""
+    return sorted(cache_file.parent.glob(f"{cache_file.stem}.part-*.safetensors"))
+
+
+def merge_cache_parts(cache_file: Path) -> None:
+    """Folds the part files a finished or killed run left into `cache_file` (atomically), then removes them."""
+    parts = cache_parts(cache_file)
+    if not parts:
+        return
+    cache = load_file(cache_file) if cache_file.exists() else {}
+    for part in parts:
+        cache.update(load_file(part))
+    temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    save_file(cache, str(temporary))
+    os.replace(temporary, cache_file)
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def balanced_shards(items: Sequence, seconds: Sequence[float], count: int) -> list[list]:
+    """`count` shards of about equal total duration: longest first, each to the shard with the least so far (every
+    process computes the same shards from the same durations)."""
+    shards, loads = [[] for _ in range(count)], [0.0] * count
+    for item, duration in sorted(zip(items, seconds), key=lambda pair: -pair[1]):
+        lightest = loads.index(min(loads))
+        shards[lightest].append(item)
+        loads[lightest] += duration
+    return shards
+
+
+def gather_to_main(state, embeddings: dict[str, np.ndarray], failures: dict[str, str]):
+    """Every rank's embeddings to rank 0 (as one array per rank), every rank's failures to all ranks."""
+    import torch.distributed as dist
+
+    paths = list(embeddings)
+    block = np.stack([embeddings[p] for p in paths]) if paths else None
+    received = [None] * state.num_processes if state.is_main_process else None
+    dist.gather_object((paths, block), received, dst=0)
+    all_failures = [None] * state.num_processes
+    dist.all_gather_object(all_failures, failures)
+    gathered = {}
+    if state.is_main_process:
+        for rank_paths, rank_block in received:
+            gathered.update(zip(rank_paths, rank_block if rank_block is not None else []))
+    merged_failures = {}
+    for rank_failures in all_failures:
+        merged_failures.update(rank_failures)
+    return gathered, merged_failures
+
+
 def embed_files(
     model,
     feature_extractor,
@@ -64,6 +140,9 @@ def embed_files(
     precision: str | Precision = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    vad: bool = False,
+    flush_seconds: float = 60.0,
+    distributed: bool | None = None,
 ) -> EmbeddingResult:
     """Embeds each unique path once, longest first, in batches of similar length (minimal padding).
 
@@ -71,12 +150,30 @@ def embed_files(
     nothing is skipped silently. `precision` is "auto" (bf16 where the hardware runs it natively, else fp32), "fp32",
     "bf16" or a resolved [`Precision`]. With `cache_dir`, embeddings are stored in
     `<cache_dir>/<model fingerprint>-<precision>.safetensors` keyed by path, size and modification time, and reused.
+    With `vad=True`, silence is removed first (`wavlmrawnet.vad`, the `[vad]` extra); a file without speech, or too
+    short once its silence is removed, is a failure.
+
+    While embedding, new cache entries are written every `flush_seconds` to part files beside the cache (atomically),
+    so a killed run resumes without recomputing them. Under several processes (see the module docstring) each rank
+    embeds its length-balanced shard; rank 0 gets every embedding and failure, the other ranks return
+    `is_main_process=False` with their shard only (and every failure, so that all exit alike). `distributed=None`
+    shares the work whenever several processes were launched; pass False where one process embeds alone (e.g. the
+    trainer's validation on rank 0), or every rank would wait for it.
     """
     unique = list(dict.fromkeys(os.fspath(p) for p in paths))
+    if vad:
+        from ..vad import remove_silence  # optional dependency: a clear ImportError names the extra
     result = EmbeddingResult(precision=_resolve(model, precision))
     cache_file, cache = None, {}
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}.safetensors"
+        vad_tag = "-vad" if vad else ""
+        cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}{vad_tag}.safetensors"
+    state = distributed_state(next(model.parameters()).device) if distributed is not False else None
+    if cache_file is not None:
+        if state is None or state.is_main_process:
+            merge_cache_parts(cache_file)  # what a killed run left
+        if state is not None:
+            state.wait_for_everyone()
         if cache_file.exists():
             cache = load_file(cache_file)
     todo = []
@@ -98,8 +195,28 @@ def embed_files(
         except AudioDecodingError as error:
             result.failures[path] = error.reason
     todo = sorted((item for item in todo if item[0] in durations), key=lambda item: -durations[item[0]])
+    if state is not None:
+        todo = balanced_shards(todo, [durations[path] for path, _ in todo], state.num_processes)[state.process_index]
+        if next(model.parameters()).device.type == "cuda":
+            model.to(state.device)  # one GPU per process
 
     device = next(model.parameters()).device
+    fresh, parts_written, last_flush, computed_here = {}, 0, time.monotonic(), []
+    kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0"))
+
+    def flush() -> None:
+        nonlocal fresh, parts_written, last_flush
+        if cache_file is None or not fresh:
+            return
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        part = cache_file.with_name(f"{cache_file.stem}.part-{uuid.uuid4().hex}.safetensors")
+        temporary = part.with_name(f".{part.name}.tmp")  # not matched by cache_parts until complete
+        save_file(fresh, str(temporary))
+        os.replace(temporary, part)
+        fresh, parts_written, last_flush = {}, parts_written + 1, time.monotonic()
+        if kill_after and parts_written >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(todo), desc="embedding", unit="file", disable=not progress)
@@ -116,6 +233,9 @@ def embed_files(
                 try:
                     waveform = load_audio(path, feature_extractor.sampling_rate)
                     feature_extractor.validate(waveform, path)
+                    if vad:
+                        waveform = remove_silence(waveform, feature_extractor.sampling_rate, where=path)
+                        feature_extractor.validate(waveform, f"{path} (speech only, after --vad)")
                 except ValueError as error:  # AudioDecodingError is a ValueError
                     result.failures[path] = getattr(error, "reason", None) or str(error)
                     continue
@@ -131,15 +251,42 @@ def embed_files(
                     )
                 embeddings = torch.nn.functional.normalize(embeddings.float(), dim=1).cpu().numpy()
                 for (path, key), embedding in zip(kept, embeddings):
-                    result.embeddings[path] = cache[key] = embedding
+                    result.embeddings[path] = cache[key] = fresh[key] = embedding
+                    computed_here.append(path)
                 result.computed += len(kept)
+                if time.monotonic() - last_flush >= flush_seconds:
+                    flush()
             bar.update(len(batch))
+        flush()
     finally:
         bar.close()
         model.train(was_training)
-    if cache_file is not None and result.computed:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(".tmp")
-        save_file(cache, str(temporary))
-        os.replace(temporary, cache_file)
+    if state is not None:
+        computed = result.computed
+        mine = {p: result.embeddings[p] for p in computed_here}  # the cached ones every rank has already
+        gathered, result.failures = gather_to_main(state, mine, result.failures)
+        if state.is_main_process:
+            result.embeddings.update(gathered)
+            result.embeddings = {p: result.embeddings[p] for p in unique if p in result.embeddings}
+            result.computed = sum(_all_counts(state, computed))
+        else:
+            _all_counts(state, computed)
+            result.is_main_process = False
+    else:
+        result.embeddings = {p: result.embeddings[p] for p in unique if p in result.embeddings}
+    if cache_file is not None:
+        if state is not None:
+            state.wait_for_everyone()
+        if state is None or state.is_main_process:
+            merge_cache_parts(cache_file)
+        if state is not None:
+            state.wait_for_everyone()
     return result
+
+
+def _all_counts(state, count: int) -> list[int]:
+    import torch.distributed as dist
+
+    counts = [0] * state.num_processes
+    dist.all_gather_object(counts, count)
+    return counts

@@ -1,4 +1,4 @@
-"""Speaker-verification metrics: EER, normalised minDCF, DET curve.
+"""Speaker-verification metrics: EER, normalised minDCF and actual DCF, Cllr and minCllr, DET curve.
 
 Conventions: a higher score means "more likely the same speaker"; label 1 is a
 target (same-speaker) trial, label 0 a non-target trial. A trial is accepted
@@ -12,10 +12,16 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = [
+    "bayes_threshold",
+    "compute_actual_dcf",
+    "compute_calibration_metrics",
+    "compute_cllr",
     "compute_eer",
+    "compute_min_cllr",
     "compute_min_dcf",
     "compute_metrics",
     "det_curve",
+    "pav",
 ]
 
 
@@ -144,3 +150,104 @@ def compute_metrics(scores, labels, p_targets: Iterable[float] = (0.01, 0.05)) -
         "num_target": num_target,
         "num_nontarget": int(labels.size) - num_target,
     }
+
+
+# ----------------------------------------------------------------------------------------------- calibration
+def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The log-likelihood ratio above which accepting costs less than rejecting: -log(p c_miss / ((1-p) c_fa))."""
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    return float(-np.log(p_target * c_miss / ((1.0 - p_target) * c_fa)))
+
+
+def compute_actual_dcf(
+    scores, labels, threshold: float, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> float:
+    """Normalised detection cost of the decisions `score >= threshold` (normalised as in `compute_min_dcf`).
+
+    For log-likelihood ratios, pass `threshold=bayes_threshold(p_target)`: the cost then shows how well calibrated
+    the scores are (actual DCF = minDCF for perfectly calibrated ones).
+    """
+    scores, labels = _check_inputs(scores, labels)
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    accepted = scores >= threshold
+    p_miss = float(np.mean(~accepted[labels == 1]))
+    p_fa = float(np.mean(accepted[labels == 0]))
+    cost = c_miss * p_miss * p_target + c_fa * p_fa * (1.0 - p_target)
+    return cost / min(c_miss * p_target, c_fa * (1.0 - p_target))
+
+
+def compute_cllr(llrs, labels) -> float:
+    """Log-likelihood-ratio cost in bits (Brümmer): 0 is perfect, 1 is a system that always says llr = 0.
+
+    Cllr = (mean over targets of log2(1 + e^-llr) + mean over non-targets of log2(1 + e^llr)) / 2.
+    """
+    llrs, labels = _check_inputs(llrs, labels)
+    target_cost = np.mean(np.logaddexp(0.0, -llrs[labels == 1]))
+    nontarget_cost = np.mean(np.logaddexp(0.0, llrs[labels == 0]))
+    return float((target_cost + nontarget_cost) / (2.0 * np.log(2.0)))
+
+
+def pav(values, weights=None) -> np.ndarray:
+    """Pool-adjacent-violators: the non-decreasing sequence closest to `values` in weighted least squares."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+    means, totals, sizes = [], [], []
+    for value, weight in zip(values, weights):
+        means.append(value)
+        totals.append(weight)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] >= means[-1]:
+            weight_sum = totals[-2] + totals[-1]
+            means[-2] = (means[-2] * totals[-2] + means[-1] * totals[-1]) / weight_sum
+            totals[-2], sizes[-2] = weight_sum, sizes[-2] + sizes[-1]
+            del means[-1], totals[-1], sizes[-1]
+    return np.repeat(means, sizes)
+
+
+def compute_min_cllr(scores, labels) -> float:
+    """Cllr after the best monotonic score-to-llr map (PAV): what calibration could reach; Cllr - minCllr is the
+    calibration loss."""
+    scores, labels = _check_inputs(scores, labels)
+    # Ties: targets first, so PAV pools each tied group (the pessimistic choice, as BOSARIS's opt_loglr).
+    order = np.lexsort((-labels, scores))
+    posteriors = pav(labels[order].astype(np.float64))
+    num_target = labels.sum()
+    prior_log_odds = np.log(num_target / (labels.size - num_target))
+    with np.errstate(divide="ignore"):
+        llrs = np.log(posteriors) - np.log1p(-posteriors) - prior_log_odds
+    # Infinite llrs (posterior 0 or 1) on the right side cost nothing.
+    target_llrs, nontarget_llrs = llrs[labels[order] == 1], llrs[labels[order] == 0]
+    target_cost = np.mean(np.logaddexp(0.0, -target_llrs))
+    nontarget_cost = np.mean(np.logaddexp(0.0, nontarget_llrs))
+    return float((target_cost + nontarget_cost) / (2.0 * np.log(2.0)))
+
+
+def compute_calibration_metrics(
+    scores,
+    labels,
+    p_targets: Iterable[float] = (0.01, 0.05),
+    threshold: float | None = None,
+    calibration: dict | None = None,
+) -> dict:
+    """Actual DCF per p_target, minCllr and, for calibrated scores, Cllr.
+
+    With `calibration` (`{"scale", "offset"}`), scores become llrs `scale * score + offset`, and the actual DCF
+    decides at each p_target's Bayes threshold; `cllr` is their Cllr. Without it, the actual DCF decides at
+    `threshold` (the model's `verification_threshold`) for every p_target, and there is no Cllr (a cosine is not an
+    llr). `act_dcf` is keyed like `min_dcf`.
+    """
+    scores, labels = _check_inputs(scores, labels)
+    values: dict = {"min_cllr": compute_min_cllr(scores, labels)}
+    if calibration is not None:
+        llrs = calibration["scale"] * scores + calibration["offset"]
+        values["act_dcf"] = {
+            _p_key(p): compute_actual_dcf(llrs, labels, bayes_threshold(p), p_target=p) for p in p_targets
+        }
+        values["cllr"] = compute_cllr(llrs, labels)
+    elif threshold is not None:
+        values["act_dcf"] = {_p_key(p): compute_actual_dcf(scores, labels, threshold, p_target=p) for p in p_targets}
+    return values

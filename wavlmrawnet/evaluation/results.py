@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PLAIN_COSINE", "EvaluationResults", "is_results_json", "results_file_name", "write_results_json"]
+__all__ = [
+    "PLAIN_COSINE",
+    "SCORE_COLUMNS",
+    "EvaluationResults",
+    "is_results_json",
+    "read_scores_tsv",
+    "results_file_name",
+    "write_results_json",
+    "write_scores_tsv",
+]
 
 PLAIN_COSINE = "none (cosine)"  # `score_normalization` of raw cosine scores
 REQUIRED_KEYS = ("eer", "min_dcf", "num_trials", "trial_list")
@@ -47,6 +56,10 @@ class EvaluationResults:
     eer_threshold: float | None = None
     min_dcf: dict[str, float]  # p_target as a string ("0.01") -> normalised minDCF, sorted by p_target
     min_dcf_thresholds: dict[str, float] | None = None
+    act_dcf: dict[str, float] | None = None  # actual DCF of the model's decisions (see compute_calibration_metrics)
+    cllr: float | None = None  # of calibrated llrs only
+    min_cllr: float | None = None
+    calibration: dict[str, float] | None = None  # {"scale", "offset"} the llrs came from
     num_trials: int
     num_target: int | None = None
     num_nontarget: int | None = None
@@ -194,6 +207,12 @@ def _by_p_target(values: Any, where: str) -> dict[str, float]:
     return dict(sorted(parsed.items(), key=lambda item: float(item[0])))
 
 
+def _calibration(value: Any, where: str) -> dict[str, float]:
+    if not isinstance(value, Mapping) or set(value) != {"scale", "offset"}:
+        raise ValueError(f'{where} must be {{"scale": a, "offset": b}}, got {value!r}')
+    return {key: finite_number(value[key], f"{where}[{key!r}]") for key in ("scale", "offset")}
+
+
 def _find_plot(recorded: Path | None, key: str, results_path: Path) -> Path | None:
     """The plot at its recorded path (relative ones from the JSON's folder), else the same name beside the JSON."""
     if recorded is None:
@@ -212,6 +231,9 @@ _OPTIONAL_CHECKS = {
     "eer_percent": finite_number,
     "eer_threshold": finite_number,
     "min_dcf_thresholds": _by_p_target,
+    "act_dcf": _by_p_target,
+    **dict.fromkeys(("cllr", "min_cllr"), finite_number),
+    "calibration": lambda value, where: _calibration(value, where),
     **dict.fromkeys(("num_target", "num_nontarget", "num_files", "files_embedded_this_run"), _count),
     **dict.fromkeys(("score_normalization", "dtype", "precision_reason", "date", "hardware"), _text),
     **dict.fromkeys(("dataset_name", "dataset_type", "dataset_config", "dataset_split"), _text),
@@ -251,3 +273,50 @@ def write_results_json(path, metrics: Mapping[str, Any], **extra: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------------------------- per-trial scores
+SCORE_COLUMNS = ("enrol", "test", "label", "score")  # the header and column order of a scores TSV
+
+
+def write_scores_tsv(path, enrol: list[str], test: list[str], labels, scores) -> Path:
+    """One line per trial, `enrol<TAB>test<TAB>label<TAB>score`, under a header line naming the columns."""
+    if not len(enrol) == len(test) == len(labels) == len(scores):
+        raise ValueError("enrol, test, labels and scores must have one entry per trial")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(SCORE_COLUMNS)]
+    lines += [f"{e}\t{t}\t{int(lab)}\t{float(s)!r}" for e, t, lab, s in zip(enrol, test, labels, scores)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_scores_tsv(path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(enrol, test, labels, scores) of a scores TSV (`write_scores_tsv`); a malformed line is a `ValueError` that
+    names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"scores file {path} does not exist")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or tuple(lines[0].split("\t")) != SCORE_COLUMNS:
+        raise ValueError(f"{path}: the first line must be the header {chr(9).join(SCORE_COLUMNS)!r} (tab-separated)")
+    enrol, test, labels, scores = [], [], [], []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields_ = line.split("\t")
+        try:
+            if len(fields_) != 4 or fields_[2] not in ("0", "1"):
+                raise ValueError
+            score = float(fields_[3])
+            if not math.isfinite(score):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{path}:{number}: expected 'enrol<TAB>test<TAB>0|1<TAB>score', got {line!r}") from None
+        enrol.append(fields_[0])
+        test.append(fields_[1])
+        labels.append(int(fields_[2]))
+        scores.append(score)
+    if not scores:
+        raise ValueError(f"{path} holds no trials")
+    return enrol, test, np.array(labels, dtype=np.int64), np.array(scores, dtype=np.float64)

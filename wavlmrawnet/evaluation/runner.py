@@ -12,9 +12,9 @@ import torch
 
 from ..modeling_wavlmrawnet import Precision, describe_cpu
 from .embedding import embed_files
-from .error_rates import compute_metrics
+from .error_rates import compute_calibration_metrics, compute_metrics
 from .plots import plot_det_curve, plot_score_histograms
-from .results import PLAIN_COSINE, EvaluationResults, results_file_name
+from .results import PLAIN_COSINE, EvaluationResults, results_file_name, write_scores_tsv
 from .scoring import score_trials
 from .trials import read_trials, unique_paths
 
@@ -41,6 +41,9 @@ def evaluate_trial_list(
     name: str | None = None,
     progress: bool = True,
     extra: dict | None = None,
+    scores_out: str | os.PathLike | None = None,
+    vad: bool = False,
+    distributed: bool | None = None,
 ) -> dict:
     """EER and normalised minDCF (p_target 0.01 and 0.05) of `model` on a trial list.
 
@@ -49,7 +52,10 @@ def evaluate_trial_list(
     (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`, writes `<name>_results.json`, a DET curve and
     score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are added to the results; they may replace the
     descriptions (trial list name, date, hardware...), never the error rates. Returns `EvaluationResults.to_dict()`
-    (the JSON's content). `precision` as in `embed_files`; the one used is recorded.
+    (the JSON's content). `precision` as in `embed_files`; the one used is recorded. `scores_out` writes the
+    per-trial scores as TSV (`results.write_scores_tsv`: enrol, test, label, score); `vad` removes silence first.
+    Besides minDCF, the results hold the actual DCF of the model's decisions, minCllr and, for a calibrated model
+    (`config.calibration`), Cllr (`error_rates.compute_calibration_metrics`).
     """
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
@@ -63,11 +69,18 @@ def evaluate_trial_list(
         precision=precision,
         cache_dir=cache_dir,
         progress=progress,
+        vad=vad,
+        distributed=distributed,  # None: shared among the launched processes (embed_files)
     )
     embedded.raise_for_failures()
+    if not embedded.is_main_process:
+        return {}  # another rank of a multi-process run: rank 0 scores and writes the one output
     cohort = np.stack([embedded.embeddings[p] for p in cohort_paths]) if cohort_paths else None
     scores = score_trials(trials, embedded.embeddings, cohort=cohort, top_n=top_n)
     labels = np.array([t.label for t in trials])
+    if scores_out is not None:
+        write_scores_tsv(scores_out, [t.enroll for t in trials], [t.test for t in trials], labels, scores)
+    calibration = None if cohort_paths else getattr(model.config, "calibration", None)  # fitted on plain cosines
     name = name or Path(trials_path).stem
     results = EvaluationResults.from_dict(
         {
@@ -83,6 +96,10 @@ def evaluate_trial_list(
             "hardware": hardware_description(next(model.parameters()).device),
             **(extra or {}),
             **compute_metrics(scores, labels),
+            **compute_calibration_metrics(
+                scores, labels, threshold=model.config.verification_threshold, calibration=calibration
+            ),
+            **({"calibration": calibration} if calibration else {}),
         }
     )
     if output_dir is not None:

@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .trials import Trial, unique_paths
+from .trials import Trial
 
 __all__ = ["MissingEmbeddingError", "cosine_scores", "as_norm_scores", "score_trials"]
 
 _MAX_LISTED = 20
 _CHUNK_ROWS = 4096  # rows per block of the embedding x cohort score matrix
+_CHUNK_TRIALS = 16384  # trials per block of pair scores: gathers stay in cache, no (trials x dim) copies
 
 
 class MissingEmbeddingError(KeyError):
@@ -45,24 +46,30 @@ def _prepare(trials: Sequence[Trial], embeddings: Mapping[str, np.ndarray]):
     """Unit-norm matrix of every trial file, plus enroll/test row indices per trial."""
     if len(trials) == 0:
         raise ValueError("no trials to score")
-    paths = unique_paths(trials)
+    row: dict[str, int] = {}  # path -> matrix row, in first-seen order; one pass over the trials
+    enroll_rows, test_rows = [], []
+    for trial in trials:
+        enroll_rows.append(row.setdefault(trial.enroll, len(row)))
+        test_rows.append(row.setdefault(trial.test, len(row)))
+    enroll, test = np.array(enroll_rows, dtype=np.intp), np.array(test_rows, dtype=np.intp)
+    paths = list(row)
     missing = [p for p in paths if p not in embeddings]
     if missing:
         raise MissingEmbeddingError(missing)
-    vectors = [np.asarray(embeddings[p], dtype=np.float64) for p in paths]
+    vectors = [np.asarray(embeddings[p]) for p in paths]
     shapes = {v.shape for v in vectors}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(f"embeddings must all be 1-d with the same size, got shapes {sorted(shapes)}")
-    matrix = _unit_rows(np.stack(vectors), "embeddings", paths)
-
-    row = {p: i for i, p in enumerate(paths)}
-    enroll = np.fromiter((row[t.enroll] for t in trials), dtype=np.intp, count=len(trials))
-    test = np.fromiter((row[t.test] for t in trials), dtype=np.intp, count=len(trials))
+    matrix = _unit_rows(np.stack(vectors).astype(np.float64, copy=False), "embeddings", paths)
     return matrix, enroll, test
 
 
 def _pair_cosine(matrix: np.ndarray, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", matrix[enroll], matrix[test])
+    scores = np.empty(len(enroll))
+    for start in range(0, len(enroll), _CHUNK_TRIALS):
+        rows = slice(start, start + _CHUNK_TRIALS)
+        scores[rows] = np.einsum("ij,ij->i", matrix[enroll[rows]], matrix[test[rows]])
+    return scores
 
 
 def cosine_scores(trials: Sequence[Trial], embeddings: Mapping[str, np.ndarray]) -> np.ndarray:

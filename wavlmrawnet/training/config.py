@@ -75,9 +75,30 @@ class ModelSection(_Section):
         return value
 
 
+class DatasetSource(_Section):
+    """`data.dataset`: any `datasets` source. `path`, `name`, `split`, `data_files`, `data_dir` and `revision` go to
+    `datasets.load_dataset` (a Hub id, a packaged builder such as `audiofolder`/`parquet`/`csv`/`json`, or a local
+    folder); a folder written by `save_to_disk` is read with `load_from_disk`."""
+
+    path: str
+    name: str | None = None
+    split: str = "train"
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    streaming: bool = False  # an IterableDataset: nothing is downloaded or listed up front (see README: streaming)
+    audio_column: str = "audio"  # an Audio column (read as Audio(decode=False)) or a column of file paths
+    speaker_column: str = "speaker"  # strings, integers or a ClassLabel
+    label2id_file: str | None = None  # streaming: JSON {speaker: id} of every speaker, instead of the first pass
+    shuffle_buffer: PositiveInt = 10000  # streaming: seeded shuffle buffer, in rows
+
+
 class DataSection(_Section):
+    # The training source: exactly one of train_dir, train_manifest and dataset.
     train_dir: str | None = None  # VoxCeleb layout: <train_dir>/wav/<speaker>/<video>/<utt>.wav
     train_manifest: str | None = None  # or a CSV/JSONL manifest with path,speaker
+    dataset: DatasetSource | None = None  # or any `datasets` source (Hub, parquet, audiofolder, save_to_disk ...)
+    audio_extensions: list[str] = Field(default_factory=lambda: [".wav"])  # train_dir files (VoxCeleb2: [".m4a"])
     validation_speakers: PositiveInt | Annotated[float, Field(gt=0, lt=1)] = 0.1  # a count (>= 1) or a fraction
     test_trials: str | None = None  # VoxCeleb trial list evaluated at the end (e.g. veri_test2.txt)
     test_root: str | None = None  # folder the trial paths are relative to

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import WavLMConfig, get_scheduler
@@ -30,19 +30,29 @@ from ..modeling_wavlmrawnet import Precision, WavLMRawNetForXVector, resolve_pre
 from .augment import Augmenter
 from .config import TrainConfig, TrainingSection
 from .data import (
+    BAD_AUDIO_FILENAME,
     SpeakerAudioDataset,
     SpeakerCollator,
     check_dataset_audio,
-    dataset_from_manifest,
-    dataset_from_voxceleb,
     label_maps,
     speaker_disjoint_split,
+    training_dataset,
+)
+from .data.sources import _embedded_audio_path, _make_dataset, load_hf_source, relabel
+from .data.streaming import (
+    StreamCursor,
+    StreamingSpeakerDataset,
+    first_pass_speakers,
+    held_out_speakers,
+    read_label2id_file,
+    speaker_names,
 )
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.json"
 RUN_INFO_FILE = "run_info.json"  # the resolved precision and the hardware: which path produced the run's figures
+STREAM_SPEAKERS_FILE = "speakers.json"  # streaming: the training label2id, the held-out speakers, the first pass
 VALIDATION_TRIALS = "validation_trials.txt"  # trials among the held-out speakers' files
 
 
@@ -164,9 +174,7 @@ def feature_extractor_for(config: TrainConfig) -> WavLMRawNetFeatureExtractor:
 def load_splits(config: TrainConfig, min_seconds: float, report_dir: Path) -> tuple[Dataset, Dataset]:
     """The speaker-disjoint (train, validation) splits, their audio checked: bad files stop the run or are dropped."""
     data = config.data
-    if bool(data.train_dir) == bool(data.train_manifest):
-        raise ValueError("set exactly one of data.train_dir (VoxCeleb layout) and data.train_manifest")
-    dataset = dataset_from_voxceleb(data.train_dir) if data.train_dir else dataset_from_manifest(data.train_manifest)
+    dataset = training_dataset(data, Path(config.training.output_dir))  # the source the config sets (a registry)
     # One check of every file before the split: one report and one error that list the bad files of both sides.
     dataset = check_dataset_audio(
         dataset, min_seconds, data.skip_bad_audio, report_dir, full_decode=data.full_audio_check
@@ -184,9 +192,14 @@ def write_validation_trials(config: TrainConfig, split: Dataset) -> None:
     write_trials(trials, Path(config.training.output_dir) / VALIDATION_TRIALS)
 
 
-def build_model(config: TrainConfig, train_split: Dataset) -> WavLMRawNetForXVector:
-    """The model to train, one class per training speaker (`id2label` in sorted speaker order)."""
-    id2label, label2id = label_maps(train_split)
+def build_model(config: TrainConfig, train_split: Dataset | None, labels: dict[str, int] | None = None):
+    """The model to train, one class per training speaker (`id2label` in sorted speaker order): from the split's
+    labels, or from `labels` ({speaker: id}, streaming)."""
+    if labels is not None:
+        label2id = dict(labels)
+        id2label = {i: speaker for speaker, i in label2id.items()}
+    else:
+        id2label, label2id = label_maps(train_split)
     overrides = dict(config.model.overrides, id2label=id2label, label2id=label2id)
     if config.model.wavlm_pretrained:
         model = WavLMRawNetForXVector.from_wavlm_pretrained(
@@ -225,6 +238,90 @@ def build_train_loader(config: TrainConfig, train_split: Dataset, feature_extrac
         persistent_workers=False,
     )
     return dataset, loader
+
+
+def load_stream(config: TrainConfig, accelerator: Accelerator, min_seconds: float):
+    """Streaming: the speakers (a first pass over the speaker column, or `label2id_file`), the held-out validation
+    speakers and their files (written to `<output_dir>/validation_audio`, checked); every rank reads them alike.
+
+    Returns (stream, training label2id, held-out speakers, validation split)."""
+    source, output_dir = config.data.dataset, Path(config.training.output_dir)
+    stream = load_hf_source(source)
+    speakers_file = output_dir / STREAM_SPEAKERS_FILE
+    if accelerator.is_main_process:
+        if source.label2id_file:
+            speakers = read_label2id_file(source.label2id_file)
+            summary = {"from": source.label2id_file}
+        else:
+            counts, rows, seconds = first_pass_speakers(stream, source.speaker_column)
+            speakers = sorted(counts)
+            summary = {"from": "first pass", "rows": rows, "seconds": round(seconds, 3)}
+            logger.info("first pass: %d rows, %d speakers in %.2f s", rows, len(counts), seconds)
+        held_out = held_out_speakers(speakers, config.data.validation_speakers, config.training.seed)
+        validation = _stream_validation_split(stream, source, held_out, output_dir / "validation_audio")
+        validation = check_dataset_audio(validation, min_seconds, True, output_dir, full_decode=True)
+        validation.to_json(output_dir / "validation_split.jsonl")
+        if not (output_dir / BAD_AUDIO_FILENAME).exists():  # training items found bad on the fly are appended
+            (output_dir / BAD_AUDIO_FILENAME).write_text("path\treason\n")
+        train_speakers = sorted(set(speakers) - held_out)
+        label2id = {speaker: i for i, speaker in enumerate(train_speakers)}
+        written = {"label2id": label2id, "held_out": sorted(held_out), **summary}
+        speakers_file.write_text(json.dumps(written, indent=2))
+    accelerator.wait_for_everyone()
+    written = json.loads(speakers_file.read_text())
+    validation = Dataset.from_json(str(output_dir / "validation_split.jsonl"))
+    return stream, written["label2id"], set(written["held_out"]), validation
+
+
+def _stream_validation_split(stream, source, held_out: set[str], extract_dir: Path) -> Dataset:
+    """The held-out speakers' rows, their audio as local files (bytes written once, by content hash)."""
+    extract_dir.mkdir(parents=True, exist_ok=True)
+    paths, speakers = [], []
+    for position, row in enumerate(stream):
+        speaker = speaker_names(stream, source.speaker_column, row[source.speaker_column])
+        if speaker in held_out:
+            entry = row[source.audio_column]
+            entry = {"path": entry, "bytes": None} if isinstance(entry, str) else entry
+            paths.append(_embedded_audio_path(entry, position, extract_dir))
+            speakers.append(speaker)
+    return relabel(_make_dataset(paths, speakers, {}, source=f"the held-out speakers of {source.path!r}"))
+
+
+def build_stream_loader(config: TrainConfig, accelerator, stream, label2id, held_out, feature_extractor):
+    """The streaming DataLoader: this rank's share, shuffled, decoded in the workers (not wrapped by accelerate)."""
+    data, training = config.data, config.training
+    dataset = StreamingSpeakerDataset(
+        stream,
+        data.dataset.audio_column,
+        data.dataset.speaker_column,
+        label2id,
+        held_out,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        segment_seconds=data.segment_seconds,
+        sampling_rate=feature_extractor.sampling_rate,
+        augmenter=Augmenter.from_config(data.augment) if data.augment else None,
+        seed=training.seed,
+        min_seconds=feature_extractor.min_seconds,
+        shuffle_buffer=data.dataset.shuffle_buffer,
+        skip_bad_audio=data.skip_bad_audio,
+        bad_audio_report=Path(training.output_dir) / BAD_AUDIO_FILENAME,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=training.batch_size,
+        num_workers=data.num_workers,
+        collate_fn=SpeakerCollator(feature_extractor, return_paths=True),
+    )
+    return dataset, loader
+
+
+def stream_batches(accelerator: Accelerator, loader, cursor: StreamCursor):
+    """Yields (epoch, batch) on this process's device; `cursor` follows what was consumed (for checkpoints)."""
+    for batch in loader:
+        cursor.update(batch.pop("stream"))
+        epoch = max(epoch for epoch, _ in cursor.state.values())
+        yield epoch, {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def build_optimizer(model: WavLMRawNetForXVector, training: TrainingSection):
@@ -286,6 +383,7 @@ def validate(accelerator, model, feature_extractor, config: TrainConfig, precisi
             name="validation",
             progress=False,
             precision=precision,
+            distributed=False,  # rank 0 alone
         )
         log(
             accelerator,
@@ -312,6 +410,7 @@ def evaluate_test(config: TrainConfig, model, feature_extractor, output_dir: Pat
         batch_size=config.training.eval_batch_size,
         name="test",
         precision=precision,
+        distributed=False,  # the main process alone
         **kwargs,
     )
 
@@ -333,9 +432,17 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Trainin
     # alike; only the main one writes the report). The training speakers left are the model's classes.
     feature_extractor = feature_extractor_for(config)
     report_dir = output_dir if main else output_dir / f".bad_audio_rank{accelerator.process_index}"
-    train_split, validation_split = load_splits(config, feature_extractor.min_seconds, report_dir)
-    model = build_model(config, train_split)
-    train_data, train_loader = build_train_loader(config, train_split, feature_extractor)
+    streaming = data.dataset is not None and data.dataset.streaming
+    if streaming:
+        stream, label2id, held_out, validation_split = load_stream(config, accelerator, feature_extractor.min_seconds)
+        model = build_model(config, None, labels=label2id)
+        train_data, train_loader = build_stream_loader(
+            config, accelerator, stream, label2id, held_out, feature_extractor
+        )
+    else:
+        train_split, validation_split = load_splits(config, feature_extractor.min_seconds, report_dir)
+        model = build_model(config, train_split)
+        train_data, train_loader = build_train_loader(config, train_split, feature_extractor)
     if main:
         write_validation_trials(config, validation_split)
 
@@ -347,9 +454,12 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Trainin
 
     # Optimisation, wrapped by Accelerate (DDP, devices, mixed precision), then the last checkpoint if resuming.
     optimizer, scheduler = build_optimizer(model, training)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if streaming:  # each rank reads its own split of the stream: accelerate must not re-shard or dispatch it
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     accelerator.register_for_checkpointing(scheduler)
-    batches_per_epoch = len(train_loader)
+    batches_per_epoch = len(train_loader) if not streaming else training.gradient_accumulation_steps
     if batches_per_epoch < training.gradient_accumulation_steps:
         raise ValueError(
             f"{len(train_data)} training files give {batches_per_epoch} batch(es) of {training.batch_size} per "
@@ -360,8 +470,13 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Trainin
         state = load_last_checkpoint(accelerator, output_dir / "checkpoints", state)
     accelerator.init_trackers("wavlmrawnet", config=flat_hparams(config))
 
-    epoch, skip = divmod(state["step"] * training.gradient_accumulation_steps, batches_per_epoch)
-    batches = epochs_of_batches(accelerator, train_loader, train_data, epoch, skip)
+    if streaming:
+        cursor = StreamCursor((state.get("stream") or {}).get(str(accelerator.process_index)))
+        train_data.load_state(cursor.state)
+        batches = stream_batches(accelerator, train_loader, cursor)
+    else:
+        epoch, skip = divmod(state["step"] * training.gradient_accumulation_steps, batches_per_epoch)
+        batches = epochs_of_batches(accelerator, train_loader, train_data, epoch, skip)
     bar = tqdm(
         total=training.max_steps, initial=state["step"], desc="training", disable=not accelerator.is_local_main_process
     )
@@ -422,6 +537,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Trainin
 
         # Checkpoint (atomic), for --resume.
         if step % training.checkpoint_every == 0 or last:
+            if streaming:  # every rank's stream position, by rank
+                state["stream"] = {str(r): c for r, c in enumerate(gather_object([cursor.state]))}
             save_checkpoint(accelerator, output_dir / "checkpoints", dict(state), training.keep_checkpoints)
     bar.close()
 

@@ -16,7 +16,8 @@ import soundfile as sf
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ...feature_extraction_wavlmrawnet import AudioDecodingError, load_audio
+from ...audio_io import load_audio
+from ...feature_extraction_wavlmrawnet import AudioDecodingError
 from .sources import _default_workers, _listing, _require_columns, relabel
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,15 @@ def _check_audio_file(path: str, min_seconds: float, sampling_rate: int, full_de
         return BadAudio(path, "unreadable: no such file")
     try:
         info = sf.info(path)
-    except Exception as error:
-        return BadAudio(path, f"unreadable: not a readable audio file ({error})")
-    if info.frames <= 0:
-        return BadAudio(path, "empty: the file holds no audio samples")
-    seconds = info.frames / info.samplerate
-    if seconds < min_seconds:
-        return BadAudio(path, f"too short: {seconds:.3f} s < min_seconds {min_seconds:g} s")
-    if not full_decode and info.format in _HEADER_ONLY_FORMATS and info.subtype in _HEADER_ONLY_SUBTYPES:
-        return None
+    except Exception:  # not a libsndfile format (m4a/AAC, ...): decoded below, through PyAV
+        info = None
+    if info is not None:
+        if info.frames <= 0:
+            return BadAudio(path, "empty: the file holds no audio samples")
+        if info.frames / info.samplerate < min_seconds:
+            return BadAudio(path, f"too short: {info.frames / info.samplerate:.3f} s < min_seconds {min_seconds:g} s")
+        if not full_decode and info.format in _HEADER_ONLY_FORMATS and info.subtype in _HEADER_ONLY_SUBTYPES:
+            return None
     try:
         audio = load_audio(path, sampling_rate)
     except AudioDecodingError as error:

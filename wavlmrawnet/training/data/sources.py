@@ -20,15 +20,26 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import (
+    Audio,
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    Value,
+    load_dataset,
+    load_from_disk,
+)
 
-from ...feature_extraction_wavlmrawnet import AudioDecodingError, audio_duration
+from ...audio_io import audio_duration
+from ...feature_extraction_wavlmrawnet import AudioDecodingError
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +255,15 @@ def _embedded_audio_path(entry: Any, row: int, extract_dir: Path | None) -> str:
             f"row {row}: the audio is embedded as bytes (path {path!r} is not a local file); pass extract_dir= to "
             "write embedded audio to files there"
         )
-    suffix = Path(path).suffix if path and Path(path).suffix else ".audio"  # soundfile detects the format itself
-    target = extract_dir / f"{hashlib.sha1(data).hexdigest()}{suffix}"
+    # <content hash>/<the entry's own relative path>: unique, and error reports still name the original file.
+    digest = hashlib.sha1(data).hexdigest()
+    relative = Path(path) if path and not os.path.isabs(path) and ".." not in Path(path).parts else None
+    if relative is not None and relative.suffix:
+        target = extract_dir / digest[:16] / relative
+    else:
+        suffix = Path(path).suffix if path and Path(path).suffix else ".audio"  # soundfile detects the format
+        target = extract_dir / f"{digest}{suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not target.is_file():
         partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         partial.write_bytes(data)
@@ -403,3 +421,115 @@ def speaker_disjoint_split(dataset: Dataset, validation_speakers: int | float, s
         train=relabel(dataset.select(train_rows)),
         validation=relabel(dataset.select(validation_rows)),
     )
+
+
+# ---------------------------------------------------------------------------------------------------- config sources
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
+    folder = Path(path)
+    return folder.is_dir() and ((folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file())
+
+
+def encode_audio_without_torchcodec() -> None:
+    """Lets `datasets` store audio given as a path or bytes without torchcodec (process-wide, idempotent).
+
+    `datasets` 5 imports torchcodec in `Audio.encode_example` before looking at the value, so packaged builders such
+    as `audiofolder` fail without it even though a path or bytes need no encoding. This wraps the method: a path,
+    bytes or a `{"path", "bytes"}` dict is stored as is; anything else (arrays) still goes to the original.
+    """
+    from datasets.features import audio as audio_module
+
+    original = audio_module.Audio.encode_example
+    if getattr(original, "_wavlmrawnet", False):
+        return
+
+    def encode_example(self, value):
+        if isinstance(value, (str, Path)):
+            return {"bytes": None, "path": os.fspath(value)}
+        if isinstance(value, (bytes, bytearray)):
+            return {"bytes": bytes(value), "path": None}
+        if isinstance(value, Mapping) and "array" not in value and (value.get("bytes") or value.get("path")):
+            return {"bytes": value.get("bytes"), "path": value.get("path")}
+        return original(self, value)
+
+    encode_example._wavlmrawnet = True
+    audio_module.Audio.encode_example = encode_example
+
+
+def load_hf_source(source: Any) -> Dataset | IterableDataset:
+    """The `data.dataset` source (a `DatasetSource`) as a `Dataset`, or an `IterableDataset` with `streaming`.
+
+    A `save_to_disk` folder goes to `load_from_disk` (its `split` is picked from a DatasetDict); anything else to
+    `load_dataset(path, name=, split=, data_files=, data_dir=, revision=, streaming=)`. The audio column is cast to
+    `Audio(decode=False)`: audio is decoded later with soundfile (PyAV for m4a), never with torchcodec/FFmpeg.
+    """
+    encode_audio_without_torchcodec()
+    if is_saved_dataset(source.path):
+        dataset = load_from_disk(source.path)
+        if isinstance(dataset, DatasetDict):
+            if source.split not in dataset:
+                raise ValueError(f"{source.path!r} has splits {list(dataset)}; data.dataset.split is {source.split!r}")
+            dataset = dataset[source.split]
+        if source.streaming:
+            dataset = dataset.to_iterable_dataset(num_shards=max(1, min(len(dataset), 64)))
+    else:
+        options = {k: getattr(source, k) for k in ("name", "data_files", "data_dir", "revision")}
+        dataset = load_dataset(
+            source.path,
+            split=source.split,
+            streaming=source.streaming,
+            **{k: v for k, v in options.items() if v is not None},
+        )
+    columns = list(dataset.features) if dataset.features is not None else None
+    for option in ("audio_column", "speaker_column"):
+        column = getattr(source, option)
+        if columns is not None and column not in columns:
+            raise ValueError(
+                f"data.dataset.{option} {column!r} is not a column of {source.path!r}; its columns are {columns}"
+            )
+    if isinstance(dataset.features[source.audio_column], Audio):
+        dataset = dataset.cast_column(source.audio_column, Audio(decode=False))
+    return dataset
+
+
+def dataset_from_source(source: Any, extract_dir: str | os.PathLike) -> Dataset:
+    """A speaker dataset (the columns of `dataset_from_hf`) from a non-streaming `data.dataset` source; audio held
+    only as bytes (parquet, Hub) is written once to `extract_dir`, named by its content hash."""
+    if source.streaming:
+        raise ValueError("a streaming source is an IterableDataset; read it with training/data/streaming.py")
+    return dataset_from_hf(load_hf_source(source), source.audio_column, source.speaker_column, extract_dir)
+
+
+# The training sources, by their `data` key: `training_dataset` builds the one the config sets.
+TRAINING_SOURCES: dict[str, Callable[[Any, Path], Dataset]] = {
+    "train_dir": lambda data, work_dir: dataset_from_voxceleb(data.train_dir, tuple(data.audio_extensions)),
+    "train_manifest": lambda data, work_dir: dataset_from_manifest(data.train_manifest),
+    "dataset": lambda data, work_dir: dataset_from_source(data.dataset, work_dir / "extracted_audio"),
+}
+
+
+def chosen_source(data: Any) -> str:
+    """The one `data` key among `TRAINING_SOURCES` that is set (a clear error for none or several)."""
+    chosen = [key for key in TRAINING_SOURCES if getattr(data, key, None)]
+    if len(chosen) != 1:
+        keys = ", ".join(f"data.{k}" for k in TRAINING_SOURCES)
+        raise ValueError(f"set exactly one training source among {keys}; set: {chosen or 'none'}")
+    return chosen[0]
+
+
+def training_dataset(data: Any, work_dir: str | os.PathLike) -> Dataset:
+    """The speaker dataset of the training source the `data` config section sets (see `TRAINING_SOURCES`).
+
+    Raises:
+        ValueError: no source or several, a missing column, or fewer than 2 speakers (named with the column).
+    """
+    key = chosen_source(data)
+    dataset = TRAINING_SOURCES[key](data, Path(work_dir))
+    speakers = sorted(set(dataset["speaker"]))
+    if len(speakers) < 2:
+        column = f"data.dataset.speaker_column {data.dataset.speaker_column!r}" if key == "dataset" else "speaker"
+        raise ValueError(
+            f"the training source data.{key} has {len(speakers)} speaker(s) ({_listing(speakers)}) in its {column}; "
+            "speaker verification training needs at least 2 (and held-out validation speakers)"
+        )
+    return dataset

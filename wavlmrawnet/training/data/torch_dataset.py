@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from ...feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor, crop, load_audio
+from ...audio_io import load_audio
+from ...feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor, crop
 from ..augment import Augmenter
 from .sources import _require_columns
 
@@ -130,4 +131,6 @@ class SpeakerCollator:
         }
         if self.return_paths:
             batch["paths"] = [item.get("path") for item in items]
+        if "stream" in items[0]:  # streaming: (worker, epoch, position) of each item, for resuming
+            batch["stream"] = [tuple(item["stream"]) for item in items]
         return batch

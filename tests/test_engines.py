@@ -1,0 +1,85 @@
+"""Inference engines (`wavlmrawnet.engines.use_engine`, `--engine` in the CLI) give the eager model's embeddings."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_wav
+
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.engines import ENGINES, use_engine
+
+
+@pytest.fixture(scope="module")
+def model() -> WavLMRawNetForXVector:
+    torch.manual_seed(0)
+    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", num_labels=3)).eval()
+
+
+def padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    mask = torch.ones(2, 24000, dtype=torch.long)
+    mask[1, 14000:] = 0
+    return torch.randn(2, 24000) * mask, mask
+
+
+def test_use_engine_refuses_unknown_engines_and_training_models(model):
+    with pytest.raises(ValueError, match=r"engine must be one of \['torch', 'torch-compile', 'onnxruntime'\]"):
+        use_engine(copy.deepcopy(model), "tensorrt")
+    with pytest.raises(ValueError, match="call model.eval"):
+        use_engine(copy.deepcopy(model).train(), "onnxruntime")
+    with pytest.raises(TypeError, match="expected a WavLMRawNetForXVector"):
+        use_engine(torch.nn.Linear(2, 2), "torch")
+    assert ENGINES == ("torch", "torch-compile", "onnxruntime")
+
+
+def check_engine(model, engine: str) -> None:
+    values, mask = padded_batch()
+    engine_model = copy.deepcopy(model)
+    seconds = use_engine(engine_model, engine)
+    assert seconds >= 0 and engine_model.engine == engine
+    with torch.inference_mode():
+        expected = model(values, attention_mask=mask).embeddings
+        got = engine_model(values, attention_mask=mask).embeddings
+        # A different length and batch size: the engine's batch and length axes are dynamic.
+        expected_single = model.get_embeddings(values[1:, :14000])
+        got_single = engine_model.get_embeddings(values[1:, :14000])
+    assert got.shape == expected.shape and (got - expected).abs().max() <= 1e-4
+    assert (got_single - expected_single).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match="takes no labels"):
+        engine_model(values, attention_mask=mask, labels=torch.tensor([0, 1]))
+
+
+def test_onnxruntime_engine_matches_eager(model):
+    check_engine(model, "onnxruntime")
+
+
+@pytest.mark.slow
+def test_torch_compile_engine_matches_eager(model):
+    check_engine(model, "torch-compile")
+
+
+@pytest.mark.slow
+def test_cli_engine_option_gives_the_same_embeddings(tmp_path, saved_tiny_model):
+    """`wavlmrawnet embed --engine onnxruntime` in a fresh process writes the eager engine's embeddings."""
+    clips = [write_wav(tmp_path / f"clip{i}.wav", 1.0 + 0.4 * i, 16000, seed=i) for i in range(2)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    outputs = {}
+    for engine in ("torch", "onnxruntime"):
+        out = tmp_path / f"{engine}.npy"
+        result = subprocess.run(
+            [sys.executable, "-m", "wavlmrawnet", "embed", "--model", saved_tiny_model, *clips, "--out", str(out),
+             "--quiet", "--engine", engine, "--dtype", "fp32"],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[engine] = np.load(out)
+    assert "engine onnxruntime: prepared in" in result.stderr
+    assert outputs["torch"].shape == (2, 256)
+    assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 1e-4

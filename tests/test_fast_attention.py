@@ -1,0 +1,254 @@
+"""The fast paths (`WavLMRawNetForXVector.set_fast_paths`) compute the same function as transformers' own WavLM:
+`WavLMFastAttention` against transformers' `WavLMAttention` layer (fp32, <= 1e-5, with and without padding, and
+gradients), `InferenceLinear` against `F.linear`, the running weighted layer sum against the stack of hidden states,
+the sinc filter cache, and whole-model embeddings and gradients with the fast paths on and off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import WavLMConfig
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention, WavLMEncoderLayerStableLayerNorm
+
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.modeling_wavlmrawnet import (
+    InferenceLinear,
+    RunningLayerSum,
+    WavLMAttentionContiguousInput,
+    WavLMFastAttention,
+    inference_linear,
+)
+
+NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0)
+TOLERANCE = 1e-5
+
+
+def attention_pair(seed: int = 0, has_bias: bool = True) -> tuple[WavLMAttention, WavLMFastAttention]:
+    """transformers' WavLMAttention and a WavLMFastAttention with the same random weights (64 wide, 4 heads)."""
+    torch.manual_seed(seed)
+    stock = WavLMAttention(64, 4, num_buckets=32, max_distance=100, has_relative_position_bias=has_bias)
+    with torch.no_grad():  # the relative-position constant starts at 1 in transformers: make it matter
+        stock.gru_rel_pos_const.uniform_(0.5, 1.5)
+    fast = WavLMAttention(64, 4, num_buckets=32, max_distance=100, has_relative_position_bias=has_bias)
+    fast.load_state_dict(stock.state_dict())
+    fast.__class__ = WavLMFastAttention
+    return stock, fast
+
+
+def frame_mask(lengths: list[int], frames: int) -> torch.Tensor:
+    return (torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]).long()
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "grad"])
+def test_fast_attention_equals_transformers_layer(padded, grad):
+    stock, fast = attention_pair()
+    hidden = torch.randn(3, 37, 64)
+    mask = frame_mask([37, 20, 9], 37) if padded else None
+    context = torch.enable_grad() if grad else torch.inference_mode()
+    with context:
+        expected, _, stock_bias = stock(hidden, attention_mask=mask)
+        got, weights, fast_bias = fast(hidden, attention_mask=mask)
+    assert weights is None
+    assert got.shape == expected.shape
+    valid = mask.bool() if padded else torch.ones(3, 37, dtype=torch.bool)
+    assert (got - expected)[valid].abs().max() <= TOLERANCE
+    # The position bias handed to the next layer is the same numbers, (1, heads, T, T) instead of (B * heads, T, T).
+    assert torch.allclose(fast_bias.expand(3, -1, -1, -1).reshape(-1, 37, 37), stock_bias)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_fast_attention_later_layer_takes_transformers_position_bias(padded):
+    """A layer without a bias table gets the first layer's bias, in transformers' (B * heads, T, T) layout."""
+    first, _ = attention_pair(seed=1)
+    stock, fast = attention_pair(seed=2, has_bias=False)
+    hidden = torch.randn(2, 25, 64)
+    mask = frame_mask([25, 11], 25) if padded else None
+    with torch.inference_mode():
+        _, _, bias = first(hidden, attention_mask=mask)
+        expected = stock(hidden, attention_mask=mask, position_bias=bias)[0]
+        got = fast(hidden, attention_mask=mask, position_bias=bias)[0]
+    valid = mask.bool() if padded else torch.ones(2, 25, dtype=torch.bool)
+    assert (got - expected)[valid].abs().max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_fast_attention_gradients_equal_transformers_layer(padded):
+    """Gradients for the input and every parameter, through a whole encoder layer (train mode, no dropout)."""
+    config = WavLMConfig(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_buckets=32, **NO_DROPOUT)
+    torch.manual_seed(3)
+    stock = WavLMEncoderLayerStableLayerNorm(config, has_relative_position_bias=True).train()
+    with torch.no_grad():
+        stock.attention.gru_rel_pos_const.uniform_(0.5, 1.5)
+    fast = WavLMEncoderLayerStableLayerNorm(config, has_relative_position_bias=True).train()
+    fast.load_state_dict(stock.state_dict())
+    fast.attention.__class__ = WavLMFastAttention
+    hidden = torch.randn(2, 30, 64)
+    mask = frame_mask([30, 17], 30) if padded else None
+    valid = (mask.bool() if padded else torch.ones(2, 30, dtype=torch.bool))[:, :, None].float()
+    target = torch.randn(2, 30, 64)
+
+    def gradients(layer):
+        layer.zero_grad()
+        inputs = hidden.clone().requires_grad_(True)
+        output = layer(inputs, attention_mask=mask)[0]
+        (((output - target) * valid) ** 2).sum().backward()
+        return {"input": inputs.grad} | {name: p.grad for name, p in layer.named_parameters()}
+
+    expected, got = gradients(stock), gradients(fast)
+    assert expected.keys() == got.keys()
+    for name, grad in expected.items():
+        assert got[name] is not None, name
+        scale = max(grad.abs().max().item(), 1.0)
+        assert (got[name] - grad).abs().max() <= TOLERANCE * scale, name
+
+
+def test_fast_attention_dropout_is_applied_in_training_only():
+    _, fast = attention_pair()
+    fast.dropout = 0.5
+    hidden = torch.randn(1, 20, 64)
+    with torch.no_grad():
+        fast.eval()
+        assert torch.equal(fast(hidden)[0], fast(hidden)[0])
+        fast.train()
+        assert not torch.equal(fast(hidden)[0], fast(hidden)[0])
+
+
+def test_inference_linear_equals_linear_and_keeps_gradients():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(2, 9, 48), torch.randn(32, 48), torch.randn(32)
+    with torch.inference_mode():
+        assert (inference_linear(x, weight, bias) - F.linear(x, weight, bias)).abs().max() <= TOLERANCE
+        assert (inference_linear(x, weight, None) - F.linear(x, weight)).abs().max() <= TOLERANCE
+    layer = torch.nn.Linear(48, 32)
+    layer.__class__ = InferenceLinear
+    layer(x).sum().backward()  # with gradients it is F.linear, which has a backward
+    assert layer.weight.grad is not None and torch.allclose(layer.bias.grad, torch.full((32,), 18.0))
+
+
+def tiny_model(**overrides) -> WavLMRawNetForXVector:
+    config = WavLMRawNetConfig.from_preset("tiny", num_labels=4, wavlm_config={"mask_time_prob": 0.0, **NO_DROPOUT})
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    return WavLMRawNetForXVector(config)
+
+
+def padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(5)
+    values = torch.randn(3, 24000)
+    mask = frame_mask([24000, 16000, 9000], 24000)
+    return values * mask, mask
+
+
+@pytest.mark.parametrize("pooling", ["weighted", "last"])
+def test_model_embeddings_are_the_same_with_fast_paths_on_and_off(pooling):
+    model = tiny_model(wavlm_pooling=pooling).eval()
+    layers = model.wavlm.encoder.layers
+    assert model.fast_paths and all(type(layer.attention) is WavLMFastAttention for layer in layers)
+    values, mask = padded_batch()
+    with torch.inference_mode():
+        fast = model(values, attention_mask=mask).embeddings
+        model.set_fast_paths(False)
+        assert all(type(layer.attention) is WavLMAttentionContiguousInput for layer in layers)
+        assert not any(isinstance(module, InferenceLinear) for module in model.modules())
+        slow = model(values, attention_mask=mask).embeddings
+    assert F.cosine_similarity(fast, slow).min() >= 0.99999
+    assert (fast - slow).abs().max() <= TOLERANCE * max(slow.abs().max().item(), 1.0)
+
+
+def test_model_gradients_are_the_same_with_fast_paths_on_and_off():
+    model = tiny_model().train()
+    values, mask = padded_batch()
+    labels = torch.tensor([0, 1, 2])
+
+    def gradients():
+        model.zero_grad()
+        model(values, attention_mask=mask, labels=labels).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    fast = gradients()
+    model.set_fast_paths(False)
+    slow = gradients()
+    assert fast.keys() == slow.keys() and len(fast) > 100
+    scale = max(grad.abs().max().item() for grad in slow.values())
+    for name, grad in slow.items():
+        assert (fast[name] - grad).abs().max() <= TOLERANCE * scale, name
+
+
+def test_running_layer_sum_equals_weighted_stack_of_hidden_states():
+    model = tiny_model().eval()
+    values, mask = padded_batch()
+    weights = torch.softmax(torch.randn(model.config.wavlm_config.num_hidden_layers + 1), dim=0)
+    with torch.inference_mode():
+        with RunningLayerSum(model.wavlm.encoder, weights) as running:
+            outputs = model.wavlm(values, attention_mask=mask, output_hidden_states=True)
+        stacked = torch.stack(outputs.hidden_states)
+        assert len(model.wavlm.encoder.layers[0]._forward_pre_hooks) == 0  # the hooks are removed afterwards
+        again = model.wavlm(values, attention_mask=mask)
+    assert torch.allclose(running.total, (weights[:, None, None, None] * stacked).sum(0), atol=1e-6)
+    assert torch.equal(again.last_hidden_state, outputs.last_hidden_state)
+
+
+def test_output_hidden_states_are_still_returned_with_the_running_sum():
+    model = tiny_model().eval()
+    values, mask = padded_batch()
+    with torch.inference_mode():
+        output = model(values, attention_mask=mask, output_hidden_states=True)
+    assert len(output.hidden_states) == model.config.wavlm_config.num_hidden_layers + 1
+
+
+def test_sinc_filters_are_cached_in_inference_and_rebuilt_when_the_cutoffs_change():
+    sinc = tiny_model().rawnet.sinc
+    with torch.inference_mode():
+        first = sinc.inference_filters(torch.float32)
+        assert sinc.inference_filters(torch.float32) is first  # reused
+    with torch.no_grad():
+        sinc.low_hz_.add_(25.0)  # what an optimiser step or load_state_dict does: an in-place change
+    with torch.inference_mode():
+        changed = sinc.inference_filters(torch.float32)
+    assert changed is not first and torch.equal(changed, sinc.filters().detach())
+    # With gradients the bank is built in the graph, so the cutoffs get their gradient.
+    filters = sinc.inference_filters(torch.float32)
+    assert filters.requires_grad
+    filters.sum().backward()
+    assert sinc.low_hz_.grad is not None
+
+
+def test_sinc_cache_follows_load_state_dict():
+    model = tiny_model().eval()
+    values = torch.randn(1, 16000)
+    with torch.inference_mode():
+        before = model(values).embeddings
+    other = tiny_model()
+    with torch.no_grad():
+        other.rawnet.sinc.band_hz_.mul_(0.5)
+    model.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        after = model(values).embeddings
+        model.set_fast_paths(False)
+        uncached = model(values).embeddings
+    assert not torch.allclose(before, after)
+    assert (after - uncached).abs().max() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_default_size_embeddings_match_with_fast_paths_on_and_off():
+    """WavLM-Large size (random weights): cosine >= 0.99999 to transformers' own computation, padded batch."""
+    torch.manual_seed(0)
+    model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("default", num_labels=2)).eval()
+    values = torch.randn(2, 48000)
+    mask = frame_mask([48000, 30000], 48000)
+    with torch.inference_mode():
+        fast = model(values * mask, attention_mask=mask).embeddings
+        model.set_fast_paths(False)
+        slow = model(values * mask, attention_mask=mask).embeddings
+    assert F.cosine_similarity(fast, slow).min() >= 0.99999
+
+
+def test_inference_linear_follows_autocast():
+    """Under bf16 autocast the product is bf16, as F.linear's would be (oneDNN's fp32 kernel would ignore autocast)."""
+    x, weight = torch.randn(4, 16), torch.randn(8, 16)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert inference_linear(x, weight, None).dtype == torch.bfloat16

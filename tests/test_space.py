@@ -1,0 +1,280 @@
+"""The Gradio Space, served by `space/app.py` in a subprocess on 127.0.0.1 and used as visitors and scripts use it:
+through `gradio_client` and through a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import write_wav
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "space" / "app.py"
+# The tiny model is untrained: recordings of one synthetic voice (same seed, any rate or length) score >= 0.9996
+# against each other and different voices <= 0.99, so this threshold separates them. It says nothing about accuracy.
+THRESHOLD = 0.995
+SERVER_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_app(model_dir: str | Path, log_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`python space/app.py --model DIR` on a free 127.0.0.1 port; returns the process and its URL once it answers."""
+    port = free_port()
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, str(APP), "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port), *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **SERVER_ENV},
+        cwd=log_path.parent,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"space/app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=5) as answer:
+                if answer.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"space/app.py did not answer within 180 s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_app(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def space_model(tmp_path_factory, saved_tiny_model) -> Path:
+    folder = tmp_path_factory.mktemp("space") / "model"
+    shutil.copytree(saved_tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["verification_threshold"] = THRESHOLD
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("space_audio")
+    sf.write(folder / "no_samples.wav", np.zeros(0, dtype=np.float32), 16000)  # a valid header, no audio
+    (folder / "zero_bytes.wav").write_bytes(b"")
+    (folder / "not_audio.wav").write_bytes(b"RIFF but not really a wav file")
+    return {
+        "alice": write_wav(folder / "alice.wav", 1.5, 16000, seed=1),
+        "alice_again": write_wav(folder / "alice_again.wav", 2.0, 16000, seed=1),
+        "alice_stereo_44k": write_wav(folder / "alice_stereo_44k.wav", 1.5, 44100, seed=1, channels=2),
+        "bob": write_wav(folder / "bob.wav", 1.5, 16000, seed=7),
+        "carol": write_wav(folder / "carol.wav", 1.5, 16000, seed=11),
+        "too_short": write_wav(folder / "too_short.wav", 0.05, 16000, seed=3),
+        "long": write_wav(folder / "long.wav", 4.0, 16000, seed=1),
+        "no_samples": str(folder / "no_samples.wav"),
+        "zero_bytes": str(folder / "zero_bytes.wav"),
+        "not_audio": str(folder / "not_audio.wav"),
+    }
+
+
+@pytest.fixture(scope="module")
+def space_url(space_model, tmp_path_factory):
+    # --max-seconds 3 makes the 4 s recording "too long" without a 10-minute file.
+    process, url = start_app(space_model, tmp_path_factory.mktemp("space_log") / "app.log", "--max-seconds", "3")
+    yield url
+    stop_app(process)
+
+
+@pytest.mark.slow
+def test_verify_and_identify_through_gradio_client(space_url, recordings):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(space_url, verbose=False)
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/verify", "/enroll", "/identify", "/remove"} <= set(endpoints)
+
+    def verify(first, second):
+        return client.predict(handle_file(recordings[first]), handle_file(recordings[second]), api_name="/verify")
+
+    text, same = verify("alice", "alice_again")
+    assert same["same_speaker"] is True and same["threshold"] == THRESHOLD and same["score"] >= THRESHOLD
+    assert "Same speaker" in text and f"{same['score']:.3f}" in text
+    text, stereo = verify("alice", "alice_stereo_44k")  # stereo 44.1 kHz: made mono and resampled
+    assert stereo["same_speaker"] is True and "Same speaker" in text
+    text, different = verify("alice", "bob")
+    assert different["same_speaker"] is False and different["score"] < THRESHOLD and "Different speakers" in text
+    assert "probability" not in different  # the model has no calibration
+
+    bad = {
+        "no_samples": "Recording 2 is empty",
+        "zero_bytes": "Recording 2 is not a readable audio file",
+        "not_audio": "Recording 2 is not a readable audio file",
+        "too_short": "too short",
+        "long": r"Recording 2 is 4\.0 s long; recordings up to 3\.0 s are accepted",
+    }
+    for name, message in bad.items():
+        with pytest.raises(AppError, match=message) as raised:
+            verify("alice", name)
+        assert "Traceback" not in str(raised.value) and "/tmp/" not in str(raised.value)
+
+    listing = client.predict("alice", [handle_file(recordings["alice"])], None, api_name="/enroll")
+    assert "| alice | 1 |" in listing
+    more, recorded = [handle_file(recordings["alice_stereo_44k"])], handle_file(recordings["alice_again"])
+    listing = client.predict("alice", more, recorded, api_name="/enroll")
+    assert "| alice | 3 |" in listing  # adding again updates the speaker
+    listing = client.predict("bob", [handle_file(recordings["bob"])], None, api_name="/enroll")
+    assert "| alice | 3 |" in listing and "| bob | 1 |" in listing
+
+    text, table, answer = client.predict(handle_file(recordings["alice_again"]), api_name="/identify")
+    assert answer["speaker"] == "alice" and answer["score"] >= THRESHOLD and answer["threshold"] == THRESHOLD
+    assert [name for name, _ in answer["candidates"]] == ["alice", "bob"] and "## alice" in text
+    assert [row[0] for row in table["data"]] == ["alice", "bob"]
+    _, _, answer = client.predict(handle_file(recordings["carol"]), api_name="/identify")
+    assert answer["speaker"] == "unknown" and answer["score"] < THRESHOLD  # no enrolled speaker is close enough
+    with pytest.raises(AppError, match="is empty"):
+        client.predict(handle_file(recordings["no_samples"]), api_name="/identify")
+    with pytest.raises(AppError, match="Give the speaker a name"):
+        client.predict("", [handle_file(recordings["bob"])], None, api_name="/enroll")
+
+    # Another visitor has a session of their own: no speakers, and removing one is theirs alone.
+    stranger = Client(space_url, verbose=False)
+    with pytest.raises(AppError, match="No speaker is enrolled yet"):
+        stranger.predict(handle_file(recordings["alice"]), api_name="/identify")
+    listing = client.predict("bob", None, api_name="/remove")
+    assert "bob" not in listing and "| alice | 3 |" in listing
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+@pytest.mark.slow
+def test_verify_in_headless_chromium(space_url, recordings, tmp_path):
+    """Upload two files in the page, press Verify, read the decision, and keep a screenshot."""
+    chromium = find_chromium()
+    if chromium is None:  # `make browser` installs Debian's chromium (`make test` runs it)
+        pytest.skip("no Chromium found (install Debian's chromium package: `make browser`)")
+    from playwright.sync_api import expect, sync_playwright
+
+    screenshot = tmp_path / "space_verify.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(space_url, wait_until="domcontentloaded")
+            expect(page.locator("#verify-button")).to_be_visible(timeout=60_000)
+            for elem_id, name in (("verify-first", "alice"), ("verify-second", "bob")):
+                page.locator(f"#{elem_id} input[type=file]").set_input_files(recordings[name])
+                expect(page.locator(f"#{elem_id} audio, #{elem_id} .waveform-container").first).to_be_attached(
+                    timeout=30_000
+                )
+            page.locator("#verify-button").click()
+            decision = page.locator("#verify-decision")
+            expect(decision).to_contain_text("speaker", timeout=60_000)
+            text = decision.inner_text()
+            page.screenshot(path=str(screenshot), full_page=True)
+            # A bad upload: the page shows the message, not a stack trace.
+            page.locator("#verify-second button[aria-label='Clear']").click()
+            page.locator("#verify-second input[type=file]").set_input_files(recordings["no_samples"])
+            page.locator("#verify-button").click()
+            expect(page.get_by_text("Recording 2 is empty: it holds no audio samples")).to_be_visible(timeout=60_000)
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()
+    assert "Different speakers" in text and f"threshold {THRESHOLD:.3f}" in text
+    assert screenshot.stat().st_size > 10_000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"screenshot: {screenshot}")
+    if target := os.environ.get("WAVLMRAWNET_SCREENSHOT"):  # e.g. space/screenshot.png, shown in the README
+        shutil.copyfile(screenshot, target)
+
+
+def test_space_files_are_deployable():
+    """The front matter Spaces reads, and a requirements.txt that installs everything the shipped package needs."""
+    import tomllib
+
+    import gradio
+    from huggingface_hub.repocard import metadata_load
+
+    metadata = metadata_load(REPO / "space" / "README.md")
+    assert metadata["sdk"] == "gradio" and metadata["app_file"] == "app.py"
+    assert metadata["sdk_version"] == gradio.__version__  # the version the tests ran
+    assert len(metadata["short_description"]) <= 60  # the Hub's limit
+
+    def name(requirement: str) -> str:
+        return requirement.split(";")[0].split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip().lower()
+
+    lines = (REPO / "space" / "requirements.txt").read_text().splitlines()
+    required = {name(line) for line in lines if line.strip() and not line.startswith("#")}
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    missing = {name(dependency) for dependency in core} - required
+    assert not missing, f"space/requirements.txt lacks the package's dependencies {sorted(missing)}"
+    assert f"gradio=={gradio.__version__}" in lines
+
+
+@pytest.mark.slow
+def test_app_without_a_model_says_how_to_give_one(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(APP)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **SERVER_ENV, "WAVLMRAWNET_MODEL": ""},
+        timeout=120,
+    )
+    assert run.returncode == 2 and "--model DIR_OR_HUB_ID, or set WAVLMRAWNET_MODEL" in run.stderr
+    run = subprocess.run(
+        [sys.executable, str(APP), "--model", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2 and "is not a model folder (no config.json)" in run.stderr
+
+
+def load_app_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("space_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_calibrated_model_shows_the_probability(tmp_path, saved_tiny_model, recordings):
+    import gradio as gr
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(saved_tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(calibration={"scale": 200.0, "offset": -199.0}, p_target=0.5, verification_threshold=THRESHOLD)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    recognizer = load_app_module().Recognizer(str(folder), max_seconds=3.0)
+
+    text, first = recognizer.verify(recordings["alice"], recordings["alice"])
+    assert first["same_speaker"] is True and first["llr"] == pytest.approx(200.0 * first["score"] - 199.0, abs=1e-4)
+    assert f"calibrated probability of the same speaker: **{first['probability']:.1%}**" in text
+    _, result = recognizer.verify(recordings["alice"], recordings["bob"])
+    assert result["probability"] < 0.5 < first["probability"] and result["same_speaker"] is False
+    with pytest.raises(gr.Error, match="Recording 1: no recording was given"):
+        recognizer.verify(None, recordings["bob"])

@@ -1,0 +1,104 @@
+"""Inference engines for a loaded `WavLMRawNetForXVector`: eager torch (the default), `torch.compile` (inductor) and
+ONNX Runtime. `use_engine` swaps the model's forward, so `embed`, `get_embeddings`, `embed_files` and the CLI run on
+the chosen engine unchanged:
+
+    from wavlmrawnet.engines import use_engine
+    startup_seconds = use_engine(model, "onnxruntime")   # exports once, then every forward runs in ONNX Runtime
+
+Only embeddings come back from the compiled and ONNX engines (`logits`, `loss` and `hidden_states` are None): they
+are for inference. ONNX Runtime runs fp32 on the CPU whatever the torch precision; torch-compile follows the
+precision (autocast) in effect when it runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import XVectorOutput
+
+ENGINES = ("torch", "torch-compile", "onnxruntime")
+
+
+def _check(model) -> None:
+    from .modeling_wavlmrawnet import WavLMRawNetForXVector
+
+    if not isinstance(model, WavLMRawNetForXVector):
+        raise TypeError(f"expected a WavLMRawNetForXVector, got {type(model).__name__}")
+    if model.training:
+        raise ValueError("engines are for inference: call model.eval() first")
+
+
+def _compiled_forward(model):
+    """The model's embedding forward through `torch.compile` (inductor, dynamic batch and length, frozen weights)."""
+    eager_forward = model.forward
+
+    def embeddings(input_values, attention_mask):
+        return eager_forward(input_values, attention_mask=attention_mask, return_dict=True).embeddings
+
+    # freezing: inductor folds the (inference-only) weights in as constants and prepacks them for oneDNN.
+    compiled = torch.compile(embeddings, dynamic=True, options={"freezing": True})
+
+    def forward(input_values, attention_mask=None, labels=None, **kwargs):
+        if labels is not None:
+            raise ValueError("the torch-compile engine is for inference: it takes no labels")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        return XVectorOutput(embeddings=compiled(input_values, attention_mask))
+
+    return forward
+
+
+def _onnxruntime_forward(model, onnx_path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    from .onnx_export import export_onnx
+
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("the onnxruntime engine runs on the CPU: load the model with --device cpu")
+    export_onnx(model, onnx_path, check=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def forward(input_values, attention_mask=None, labels=None, **kwargs):
+        if labels is not None:
+            raise ValueError("the onnxruntime engine is for inference: it takes no labels")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        feeds = {
+            "input_values": input_values.detach().float().cpu().numpy(),
+            "attention_mask": attention_mask.detach().cpu().numpy().astype(np.int64),
+        }
+        (embeddings,) = session.run(None, feeds)
+        return XVectorOutput(embeddings=torch.from_numpy(embeddings))
+
+    return forward
+
+
+def use_engine(model, engine: str = "torch", onnx_dir: str | Path | None = None, threads: int | None = None) -> float:
+    """Makes `model` (a `WavLMRawNetForXVector` in eval mode) run its forward on `engine`; returns the seconds spent
+    preparing it (the ONNX export and session for onnxruntime; torch-compile compiles on its first call instead).
+
+    `onnx_dir`: where the ONNX graph is written (default: a temporary folder kept for the process's lifetime).
+    `threads`: ONNX Runtime's intra-op threads (default: torch's thread count).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    _check(model)
+    start = time.perf_counter()
+    if engine == "torch-compile":
+        model.forward = _compiled_forward(model)
+    elif engine == "onnxruntime":
+        if onnx_dir is None:
+            model._onnx_tempdir = tempfile.TemporaryDirectory(prefix="wavlmrawnet-onnx-")  # removed with the model
+            onnx_dir = model._onnx_tempdir.name
+        model.forward = _onnxruntime_forward(model, Path(onnx_dir) / "model.onnx", threads)
+    model.engine = engine
+    return time.perf_counter() - start
+
+
+__all__ = ["ENGINES", "use_engine"]

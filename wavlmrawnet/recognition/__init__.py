@@ -1,0 +1,17 @@
+"""Speaker recognition: enrolled-speaker databases and identification, score calibration, models by Hub id."""
+
+from .calibration import calibrated_threshold, fit_calibration, llr_to_probability
+from .database import UNKNOWN_SPEAKER, ModelMismatchError, SpeakerDatabase, model_identity
+from .hub_ids import parse_model_id, resolve_model
+
+__all__ = [
+    "UNKNOWN_SPEAKER",
+    "ModelMismatchError",
+    "SpeakerDatabase",
+    "calibrated_threshold",
+    "fit_calibration",
+    "llr_to_probability",
+    "model_identity",
+    "parse_model_id",
+    "resolve_model",
+]

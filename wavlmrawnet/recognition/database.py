@@ -1,0 +1,265 @@
+"""Enrolled speakers for identification: one averaged, L2-normalised embedding per speaker, searched by matmul."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
+
+__all__ = ["ModelMismatchError", "SpeakerDatabase", "UNKNOWN_SPEAKER", "model_identity"]
+
+UNKNOWN_SPEAKER = "unknown"
+FORMAT = "wavlmrawnet-speaker-database/1"
+# Config keys that do not change the embeddings: calibrating a model or moving its threshold keeps its database.
+_DECISION_KEYS = frozenset(
+    ("verification_threshold", "calibration", "p_target", "auto_map", "custom_pipelines", "transformers_version",
+     "architectures", "_name_or_path", "chunk_seconds", "chunk_overlap_seconds", "dtype", "torch_dtype")
+)  # fmt: skip
+
+
+class ModelMismatchError(ValueError):
+    """The database's embeddings come from another model than the one given."""
+
+
+def model_identity(model) -> str:
+    """A hash of the model's weights and of the config keys that shape its embeddings (not the threshold or the
+    calibration), as 32 hex digits: embeddings of two models are comparable only if this matches."""
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _DECISION_KEYS}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _as_matrix(embeddings, dim: int | None, what: str) -> np.ndarray:
+    if isinstance(embeddings, torch.Tensor):
+        embeddings = embeddings.detach().to("cpu", torch.float32).numpy()
+    matrix = np.asarray(embeddings, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None]
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
+        raise ValueError(f"{what}: expected one (d,) or several (n, d) embeddings, got shape {matrix.shape}")
+    if dim is not None and matrix.shape[1] != dim:
+        raise ValueError(f"{what}: embeddings have {matrix.shape[1]} dimensions, the database holds {dim}")
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"{what}: embeddings hold NaN or infinite values")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"{what}: an embedding is all zeros")
+    return matrix / norms
+
+
+class SpeakerDatabase:
+    """Enrolled speakers of one model: each speaker is the mean of its utterances' L2-normalised embeddings,
+    renormalised. `search` and `identify` score queries by cosine against every speaker (one matmul, no index).
+
+    Create one with `SpeakerDatabase.for_model(model)` or `SpeakerDatabase.load(path, model)`; `save` writes a
+    safetensors file atomically (a temporary file, then a rename).
+    """
+
+    def __init__(self, identity: str, dim: int, threshold: float):
+        self.identity = identity
+        self.dim = int(dim)
+        self.threshold = float(threshold)
+        self._names: list[str] = []
+        self._rows: dict[str, int] = {}
+        # Row i: the sum of speaker i's normalised embeddings, and their count. Rows beyond len(self) are spare
+        # capacity (doubled when full), so enrolling n speakers one by one costs O(n), not O(n^2).
+        self._sum_buffer = np.zeros((0, self.dim), dtype=np.float64)
+        self._count_buffer = np.zeros(0, dtype=np.int64)
+        self._matrix: np.ndarray | None = None  # normalised means (float32), rebuilt after a change
+
+    @property
+    def _sums(self) -> np.ndarray:
+        return self._sum_buffer[: len(self._names)]
+
+    @property
+    def _counts(self) -> np.ndarray:
+        return self._count_buffer[: len(self._names)]
+
+    def _set_rows(self, sums: np.ndarray, counts: np.ndarray) -> None:
+        self._sum_buffer, self._count_buffer = sums.astype(np.float64), counts.astype(np.int64)
+
+    @classmethod
+    def for_model(cls, model) -> SpeakerDatabase:
+        """An empty database tied to `model` (its identity, embedding size and `config.verification_threshold`)."""
+        return cls(model_identity(model), model.config.embedding_dim, model.config.verification_threshold)
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def names(self) -> list[str]:
+        """Enrolled speakers, in enrollment order."""
+        return list(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._rows
+
+    def count(self, name: str) -> int:
+        """Utterances averaged into `name`."""
+        return int(self._counts[self._row(name)])
+
+    def embedding(self, name: str) -> np.ndarray:
+        """The speaker's normalised mean embedding."""
+        return self.matrix[self._row(name)].copy()
+
+    def _row(self, name: str) -> int:
+        if name not in self._rows:
+            raise KeyError(f"speaker {name!r} is not enrolled; enrolled: {self._preview()}")
+        return self._rows[name]
+
+    def _preview(self) -> str:
+        if not self._names:
+            return "none (the database is empty)"
+        shown = ", ".join(repr(n) for n in self._names[:10])
+        return shown + (f" and {len(self._names) - 10} more" if len(self._names) > 10 else "")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(speakers, dim) float32 matrix of normalised speaker embeddings."""
+        if self._matrix is None:
+            sums = self._sums
+            self._matrix = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+        return self._matrix
+
+    def add(self, name: str, embeddings) -> None:
+        """Enrols `name` from one (d,) or several (n, d) embeddings, or adds them to its utterances: the speaker's
+        embedding is the renormalised mean of all its normalised utterance embeddings."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a speaker name must be a non-empty string, got {name!r}")
+        if name == UNKNOWN_SPEAKER:
+            raise ValueError(f"{UNKNOWN_SPEAKER!r} is the answer for no match; choose another speaker name")
+        matrix = _as_matrix(embeddings, self.dim, f"speaker {name!r}")
+        if name in self._rows:
+            row = self._rows[name]
+            self._sums[row] += matrix.sum(axis=0, dtype=np.float64)
+            self._counts[row] += len(matrix)
+        else:
+            row = len(self._names)
+            if row == len(self._sum_buffer):
+                capacity = max(16, 2 * row)
+                self._sum_buffer = np.resize(self._sum_buffer, (capacity, self.dim))
+                self._count_buffer = np.resize(self._count_buffer, capacity)
+            self._sum_buffer[row] = matrix.sum(axis=0, dtype=np.float64)
+            self._count_buffer[row] = len(matrix)
+            self._rows[name] = row
+            self._names.append(name)
+        if np.linalg.norm(self._sums[self._rows[name]]) < 1e-6:
+            raise ValueError(f"speaker {name!r}: its utterance embeddings cancel out (their mean is zero)")
+        self._matrix = None
+
+    def remove(self, name: str) -> None:
+        """Removes a speaker; a `KeyError` names the enrolled ones if `name` is not one of them."""
+        row = self._row(name)
+        sums, counts = np.delete(self._sums, row, axis=0), np.delete(self._counts, row)
+        del self._names[row]
+        self._set_rows(sums, counts)
+        self._rows = {n: i for i, n in enumerate(self._names)}
+        self._matrix = None
+
+    # ------------------------------------------------------------------ search
+    def search(self, embeddings, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """For each query embedding ((d,) or (n, d)), the `top_k` most similar speakers as (name, cosine), best
+        first. An empty database is a `ValueError`."""
+        if not self._names:
+            raise ValueError("the speaker database is empty: enrol speakers first")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        queries = _as_matrix(embeddings, self.dim, "query")
+        scores = queries @ self.matrix.T  # (queries, speakers)
+        k = min(top_k, scores.shape[1])
+        if k < scores.shape[1]:
+            best = np.argpartition(scores, -k, axis=1)[:, -k:]  # the k best, unordered: O(speakers)
+        else:
+            best = np.tile(np.arange(k), (len(scores), 1))
+        results = []
+        for row, candidates in zip(scores, best):
+            ranked = candidates[np.argsort(-row[candidates], kind="stable")]
+            results.append([(self._names[i], float(row[i])) for i in ranked])
+        return results
+
+    def identify(self, embeddings, threshold: float | None = None, top_k: int = 5) -> list[dict]:
+        """Open-set identification: per query `{"speaker", "score", "candidates"}`. `speaker` is the best match, or
+        "unknown" when its cosine is below `threshold` (default: the model's verification threshold, `threshold`
+        attribute); `candidates` are the `top_k` (name, score) pairs."""
+        threshold = self.threshold if threshold is None else float(threshold)
+        answers = []
+        for candidates in self.search(embeddings, top_k=top_k):
+            name, score = candidates[0]
+            answers.append(
+                {"speaker": name if score >= threshold else UNKNOWN_SPEAKER, "score": score, "candidates": candidates}
+            )
+        return answers
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the database as safetensors; the file appears complete or not at all (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {
+            "format": FORMAT,
+            "model_identity": self.identity,
+            "threshold": repr(self.threshold),
+            "names": json.dumps(self._names),
+        }
+        tensors = {"sums": self._sums.astype(np.float64), "counts": self._counts.astype(np.int64)}
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            save_file(tensors, temporary, metadata=metadata)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model=None) -> SpeakerDatabase:
+        """Reads a saved database. With `model`, refuses (`ModelMismatchError`) one enrolled with another model and
+        takes the model's current threshold. A file that is not a speaker database is a `ValueError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"speaker database {path} does not exist")
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable speaker database (corrupt?): {error}") from None
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a wavlmrawnet speaker database (format {metadata.get('format')!r})")
+        try:
+            names = json.loads(metadata["names"])
+            sums, counts = tensors["sums"], tensors["counts"]
+            threshold = float(metadata["threshold"])
+            identity = metadata["model_identity"]
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path} is a damaged speaker database: {error!r}") from None
+        if sums.ndim != 2 or len(names) != len(sums) or counts.shape != (len(names),) or len(set(names)) != len(names):
+            raise ValueError(f"{path} is a damaged speaker database: names, embeddings and counts disagree")
+        database = cls(identity, sums.shape[1], threshold)
+        if model is not None:
+            expected = model_identity(model)
+            if expected != identity:
+                raise ModelMismatchError(
+                    f"{path} was enrolled with another model (identity {identity}, this model's is {expected}); "
+                    "its embeddings cannot be compared with this model's: enrol again with this model"
+                )
+            database.threshold = float(model.config.verification_threshold)
+        database._names = list(names)
+        database._rows = {n: i for i, n in enumerate(names)}
+        database._set_rows(sums, counts)
+        return database
+
+    def __repr__(self) -> str:
+        return f"SpeakerDatabase({len(self)} speakers, dim {self.dim}, model {self.identity[:12]})"
