@@ -1,4 +1,4 @@
-"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, export-onnx, card, push.
+"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, export-onnx, card, push, convert.
 
 Every command takes `--model DIR` (a folder written by `save_pretrained` or by training's `final/`) or a Hub id
 `--model user/repo[@revision]`.
