@@ -119,3 +119,20 @@ def report_failures(failures: dict[str, str], report_path: str | None = None) ->
         print(f"  {path}: {reason}", file=sys.stderr)
     if report_path:
         Path(report_path).write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures.items()))
+
+
+def embed_inputs(args, files: list[str], model, extractor, precision, progress: bool = False, **options):
+    """`embed_files` with the runtime options every command takes (batch size, chunking, precision, VAD)."""
+    from ..evaluation.embedding import embed_files
+
+    return embed_files(
+        model,
+        extractor,
+        files,
+        batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds,
+        precision=precision,
+        progress=progress,
+        vad=args.vad,
+        **options,
+    )

@@ -6,29 +6,25 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, load, report_failures
+from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, embed_inputs, load, report_failures
 
 
 def cmd_embed(args) -> int:
     import numpy as np
     from safetensors.numpy import save_file
 
-    from ..evaluation.embedding import embed_files
-
     out = Path(args.out)
     if out.suffix not in (".safetensors", ".npy"):
         raise SystemExit("error: --out must end in .safetensors or .npy")
     files, failures = collect_audio(args.inputs)
     model, extractor, precision = load(args)
-    result = embed_files(
+    result = embed_inputs(
+        args,
+        files,
         model,
         extractor,
-        files,
-        batch_size=args.batch_size,
-        chunk_seconds=args.chunk_seconds,
-        precision=precision,
+        precision,
         progress=not args.quiet,
-        vad=args.vad,
         cache_dir=args.cache_dir,
         flush_seconds=args.cache_flush_seconds,
     )
@@ -51,13 +47,9 @@ def cmd_embed(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from ..evaluation.embedding import embed_files
-
     files, failures = collect_audio([args.enroll, args.test])
     model, extractor, precision = load(args)
-    result = embed_files(
-        model, extractor, files, chunk_seconds=args.chunk_seconds, precision=precision, progress=False, vad=args.vad
-    )
+    result = embed_inputs(args, files, model, extractor, precision)
     failures.update(result.failures)
     if failures:
         report_failures(failures)

@@ -7,22 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, load, report_failures
-
-
-def _embed(args, files, model, extractor, precision):
-    from ..evaluation.embedding import embed_files
-
-    return embed_files(
-        model,
-        extractor,
-        files,
-        batch_size=args.batch_size,
-        chunk_seconds=args.chunk_seconds,
-        precision=precision,
-        progress=False,
-        vad=args.vad,
-    )
+from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, embed_inputs, load, report_failures
 
 
 def cmd_enroll(args) -> int:
@@ -36,7 +21,7 @@ def cmd_enroll(args) -> int:
     database = (
         SpeakerDatabase.load(database_path, model) if database_path.exists() else SpeakerDatabase.for_model(model)
     )
-    result = _embed(args, files, model, extractor, precision)
+    result = embed_inputs(args, files, model, extractor, precision)
     failures.update(result.failures)
     if failures:  # a speaker is enrolled from all of its files or not at all
         report_failures(failures)
@@ -62,7 +47,7 @@ def cmd_identify(args) -> int:
     database = SpeakerDatabase.load(args.db, model)
     if len(database) == 0:
         raise ValueError(f"speaker database {args.db} is empty: enrol speakers first (wavlmrawnet enroll)")
-    result = _embed(args, files, model, extractor, precision)
+    result = embed_inputs(args, files, model, extractor, precision)
     failures.update(result.failures)
     done = [path for path in files if path in result.embeddings]
     answers = (
