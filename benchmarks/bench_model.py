@@ -52,6 +52,7 @@ from common import (
 from transformers import WavLMConfig, WavLMForXVector
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.cpu_malloc import keep_freed_memory
 from wavlmrawnet.engines import ENGINES, use_engine
 
 DEFAULT_ROWS = ["default"]
@@ -250,6 +251,22 @@ def stage_modules(model) -> dict[str, list[torch.nn.Module]]:
     return stages
 
 
+# The RawNet stages' eval-mode inference runs these methods instead of `forward` (RawNetEncoder.time_major).
+TIME_MAJOR_STAGES = ("RawNet sinc conv", "RawNet residual blocks", "RawNet stats pooling + FC")
+TIME_MAJOR_METHODS = ("time_major", "pooled_magnitudes_time_major")
+
+
+def timed_method(method, key, start, stop):
+    def timed(*args, **kwargs):
+        start(key)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            stop(key)
+
+    return timed
+
+
 def profile_section(models: dict, inputs: dict, repeats: int) -> dict[str, dict[str, float]]:
     """{column: (model, fused, fast_paths)} -> {column: {stage: median ms}} from forward hooks."""
     columns = {}
@@ -263,11 +280,17 @@ def profile_section(models: dict, inputs: dict, repeats: int) -> dict[str, dict[
         def stop(key):
             totals[key[0]] += time.perf_counter() - starts[key]
 
+        wrapped = []  # (module, method name): time-major entry points, timed like a forward
         for name, modules in stages.items():
             for module in modules:
                 key = (name, id(module))
                 handles.append(module.register_forward_pre_hook(lambda m, a, key=key: start(key)))
                 handles.append(module.register_forward_hook(lambda m, a, o, key=key: stop(key)))
+                if name in TIME_MAJOR_STAGES:
+                    for method in TIME_MAJOR_METHODS:
+                        if hasattr(module, method):
+                            setattr(module, method, timed_method(getattr(module, method), key, start, stop))
+                            wrapped.append((module, method))
         runs = []
         try:
             with torch.inference_mode():
@@ -281,6 +304,8 @@ def profile_section(models: dict, inputs: dict, repeats: int) -> dict[str, dict[
         finally:
             for handle in handles:
                 handle.remove()
+            for module, method in wrapped:
+                del module.__dict__[method]
         row = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
         # Enclosing stages hold their children's time: keep only their own part.
         row["WavLM layer norms and residuals"] -= row["WavLM attention (24 layers)"] + row["WavLM feed-forward"]
@@ -445,7 +470,8 @@ def sections_report(sections: dict, args) -> str:
         cells.append(["**total**"] + [f"**{row['total']:.0f}**" for row in columns.values()])
         parts.append(
             f"Per-stage profile, fp32, batch 1, {args.seconds:g} s, median ms of {args.profile_repeats} run(s) "
-            "(forward hooks, wall time; an enclosing stage counts only its own part):\n\n"
+            "(forward hooks, wall time; an enclosing stage counts only its own part; with the fast paths the sinc "
+            "stage includes |.| and the max-pool, which it applies block by block):\n\n"
             + markdown_table(["stage", *columns], cells)
         )
     if "engines" in sections:
@@ -488,6 +514,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--markdown-out", help="also write the table(s), with their caption, to this file")
     parser.add_argument("--rawnet-breakdown", action="store_true", help="also time each RawNet stage per row")
+    parser.add_argument(
+        "--glibc-default-malloc", action="store_true",
+        help="leave glibc's malloc as it is (by default keep_freed_memory(), as the CLI runs: with glibc's default, "
+        "the heap the fused model leaves behind slows the next baseline call in the same process)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.seconds <= 0 or args.repeats < 1 or args.threads < 1:
         parser.error("--seconds must be > 0, --repeats and --threads >= 1")
@@ -499,6 +530,9 @@ def main() -> None:
             parser.error(f"bad --presets row {spec!r}: {error}")
 
     torch.set_num_threads(args.threads)
+    malloc_note = "glibc malloc left as it is"
+    if not args.glibc_default_malloc and keep_freed_memory():
+        malloc_note = "glibc malloc keeping freed memory (`keep_freed_memory()`, as the CLI runs)"
     samples = round(args.seconds * SAMPLING_RATE)
     inputs = {
         "input_values": torch.randn(1, samples, generator=torch.Generator().manual_seed(0)),
@@ -534,7 +568,7 @@ def main() -> None:
     baseline = results[0].pop("baseline")
     caption = (
         f"{machine_caption()}, fp32, batch 1, {args.seconds:g} s input, {args.repeats} timed runs "
-        f"per row after a warm-up, {load_note(load_before)}. "
+        f"per row after a warm-up, {malloc_note}, {load_note(load_before)}. "
         "GFLOPs per second of audio from FlopCounterMode (matmul, conv, attention only). "
         f"Target: fused time <= {TARGET_RATIO}x {BASELINE}. The fused rows' FLOPs are those of transformers' own "
         "computation (the fast paths do the same arithmetic)."

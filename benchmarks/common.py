@@ -170,10 +170,18 @@ def timed_seconds(fn) -> float:
 
 def count_flops(model: torch.nn.Module, inputs: dict, submodules: tuple[str, ...] = ()) -> dict[str, float]:
     """FLOPs of one forward (`FlopCounterMode`: matmul, convolution, attention; a multiply-add is 2): "total", and
-    each named child module (e.g. "wavlm") on its own."""
-    # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(**inputs)
+    each named child module (e.g. "wavlm") on its own. A fused model is counted with its fast paths off: their oneDNN
+    kernels do the same arithmetic but are invisible to the counter."""
+    fast_paths = getattr(model, "fast_paths", False)
+    if fast_paths:
+        model.set_fast_paths(False)
+    try:
+        # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(**inputs)
+    finally:
+        if fast_paths:
+            model.set_fast_paths(True)
     counts, root = counter.get_flop_counts(), type(model).__name__
     flops = {"total": float(counter.get_total_flops())}
     return flops | {name: float(sum(counts.get(f"{root}.{name}", {}).values())) for name in submodules}

@@ -1,0 +1,155 @@
+"""The time-major inference kernels of the fast paths compute the same function as the code they replace: the RawNet
+branch (`RawNetEncoder.time_major`: blocked sinc products pooled in cache, channels-last convolutions, one-pass batch
+norms), WavLM's feature encoder (`WavLMFastFeatureEncoder.time_major_conv` and its blocks) and its positional
+convolution (`WavLMFastPositionalConvEmbedding`), fp32 within 1e-5, with padding; and their weight caches follow
+in-place changes of the weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import WavLMConfig
+from transformers.models.wavlm.modeling_wavlm import WavLMFeatureEncoder, WavLMPositionalConvEmbedding
+
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.modeling_wavlmrawnet import (
+    RawNetEncoder,
+    WavLMFastFeatureEncoder,
+    WavLMFastPositionalConvEmbedding,
+)
+
+TOLERANCE = 1e-5
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12))
+
+
+def rawnet(**overrides) -> RawNetEncoder:
+    config = WavLMRawNetConfig.from_preset("tiny", use_wavlm_branch=False, **overrides)
+    torch.manual_seed(0)
+    encoder = RawNetEncoder(config)
+    with torch.no_grad():  # running statistics and SE weights away from their identity start values
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return encoder.eval()
+
+
+def padded_waveforms(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    values = torch.randn(len(lengths), max(lengths))
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    return values * mask, torch.tensor(lengths)
+
+
+RAWNET_VARIANTS = {
+    "tiny": {},
+    "no SE, no pooling": dict(use_se=False, sinc_pool_size=1, rawnet_block_pool_size=1),
+    "skip convolution, sinc stride 2": dict(rawnet_channels=[16, 32], sinc_stride=2, rawnet_block_pool_size=2),
+}
+
+
+@pytest.mark.parametrize("overrides", RAWNET_VARIANTS.values(), ids=RAWNET_VARIANTS.keys())
+def test_rawnet_time_major_equals_channel_major(overrides):
+    encoder = rawnet(**overrides)
+    waveforms, lengths = padded_waveforms([20000, 13001, 7000])
+    with torch.inference_mode():
+        got = encoder(waveforms, lengths)
+        assert torch.equal(got, encoder.time_major(waveforms, lengths))  # eval without gradients: time-major
+        encoder.time_major_inference = False
+        expected = encoder(waveforms, lengths)
+        # A clip alone gets what it gets in the padded batch.
+        encoder.time_major_inference = True
+        alone = encoder(waveforms[2:, :7000], lengths[2:])
+    assert relative_error(got, expected) <= TOLERANCE
+    assert relative_error(alone[0], got[2]) <= TOLERANCE
+
+
+def test_rawnet_trains_through_the_channel_major_code():
+    encoder = rawnet().train()
+    waveforms, lengths = padded_waveforms([16000, 9000])
+    encoder(waveforms, lengths).sum().backward()
+    assert encoder.sinc.low_hz_.grad is not None and encoder.blocks[0].conv1.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # eval mode with gradients off is the only place the time-major code runs
+        encoder.eval()
+        assert torch.equal(encoder(waveforms, lengths), encoder.time_major(waveforms, lengths))
+
+
+FEATURE_ENCODERS = {
+    # WavLM's own shapes (kernel <= 2 x stride: two products over views), 32 channels
+    "wavlm": dict(conv_dim=[32] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2]),
+    # kernel > 2 x stride, and inputs too narrow to split: unfolded windows
+    "unfolded": dict(conv_dim=[16, 16, 24], conv_kernel=[10, 7, 3], conv_stride=[5, 3, 2]),
+}
+
+
+@pytest.mark.parametrize("block_frames", [2048, 7], ids=["one block", "blocks of 7 frames"])
+@pytest.mark.parametrize("shapes", FEATURE_ENCODERS.values(), ids=FEATURE_ENCODERS.keys())
+def test_feature_encoder_time_major_equals_transformers(shapes, block_frames):
+    config = WavLMConfig(feat_extract_norm="layer", conv_bias=True, **shapes)
+    torch.manual_seed(1)
+    encoder = WavLMFeatureEncoder(config).eval()
+    waveforms = torch.randn(2, 8001)
+    with torch.inference_mode():
+        expected = encoder(waveforms)
+        encoder.__class__ = WavLMFastFeatureEncoder
+        encoder.block_frames = block_frames
+        got = encoder(waveforms)
+        # the same weights changed in place: the cached frame-major kernels are rebuilt
+        for layer in encoder.conv_layers:
+            layer.conv.weight.mul_(-1.5)
+        changed = encoder(waveforms)
+        encoder.__class__ = WavLMFeatureEncoder
+        changed_expected = encoder(waveforms)
+    assert got.shape == expected.shape
+    assert relative_error(got, expected) <= TOLERANCE
+    assert relative_error(changed, changed_expected) <= TOLERANCE
+
+
+def test_feature_encoder_gradients_are_the_same():
+    config = WavLMConfig(feat_extract_norm="layer", conv_bias=True, **FEATURE_ENCODERS["wavlm"])
+    torch.manual_seed(2)
+    encoder = WavLMFeatureEncoder(config).train()
+    waveforms = torch.randn(2, 4000)
+
+    def gradients():
+        encoder.zero_grad()
+        (encoder(waveforms) ** 2).sum().backward()
+        return [layer.conv.weight.grad.clone() for layer in encoder.conv_layers]
+
+    expected = gradients()
+    encoder.__class__ = WavLMFastFeatureEncoder
+    for got, want in zip(gradients(), expected):
+        assert relative_error(got, want) <= TOLERANCE
+
+
+def test_positional_convolution_equals_transformers_and_follows_weight_changes():
+    config = WavLMConfig(hidden_size=64, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    torch.manual_seed(4)
+    positional = WavLMPositionalConvEmbedding(config).eval()
+    hidden = torch.randn(2, 37, 64)
+    with torch.inference_mode():
+        expected = positional(hidden)
+        positional.__class__ = WavLMFastPositionalConvEmbedding
+        got = positional(hidden)
+        assert relative_error(got, expected) <= TOLERANCE
+        weight_v = positional.conv.parametrizations.weight.original1
+        weight_v.mul_(torch.rand_like(weight_v))  # an optimiser step or load_state_dict: an in-place change
+        changed = positional(hidden)
+        positional.__class__ = WavLMPositionalConvEmbedding
+        changed_expected = positional(hidden)
+    assert not torch.allclose(changed, got)
+    assert relative_error(changed, changed_expected) <= TOLERANCE
+
+
+def test_set_fast_paths_switches_the_time_major_kernels():
+    model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", num_labels=2))
+    positional = model.wavlm.encoder.pos_conv_embed
+    assert model.rawnet.time_major_inference and type(positional) is WavLMFastPositionalConvEmbedding
+    model.set_fast_paths(False)
+    assert not model.rawnet.time_major_inference and type(positional) is WavLMPositionalConvEmbedding
+    assert type(model.wavlm.feature_extractor) is WavLMFeatureEncoder
