@@ -435,8 +435,9 @@ class WavLMFastAttention(WavLMAttention):
         projected = self.gru_rel_pos_linear(per_head).view(batch, heads, frames, 2, 4).sum(-1)
         gate_a, gate_b = torch.sigmoid(projected).chunk(2, dim=-1)
         gate = (gate_a * (gate_b * self.gru_rel_pos_const - 1.0) + 2.0).to(position_bias.dtype)  # (B, heads, T, 1)
-        unpadded = attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all()))
-        if unpadded:
+        # Without padding one multiply suffices; the check reads the mask on the host (CPU only: no device sync).
+        checkable = attention_mask is not None and attention_mask.device.type == "cpu"
+        if attention_mask is None or (checkable and not torch.compiler.is_compiling() and bool(attention_mask.all())):
             bias = gate * position_bias  # (B, heads, T, T)
         else:
             # -inf on padded keys, added in the same pass as the gate (a separate masked_fill costs two more passes)
