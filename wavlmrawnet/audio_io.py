@@ -9,6 +9,7 @@ Sources are a path, or the `bytes` of an encoded file (a `datasets` `Audio(decod
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from typing import Any
@@ -29,8 +30,14 @@ def _name(source: AudioSource, name: str | None) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
 
 
-def _soundfile_input(source: AudioSource):
+def _file_input(source: AudioSource):
+    """What soundfile and PyAV open: a path, or a file object over the bytes."""
     return io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+
+
+def _require_file(source: AudioSource, name: str) -> None:
+    if not isinstance(source, (bytes, bytearray)) and not os.path.isfile(source):
+        raise AudioDecodingError(name, "no such file")
 
 
 def _import_av(name: str, soundfile_error: Exception):
@@ -43,29 +50,35 @@ def _import_av(name: str, soundfile_error: Exception):
     return av
 
 
-def _pyav_decode(source: AudioSource, name: str, soundfile_error: Exception) -> tuple[np.ndarray, int]:
-    """(channels-first float32 samples, sampling rate) decoded with PyAV (FFmpeg)."""
+@contextlib.contextmanager
+def _pyav_audio_stream(source: AudioSource, name: str, soundfile_error: Exception):
+    """(PyAV, the open container, its first audio stream); any FFmpeg error in the block is an AudioDecodingError."""
     av = _import_av(name, soundfile_error)
     try:
-        with av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source)) as container:
+        with av.open(_file_input(source)) as container:
             if not container.streams.audio:
                 raise AudioDecodingError(name, "the file holds no audio stream")
-            stream = container.streams.audio[0]
-            rate = stream.codec_context.sample_rate or stream.rate
-            # Planar float output: (channels, samples) per frame, whatever the codec's sample format.
-            resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-            chunks = []
-            for frame in container.decode(stream):
-                for converted in resampler.resample(frame):
-                    chunks.append(converted.to_ndarray())
-            for converted in resampler.resample(None):  # flush
-                chunks.append(converted.to_ndarray())
+            yield av, container, container.streams.audio[0]
     except AudioDecodingError:
         raise
     except Exception as error:  # av.error.FFmpegError and friends
         raise AudioDecodingError(
             name, f"not a readable audio file (libsndfile: {soundfile_error}; PyAV: {error})"
         ) from error
+
+
+def _pyav_decode(source: AudioSource, name: str, soundfile_error: Exception) -> tuple[np.ndarray, int]:
+    """(channels-first float32 samples, sampling rate) decoded with PyAV (FFmpeg)."""
+    with _pyav_audio_stream(source, name, soundfile_error) as (av, container, stream):
+        rate = stream.codec_context.sample_rate or stream.rate
+        # Planar float output: (channels, samples) per frame, whatever the codec's sample format.
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
+        chunks = []
+        for frame in container.decode(stream):
+            for converted in resampler.resample(frame):
+                chunks.append(converted.to_ndarray())
+        for converted in resampler.resample(None):  # flush
+            chunks.append(converted.to_ndarray())
     if not chunks:
         raise AudioDecodingError(name, "the file holds no audio samples")
     return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), int(rate)
@@ -80,12 +93,11 @@ def read_audio(source: AudioSource, name: str | None = None) -> tuple[np.ndarray
         AudioDecodingError: missing file, unreadable / corrupt data, no samples, or PyAV needed but not installed.
     """
     name = _name(source, name)
-    if not isinstance(source, (bytes, bytearray)) and not os.path.isfile(source):
-        raise AudioDecodingError(name, "no such file")
+    _require_file(source, name)
     if isinstance(source, (bytes, bytearray)) and not source:
         raise AudioDecodingError(name, "the audio entry holds zero bytes")
     try:
-        audio, rate = sf.read(_soundfile_input(source), dtype="float32", always_2d=True)
+        audio, rate = sf.read(_file_input(source), dtype="float32", always_2d=True)
         audio = audio.T
     except Exception as error:  # LibsndfileError, RuntimeError, TypeError
         audio, rate = _pyav_decode(source, name, error)
@@ -103,28 +115,17 @@ def load_audio(source: AudioSource, sampling_rate: int = 16000, name: str | None
 def audio_duration(source: AudioSource, name: str | None = None) -> float:
     """Seconds, from the header (soundfile) or the container (PyAV), without decoding where the format allows."""
     name = _name(source, name)
-    if not isinstance(source, (bytes, bytearray)) and not os.path.isfile(source):
-        raise AudioDecodingError(name, "no such file")
+    _require_file(source, name)
     try:
-        info = sf.info(_soundfile_input(source))
+        info = sf.info(_file_input(source))
         return info.frames / info.samplerate
     except Exception as error:
         soundfile_error = error
-    av = _import_av(name, soundfile_error)
-    try:
-        with av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source)) as container:
-            if not container.streams.audio:
-                raise AudioDecodingError(name, "the file holds no audio stream")
-            stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return container.duration / av.time_base
-    except AudioDecodingError:
-        raise
-    except Exception as error:
-        reason = f"not a readable audio file (libsndfile: {soundfile_error}; PyAV: {error})"
-        raise AudioDecodingError(name, reason) from error
+    with _pyav_audio_stream(source, name, soundfile_error) as (av, container, stream):
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
     audio, rate = _pyav_decode(source, name, soundfile_error)  # no duration in the container: decode
     return audio.shape[-1] / rate
 

@@ -91,6 +91,16 @@ def _onednn_linear_available() -> bool:
 ONEDNN_LINEAR = _onednn_linear_available()
 
 
+def onednn_linear_applies(x: torch.Tensor) -> bool:
+    """Whether oneDNN's fp32 linear kernels may compute a linear layer of input `x` (see `inference_linear`)."""
+    return (
+        ONEDNN_LINEAR
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")  # autocast would run F.linear in bf16
+        and inference_kernels_apply(x)
+    )
+
+
 def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """`F.linear`, through oneDNN's kernel for fp32 CPU inference.
 
@@ -99,21 +109,15 @@ def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     gradient is recorded, not under autocast, and not while torch.compile or the ONNX exporter traces (they pick their
     own kernels).
     """
-    if (
-        ONEDNN_LINEAR
-        and x.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")  # autocast would run F.linear in bf16
-        and inference_kernels_apply(x)
-    ):
+    if onednn_linear_applies(x):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
 def inference_linear_add(x: torch.Tensor, weight: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """`F.linear(x, weight) + other`; for fp32 CPU inference the sum is oneDNN's post-op (no extra pass)."""
-    if ONEDNN_LINEAR and x.dtype == other.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
-        if inference_kernels_apply(x):
-            return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
+    if other.dtype == torch.float32 and onednn_linear_applies(x):
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
     return F.linear(x, weight) + other
 
 
