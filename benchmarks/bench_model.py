@@ -149,7 +149,9 @@ def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[floa
     fused = build_fused(spec)
     baseline = build_baseline(baseline_wavlm_config(), fused.wavlm)
     waveform, lengths = inputs["input_values"], inputs["attention_mask"].sum(dim=1)
-    fused.set_fast_paths(False)  # the FLOP count of transformers' own computation (the fast paths do the same work)
+    # The baseline shares this WavLM, so its FLOP count also needs the fast paths off (count_flops switches only the
+    # model it is given); transformers' own computation does the same arithmetic.
+    fused.set_fast_paths(False)
     result = {"row": spec, **summarise(fused, inputs), "rawnet_ms": []}
     if not baseline_times:  # the baseline's own row, once
         result["baseline"] = {"row": BASELINE, **summarise(baseline, inputs)}
