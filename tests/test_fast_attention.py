@@ -1,7 +1,8 @@
 """The fast paths (`WavLMRawNetForXVector.set_fast_paths`) compute the same function as transformers' own WavLM:
 `WavLMFastAttention` against transformers' `WavLMAttention` layer (fp32, <= 1e-5, with and without padding, and
-gradients), `InferenceLinear` against `F.linear`, the running weighted layer sum against the stack of hidden states,
-the sinc filter cache, and whole-model embeddings and gradients with the fast paths on and off."""
+gradients; under bf16 autocast too), `InferenceLinear` against `F.linear`, `WavLMFastFeedForward` (GELU as oneDNN's
+post-op) against transformers' feed-forward, the running weighted layer sum against the stack of hidden states, the
+sinc filter cache, and whole-model embeddings and gradients with the fast paths on and off."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers import WavLMConfig
-from transformers.models.wavlm.modeling_wavlm import WavLMAttention, WavLMEncoderLayerStableLayerNorm
+from transformers.models.wavlm.modeling_wavlm import (
+    WavLMAttention,
+    WavLMEncoderLayerStableLayerNorm,
+    WavLMFeedForward,
+)
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.modeling_wavlmrawnet import (
@@ -17,6 +22,7 @@ from wavlmrawnet.modeling_wavlmrawnet import (
     RunningLayerSum,
     WavLMAttentionContiguousInput,
     WavLMFastAttention,
+    WavLMFastFeedForward,
     inference_linear,
 )
 
@@ -113,6 +119,44 @@ def test_fast_attention_dropout_is_applied_in_training_only():
         assert torch.equal(fast(hidden)[0], fast(hidden)[0])
         fast.train()
         assert not torch.equal(fast(hidden)[0], fast(hidden)[0])
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_fast_attention_bias_written_in_bf16_matches_fp32(padded):
+    """Under bf16 autocast, inference writes the gated bias (and the padding's -inf) straight in bf16."""
+    stock, fast = attention_pair()
+    hidden = torch.randn(3, 37, 64)
+    mask = frame_mask([37, 20, 9], 37) if padded else None
+    with torch.inference_mode():
+        expected = stock(hidden, attention_mask=mask)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fast(hidden, attention_mask=mask)[0]
+    assert got.dtype == torch.bfloat16
+    valid = mask.bool() if padded else torch.ones(3, 37, dtype=torch.bool)
+    assert (got.float() - expected)[valid].abs().max() <= 0.02 * expected.abs().max()
+
+
+def feed_forward_pair(hidden_act: str = "gelu") -> tuple[WavLMFeedForward, WavLMFastFeedForward]:
+    config = WavLMConfig(hidden_size=48, intermediate_size=96, hidden_act=hidden_act, **NO_DROPOUT)
+    torch.manual_seed(0)
+    stock = WavLMFeedForward(config).eval()
+    fast = WavLMFeedForward(config).eval()
+    fast.load_state_dict(stock.state_dict())
+    fast.__class__ = WavLMFastFeedForward
+    return stock, fast
+
+
+@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "relu"])
+def test_fast_feed_forward_equals_transformers(hidden_act):
+    """GELU (erf) as the first linear's oneDNN post-op; other activations run transformers' forward."""
+    stock, fast = feed_forward_pair(hidden_act)
+    hidden = torch.randn(2, 30, 48) * 3  # wide enough that the tanh approximation would differ by > 1e-5
+    with torch.inference_mode():
+        expected = stock(hidden)
+        assert (fast(hidden) - expected).abs().max() <= TOLERANCE * expected.abs().max()
+    fast.train()  # training: transformers' forward, with gradients
+    fast(hidden).sum().backward()
+    assert fast.intermediate_dense.weight.grad.abs().sum() > 0
 
 
 def test_inference_linear_equals_linear_and_keeps_gradients():

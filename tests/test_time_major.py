@@ -1,13 +1,14 @@
 """The time-major inference kernels of the fast paths compute the same function as the code they replace: the RawNet
-branch (`RawNetEncoder.time_major`: blocked sinc products pooled in cache, channels-last convolutions, one-pass batch
-norms), WavLM's feature encoder (`WavLMFastFeatureEncoder.time_major_conv` and its blocks) and its positional
-convolution (`WavLMFastPositionalConvEmbedding`), fp32 within 1e-5, with padding; and their weight caches follow
-in-place changes of the weights."""
+branch (`RawNetEncoder.time_major`: the sinc layer by blocked FFT or blocked matrix products, pooled in cache;
+channels-last convolutions; one-pass batch norms), WavLM's feature encoder (`WavLMFastFeatureEncoder.time_major_conv`
+and its blocks) and its positional convolution (`WavLMFastPositionalConvEmbedding`), fp32 within 1e-5, with padding;
+and their weight caches follow in-place changes of the weights."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import WavLMConfig
 from transformers.models.wavlm.modeling_wavlm import WavLMFeatureEncoder, WavLMPositionalConvEmbedding
 
@@ -67,6 +68,46 @@ def test_rawnet_time_major_equals_channel_major(overrides):
         alone = encoder(waveforms[2:, :7000], lengths[2:])
     assert relative_error(got, expected) <= TOLERANCE
     assert relative_error(alone[0], got[2]) <= TOLERANCE
+
+
+SINC_SHAPES = {  # kernel, pool, stride: the FFT at stride 1, the blocked matrix product otherwise
+    "kernel 251, pool 3": (251, 3, 1),
+    "kernel 129, pool 2": (129, 2, 1),
+    "kernel 31, no pool": (31, 1, 1),
+    "kernel 65, pool 3, stride 2": (65, 3, 2),
+}
+
+
+@pytest.mark.parametrize("shape", SINC_SHAPES.values(), ids=SINC_SHAPES.keys())
+def test_pooled_sinc_magnitudes_equal_convolution_abs_max_pool(shape):
+    kernel, pool, stride = shape
+    sinc = rawnet(sinc_filters=24, sinc_kernel_size=kernel, sinc_pool_size=pool, sinc_stride=stride).sinc
+    torch.manual_seed(1)
+    # From one pooled frame to several FFT blocks, and a length that leaves a partial block and pool window.
+    for samples in (kernel + pool * stride - stride, kernel + 40, 4000, 9001):
+        waveform = torch.randn(2, samples)
+        with torch.inference_mode():
+            expected = F.max_pool1d(sinc(waveform).abs(), pool).transpose(1, 2)
+            got = sinc.pooled_magnitudes_time_major(waveform, pool)
+        assert got.shape == expected.shape and got.shape[1] >= 1, samples
+        assert relative_error(got, expected) <= TOLERANCE, samples
+    with torch.inference_mode():  # shorter than one pooled frame: no frames
+        assert sinc.pooled_magnitudes_time_major(torch.randn(2, kernel - 1), pool).shape == (2, 0, 24)
+
+
+def test_fft_sinc_follows_cutoff_changes_and_autocast_takes_the_matrix_product():
+    sinc = rawnet(sinc_filters=16, sinc_kernel_size=101).sinc
+    waveform = torch.randn(1, 6000)
+    with torch.inference_mode():
+        before = sinc.pooled_magnitudes_fft(waveform, 3)
+        sinc.low_hz_.add_(200.0)  # an optimiser step or load_state_dict: the cached filter spectra must follow
+        after = sinc.pooled_magnitudes_time_major(waveform, 3)
+        expected = F.max_pool1d(sinc(waveform).abs(), 3).transpose(1, 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 matrix products, not the fp32 FFT
+            low = sinc.pooled_magnitudes_time_major(waveform, 3)
+    assert not torch.allclose(before, after)
+    assert relative_error(after, expected) <= TOLERANCE
+    assert 0 < relative_error(low, expected) <= 0.02
 
 
 def test_rawnet_trains_through_the_channel_major_code():
