@@ -406,8 +406,8 @@ class RawNetEncoder(nn.Module):
     """RawNet2.5: SincConv -> |.| -> max-pool -> BN -> LReLU -> residual stack -> pooling -> FC.
 
     With `time_major_inference` (on by default; `set_fast_paths` switches it), eval-mode CPU inference without
-    gradients runs the same function on time-major (B, T, C) activations: the sinc layer as blocked matrix products
-    pooled in cache, channels-last convolutions and one-pass batch norms (`time_major` methods).
+    gradients runs the same function on time-major (B, T, C) activations: the sinc layer as blocked FFTs (stride 1)
+    or matrix products, pooled in cache; channels-last convolutions and one-pass batch norms (`time_major` methods).
     """
 
     def __init__(self, config: WavLMRawNetConfig):
