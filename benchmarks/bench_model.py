@@ -523,7 +523,7 @@ def main() -> None:
     parser.add_argument("--batch-seconds", type=float, nargs=2, default=[2.0, 10.0], metavar=("MIN", "MAX"))
     parser.add_argument("--batch-repeats", type=int, default=2, help="timed runs of the batch per model")
     parser.add_argument("--bf16-repeats", type=int, default=3, help="timed bf16/fp32 runs per model (0: skip)")
-    parser.add_argument("--profile-repeats", type=int, default=1, help="profiled runs per model (0: no profile)")
+    parser.add_argument("--profile-repeats", type=int, default=3, help="profiled runs per model (0: no profile)")
     parser.add_argument(
         "--engines", nargs="*", default=list(ENGINES), choices=ENGINES,
         help="engines to time (none: skip); torch-compile and onnxruntime take minutes to start at default size",
