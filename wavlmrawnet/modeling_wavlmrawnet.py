@@ -257,19 +257,18 @@ class SincConv(nn.Module):
         autocast = torch.is_autocast_enabled(waveform.device.type)  # the matrix products then run in low precision
         if self.stride == 1 and waveform.dtype in (torch.float32, torch.float64) and not autocast:
             return self.pooled_magnitudes_fft(waveform, pool_size)
-        if waveform.shape[1] < self.kernel_size:
+        samples = waveform.shape[1]
+        frames = ((samples - self.kernel_size) // self.stride + 1) // pool_size if samples >= self.kernel_size else 0
+        if frames == 0:
             return waveform.new_empty(waveform.shape[0], 0, self.out_channels)
         filters = self.inference_filters(waveform.dtype)[:, 0]  # (out_channels, kernel)
         windows = waveform.unfold(1, self.kernel_size, self.stride)  # (B, T', kernel), a view
-        frames = windows.shape[1] // pool_size
         block = 1024 * pool_size
         pooled = []
         for start in range(0, frames * pool_size, block):
             stop = min(start + block, frames * pool_size)
             responses = inference_linear(windows[:, start:stop], filters, None).abs_()  # (B, stop - start, C)
             pooled.append(responses.unflatten(1, (-1, pool_size)).amax(2))
-        if not pooled:
-            return waveform.new_empty(waveform.shape[0], 0, self.out_channels)
         return torch.cat(pooled, dim=1)
 
     def pooled_magnitudes_fft(self, waveform: torch.Tensor, pool_size: int, blocks_per_step: int = 4) -> torch.Tensor:
@@ -1109,6 +1108,7 @@ __all__ = [
     "WavLMAttentionContiguousInput",
     "WavLMFastAttention",
     "WavLMFastFeatureEncoder",
+    "WavLMFastFeedForward",
     "WavLMFastPositionalConvEmbedding",
     "InferenceLinear",
     "RunningLayerSum",
