@@ -6,7 +6,8 @@ config overrides after a colon:
 
     python benchmarks/bench_model.py [--seconds 10] [--repeats 5] [--threads 2] [--presets default] \
         [--batch-size 8] [--batch-seconds 2 10] [--batch-repeats 2] [--bf16-repeats 3] \
-        [--engines torch torch-compile onnxruntime] [--no-profile] [--rawnet-breakdown] [--markdown-out table.md]
+        [--profile-repeats 3] [--profile-precisions fp32 bf16] [--engines torch torch-compile onnxruntime] \
+        [--rawnet-breakdown] [--device cuda] [--throughput-batches 1 16 64] [--markdown-out table.md]
 
 Timing is paired: for each fused row a WavLMForXVector is built around the fused model's own (random) WavLM-Large
 branch, so only one WavLM-Large is in memory, and the models run alternately (A, B, C, A, B, C, ...). Each ratio is
@@ -17,8 +18,10 @@ runs transformers' own WavLM (with the package's bf16 fix `WavLMAttentionContigu
 
 Sections after the main table (each can be skipped): the padded batch (`--batch-size` clips evenly spread over
 `--batch-seconds`, zero-padded with a mask, as `embed_files` batches them; target <= 1.0x), bf16 autocast against
-fp32 (with the embedding cosine and the score change between two clips), a per-stage profile (forward hooks, one
-warm run per model), and the engines of `wavlmrawnet.engines` (start-up = preparation + first call).
+fp32 (with the embedding cosine and the score change between two clips), a per-stage profile (forward hooks, after
+one warm run per model; fp32 and/or bf16 autocast), and the engines of `wavlmrawnet.engines` (start-up = preparation +
+first call). With `--device cuda` the CPU-only sections (profile, engines, RawNet breakdown) give way to a throughput
+and memory table (batches of clips, fp32 and bf16, CUDA max allocated).
 
 FLOPs come from `torch.utils.flop_counter.FlopCounterMode`: matmuls, convolutions (conv1d included) and attention
 (bmm/baddbmm or SDPA), a multiply-add counting 2 FLOPs. Element-wise ops, normalisation, softmax, pooling and FFTs are
@@ -78,15 +81,15 @@ def parse_row(spec: str) -> tuple[str, dict]:
     return preset, overrides
 
 
-def build_fused(spec: str) -> WavLMRawNetForXVector:
+def build_fused(spec: str, device: torch.device) -> WavLMRawNetForXVector:
     preset, overrides = parse_row(spec)
-    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset(preset, num_labels=2, **overrides)).eval()
+    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset(preset, num_labels=2, **overrides)).to(device).eval()
 
 
-def build_baseline(wavlm_config: WavLMConfig, shared_wavlm: torch.nn.Module | None) -> WavLMForXVector:
+def build_baseline(wavlm_config: WavLMConfig, shared_wavlm: torch.nn.Module | None, device) -> WavLMForXVector:
     """WavLMForXVector (random x-vector head) around `shared_wavlm` if its config matches, else its own WavLM."""
     if shared_wavlm is None or shared_wavlm.config.to_dict() != wavlm_config.to_dict():
-        return WavLMForXVector(wavlm_config).eval()
+        return WavLMForXVector(wavlm_config).to(device).eval()
     with torch.device("meta"):  # allocates nothing; the head is materialised below
         model = WavLMForXVector(wavlm_config)
     model.wavlm = shared_wavlm
@@ -96,6 +99,7 @@ def build_baseline(wavlm_config: WavLMConfig, shared_wavlm: torch.nn.Module | No
             module.to_empty(device="cpu")
             for parameter in module.parameters():
                 torch.nn.init.normal_(parameter, std=0.02, generator=generator)
+            module.to(device)
     return model.eval()
 
 
@@ -146,8 +150,9 @@ def embeddings_cosine(fused: WavLMRawNetForXVector, inputs: dict) -> float:
 def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[float], extra=None) -> dict:
     """Builds one fused row (plus a baseline sharing its WavLM), times the baseline and the fused model with its fast
     paths on and off alternately, runs `extra(fused, baseline, result)` (the other sections), frees them."""
-    fused = build_fused(spec)
-    baseline = build_baseline(baseline_wavlm_config(), fused.wavlm)
+    device = inputs["input_values"].device
+    fused = build_fused(spec, device)
+    baseline = build_baseline(baseline_wavlm_config(), fused.wavlm, device)
     waveform, lengths = inputs["input_values"], inputs["attention_mask"].sum(dim=1)
     # The baseline shares this WavLM, so its FLOP count also needs the fast paths off (count_flops switches only the
     # model it is given); transformers' own computation does the same arithmetic.
@@ -201,7 +206,8 @@ def batch_section(fused, baseline, inputs: dict, repeats: int) -> dict:
 def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
     """fp32 and bf16-autocast times of the fused model (fast paths on) and the baseline, alternately; the bf16
     embedding's cosine to fp32 and the change of the score between two different clips."""
-    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    device = inputs["input_values"].device
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16)
     times = {name: [] for name in ("fused fp32", "fused bf16", "baseline fp32", "baseline bf16")}
     with torch.inference_mode():
         for round_index in range(repeats + 1):
@@ -213,7 +219,7 @@ def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
                 if round_index:
                     times[name].append(elapsed)
         fused.set_fast_paths(True)
-        noise = torch.randn(inputs["input_values"].shape, generator=torch.Generator().manual_seed(2))
+        noise = torch.randn(inputs["input_values"].shape, generator=torch.Generator().manual_seed(2)).to(device)
         other = {**inputs, "input_values": noise}
         fp32 = [F.normalize(fused(**x).embeddings, dim=1) for x in (inputs, other)]
         with bf16:
@@ -227,6 +233,44 @@ def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
         "cosine": float(F.cosine_similarity(fp32[0], low[0]).min()),
         "score_change": abs(score_fp32 - score_bf16),
     }
+
+
+def throughput_section(fused, baseline, batch_sizes: list[int], seconds: float, repeats: int) -> list[dict]:
+    """Per batch size and precision (fp32, bf16 autocast): the fused model (fast paths on) and the baseline timed
+    alternately on `batch_size` unpadded clips, and each one's peak memory above what was allocated before its call
+    (CUDA's max allocated, in the untimed first round)."""
+    device = next(fused.parameters()).device
+    samples = round(seconds * SAMPLING_RATE)
+    rows = []
+    for batch_size in batch_sizes:
+        generator = torch.Generator().manual_seed(3)
+        inputs = {
+            "input_values": torch.randn(batch_size, samples, generator=generator).to(device),
+            "attention_mask": torch.ones(batch_size, samples, dtype=torch.long, device=device),
+        }
+        for precision in ("fp32", "bf16"):
+            context = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else None
+            times, peaks = {"fused": [], "baseline": []}, {}
+            with torch.inference_mode(), context or contextlib.nullcontext():
+                for round_index in range(repeats + 1):
+                    for name, model in (("baseline", baseline), ("fused", fused)):
+                        fused.set_fast_paths(name == "fused")
+                        if round_index == 0:
+                            torch.cuda.reset_peak_memory_stats(device)
+                            before = torch.cuda.memory_allocated(device)
+                            model(**inputs)
+                            peaks[name] = (torch.cuda.max_memory_allocated(device) - before) / 1e9
+                        else:
+                            times[name].append(timed_ms(lambda: model(**inputs)))
+            fused.set_fast_paths(True)
+            ms = {name: statistics.median(values) for name, values in times.items()}
+            rows.append({
+                "batch_size": batch_size, "precision": precision, "ms": ms, "peak_gb": peaks,
+                "ratio": statistics.median(ratios(times["fused"], times["baseline"])),
+                "audio_per_s": {name: batch_size * seconds / (value / 1000) for name, value in ms.items()},
+            })  # fmt: skip
+            print(f"measured batch {batch_size}, {precision}: ratio {rows[-1]['ratio']:.2f}", flush=True)
+    return rows
 
 
 def stage_modules(model) -> dict[str, list[torch.nn.Module]]:
@@ -269,8 +313,9 @@ def timed_method(method, key, start, stop):
     return timed
 
 
-def profile_section(models: dict, inputs: dict, repeats: int) -> dict[str, dict[str, float]]:
-    """{column: (model, fused, fast_paths)} -> {column: {stage: median ms}} from forward hooks."""
+def profile_section(models: dict, inputs: dict, repeats: int, bf16: bool = False) -> dict[str, dict[str, float]]:
+    """{column: (model, fused, fast_paths)} -> {column: {stage: median ms}} from forward hooks; under CPU bf16
+    autocast if `bf16`."""
     columns = {}
     for column, (model, fused, fast_paths) in models.items():
         stages = stage_modules(model)
@@ -295,7 +340,7 @@ def profile_section(models: dict, inputs: dict, repeats: int) -> dict[str, dict[
                             wrapped.append((module, method))
         runs = []
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 fused.set_fast_paths(fast_paths)
                 model(**inputs)  # warm-up
                 for _ in range(repeats):
@@ -420,7 +465,7 @@ def rawnet_breakdown(spec: str, inputs: dict, repeats: int) -> dict[str, float]:
 def main_table(results: list[dict], baseline: dict, baseline_times: list[float], seconds: float) -> str:
     header = [
         "model", "params WavLM (M)", "params RawNet (M)", "params fusion+head (M)", "params total (M)",
-        "GFLOPs/s WavLM", "GFLOPs/s RawNet", "GFLOPs/s rest", f"CPU wall ms / {seconds:g} s audio (median)",
+        "GFLOPs/s WavLM", "GFLOPs/s RawNet", "GFLOPs/s rest", f"wall ms / {seconds:g} s audio (median)",
         "RawNet branch ms", f"GFLOPs / {BASELINE}", f"time / {BASELINE} (median of paired runs)",
         f"meets <= {TARGET_RATIO}x", "embedding cosine to fast paths off",
     ]  # fmt: skip
@@ -478,6 +523,19 @@ def sections_report(sections: dict, args) -> str:
                   f"{b['fused_bf16_vs_baseline_bf16']:.2f}", f"{b['cosine']:.5f}", f"{b['score_change']:.4f}"]],
             )
         )  # fmt: skip
+    if "throughput" in sections:
+        parts.append(
+            f"Throughput and memory, batches of {args.seconds:g} s clips (no padding), {args.repeats} paired runs "
+            "after an untimed first call, which gives the peak memory above the weights (CUDA max allocated):\n\n"
+            + markdown_table(
+                ["batch", "precision", "fused ms", f"{BASELINE} ms", f"fused / {BASELINE}",
+                 "fused audio s per s", f"{BASELINE} audio s per s", "fused peak GB", f"{BASELINE} peak GB"],
+                [[str(r["batch_size"]), r["precision"], f"{r['ms']['fused']:.1f}", f"{r['ms']['baseline']:.1f}",
+                  f"{r['ratio']:.2f}", f"{r['audio_per_s']['fused']:.0f}", f"{r['audio_per_s']['baseline']:.0f}",
+                  f"{r['peak_gb']['fused']:.2f}", f"{r['peak_gb']['baseline']:.2f}"]
+                 for r in sections["throughput"]],
+            )
+        )  # fmt: skip
     if "profile" in sections:
         columns = sections["profile"]
         names = list(dict.fromkeys(name for row in columns.values() for name in row))
@@ -485,7 +543,8 @@ def sections_report(sections: dict, args) -> str:
         cells = [[name] + [f"{row[name]:.0f}" if name in row else "-" for row in columns.values()] for name in names]
         cells.append(["**total**"] + [f"**{row['total']:.0f}**" for row in columns.values()])
         parts.append(
-            f"Per-stage profile, fp32, batch 1, {args.seconds:g} s, median ms of {args.profile_repeats} run(s) "
+            f"Per-stage profile, {' and '.join(args.profile_precisions)}, batch 1, {args.seconds:g} s, median ms of "
+            f"{args.profile_repeats} run(s) "
             "(forward hooks, wall time; an enclosing stage counts only its own part; with the fast paths the sinc "
             "stage includes |.| and the max-pool, which it applies block by block):\n\n"
             + markdown_table(["stage", *columns], cells)
@@ -525,8 +584,21 @@ def main() -> None:
     parser.add_argument("--bf16-repeats", type=int, default=3, help="timed bf16/fp32 runs per model (0: skip)")
     parser.add_argument("--profile-repeats", type=int, default=3, help="profiled runs per model (0: no profile)")
     parser.add_argument(
+        "--profile-precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+        help="precisions of the per-stage profile (bf16: CPU autocast, as --dtype bf16 runs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--engines", nargs="*", default=list(ENGINES), choices=ENGINES,
         help="engines to time (none: skip); torch-compile and onnxruntime take minutes to start at default size",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="cpu",
+        help="cpu or a CUDA device; on CUDA the per-stage profile, the engines and the RawNet breakdown (CPU-only "
+        "sections) are skipped and the throughput section is added",
+    )  # fmt: skip
+    parser.add_argument(
+        "--throughput-batches", type=int, nargs="*", default=[1, 16, 64], metavar="N",
+        help="CUDA: batch sizes of the throughput and memory section (none: skip)",
     )  # fmt: skip
     parser.add_argument("--markdown-out", help="also write the table(s), with their caption, to this file")
     parser.add_argument("--rawnet-breakdown", action="store_true", help="also time each RawNet stage per row")
@@ -538,6 +610,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.seconds <= 0 or args.repeats < 1 or args.threads < 1:
         parser.error("--seconds must be > 0, --repeats and --threads >= 1")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU")
+        if args.rawnet_breakdown:
+            parser.error("--rawnet-breakdown times CPU kernels; leave it out with --device cuda")
+        args.profile_repeats, args.engines = 0, []  # forward-hook wall times and the CPU engines: CPU only
+    elif device.type != "cpu":
+        parser.error(f"--device {args.device}: cpu or cuda[:N]")
     for spec in args.presets:  # fail before the slow part on a bad row
         try:
             preset, overrides = parse_row(spec)
@@ -551,8 +632,8 @@ def main() -> None:
         malloc_note = "glibc malloc keeping freed memory (`keep_freed_memory()`, as the CLI runs)"
     samples = round(args.seconds * SAMPLING_RATE)
     inputs = {
-        "input_values": torch.randn(1, samples, generator=torch.Generator().manual_seed(0)),
-        "attention_mask": torch.ones(1, samples, dtype=torch.long),
+        "input_values": torch.randn(1, samples, generator=torch.Generator().manual_seed(0)).to(device),
+        "attention_mask": torch.ones(1, samples, dtype=torch.long, device=device),
     }
     load_before = os.getloadavg()[0]
     results, baseline_times, sections = [], [], {}
@@ -563,16 +644,25 @@ def main() -> None:
             return
         if args.batch_size:
             batch, audio_seconds = mixed_batch(args.batch_size, tuple(args.batch_seconds))
+            batch = {key: value.to(device) for key, value in batch.items()}
             sections["batch"] = batch_section(fused, baseline, batch, args.batch_repeats)
             sections["batch"]["audio_seconds"] = audio_seconds
             print(f"measured the padded batch: ratio {sections['batch']['ratio']:.2f}", flush=True)
         if args.bf16_repeats:
             sections["bf16"] = bf16_section(fused, baseline, inputs, args.bf16_repeats)
             print(f"measured bf16: fused speed-up {sections['bf16']['fused_speedup']:.2f}", flush=True)
+        if device.type == "cuda" and args.throughput_batches:
+            sections["throughput"] = throughput_section(
+                fused, baseline, args.throughput_batches, args.seconds, args.repeats
+            )
         if args.profile_repeats:
             models = {"fused": (fused, fused, True), "fused, fast paths off": (fused, fused, False),
                       BASELINE: (baseline, fused, False)}  # fmt: skip
-            sections["profile"] = profile_section(models, inputs, args.profile_repeats)
+            sections["profile"] = {}
+            for precision in args.profile_precisions:
+                columns = profile_section(models, inputs, args.profile_repeats, bf16=precision == "bf16")
+                suffix = "" if precision == "fp32" else f" ({precision})"
+                sections["profile"].update({column + suffix: row for column, row in columns.items()})
             print("measured the per-stage profile", flush=True)
         if args.engines:
             sections["engines"] = engines_section(fused, baseline, inputs, args.repeats, args.engines)
@@ -583,7 +673,8 @@ def main() -> None:
         print(f"measured {spec}: ratio {statistics.median(results[-1]['ratios']):.2f}", flush=True)
     baseline = results[0].pop("baseline")
     caption = (
-        f"{machine_caption()}, fp32, batch 1, {args.seconds:g} s input, {args.repeats} timed runs "
+        f"{machine_caption(device=device)}, {device.type.upper()}, fp32, batch 1, {args.seconds:g} s input, "
+        f"{args.repeats} timed runs "
         f"per row after a warm-up, {malloc_note}, {load_note(load_before)}. "
         "GFLOPs per second of audio from FlopCounterMode (matmul, conv, attention only). "
         f"Target: fused time <= {TARGET_RATIO}x {BASELINE}. The fused rows' FLOPs are those of transformers' own "

@@ -77,7 +77,7 @@ def measure(job: dict) -> dict:
         **job, "precision": precision_label(precision), "note": precision_note(precision), "step_seconds": seconds,
         "samples_per_s": job["batch_size"] / seconds, "peak_gb": peak / 1e9,
         "peak_kind": "GPU max allocated" if device.type == "cuda" else "process RSS",
-        "machine": machine_caption(),
+        "machine": machine_caption(device=device),
     }  # fmt: skip
 
 

@@ -41,10 +41,15 @@ def baseline_wavlm_config():
 
 
 # ----------------------------------------------------------------------------------------------- captions and reports
-def machine_caption(threads: int | None = None) -> str:
-    """Date, CPU (model, cores, AVX2/AVX-512/AVX512-BF16/AMX, torch kernel level), torch version and threads."""
+def machine_caption(threads: int | None = None, device: str | torch.device = "cpu") -> str:
+    """Date, CPU (model, cores, AVX2/AVX-512/AVX512-BF16/AMX, torch kernel level), torch version and threads; the GPU
+    and CUDA version where `device` is a CUDA device."""
     threads = torch.get_num_threads() if threads is None else threads
-    return f"{date.today()}, {describe_cpu()}, torch {torch.__version__}, {threads} torch threads"
+    caption = f"{date.today()}, {describe_cpu()}, torch {torch.__version__}, {threads} torch threads"
+    device = torch.device(device)
+    if device.type == "cuda":
+        caption += f", GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return caption
 
 
 def load_note(before: float) -> str:
@@ -162,9 +167,18 @@ def available_memory_bytes() -> int:
 
 
 # ----------------------------------------------------------------------------------------------- time and FLOPs
+def synchronize() -> None:
+    """Waits for queued CUDA work (nothing to wait for on a CPU, or before CUDA is first used)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed_seconds(fn) -> float:
+    """Wall seconds of `fn()`, including the GPU work it queues."""
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     return time.perf_counter() - start
 
 

@@ -151,6 +151,32 @@ def test_feature_encoder_time_major_equals_transformers(shapes, block_frames):
     assert relative_error(changed, changed_expected) <= TOLERANCE
 
 
+def test_feature_encoder_time_major_where_it_pays():
+    """The time-major encoder is a CPU layout; on a GPU it runs only for large batches under autocast (measured on an
+    H200: faster there, 1.4-2.6x slower for one clip or in fp32). Other norms and checkpointed training run
+    transformers' forward."""
+    pays = WavLMFastFeatureEncoder.time_major_pays
+    many = WavLMFastFeatureEncoder.accelerator_min_samples
+    assert pays("cpu", False, 400) and pays("cpu", True, 400)
+    assert pays("cuda", True, many) and pays("cuda", True, 16 * 160_000)
+    assert not pays("cuda", True, 160_000) and not pays("cuda", True, many - 1)
+    assert not pays("cuda", False, 16 * 160_000)  # fp32 on a GPU: transformers' convolutions
+    config = WavLMConfig(feat_extract_norm="layer", conv_bias=True, **FEATURE_ENCODERS["wavlm"])
+    encoder = WavLMFeatureEncoder(config).eval()
+    encoder.__class__ = WavLMFastFeatureEncoder
+    assert encoder.time_major_applies(torch.zeros(1, 400))
+    assert not encoder.time_major_applies(torch.zeros(1, 400, device="meta"))
+    on_meta = WavLMFeatureEncoder(config).to("meta").eval()
+    on_meta.__class__ = WavLMFastFeatureEncoder
+    assert on_meta(torch.zeros(2, 8001, device="meta")).shape == (2, 32, 24)  # transformers' forward, there
+    encoder.gradient_checkpointing = True
+    assert encoder.time_major_applies(torch.zeros(1, 400))  # eval mode: checkpointing plays no part
+    assert not encoder.train().time_major_applies(torch.zeros(1, 400))
+    group_norm = WavLMFeatureEncoder(WavLMConfig(feat_extract_norm="group", **FEATURE_ENCODERS["wavlm"]))
+    group_norm.__class__ = WavLMFastFeatureEncoder
+    assert not group_norm.time_major_applies(torch.zeros(1, 400))
+
+
 def test_feature_encoder_gradients_are_the_same():
     config = WavLMConfig(feat_extract_norm="layer", conv_bias=True, **FEATURE_ENCODERS["wavlm"])
     torch.manual_seed(2)
