@@ -202,6 +202,24 @@ def test_model_embeddings_are_the_same_with_fast_paths_on_and_off(pooling):
     assert (fast - slow).abs().max() <= TOLERANCE * max(slow.abs().max().item(), 1.0)
 
 
+def test_unpadded_batch_reaches_wavlm_without_a_mask_and_embeds_the_same():
+    """With the fast paths, an all-ones mask is checked once and WavLM gets none (no padding bias per layer); a padded
+    batch keeps its mask. Embeddings equal those of the fast paths off, which pass the mask on."""
+    model = tiny_model().eval()
+    masks = []
+    model.wavlm.register_forward_pre_hook(lambda m, a, kw: masks.append(kw["attention_mask"]), with_kwargs=True)
+    values = torch.randn(2, 16000, generator=torch.Generator().manual_seed(5))
+    ones = torch.ones(2, 16000, dtype=torch.long)
+    padded, padded_mask = padded_batch()
+    with torch.inference_mode():
+        fast = model(values, attention_mask=ones).embeddings
+        model(padded, attention_mask=padded_mask)
+        model.set_fast_paths(False)
+        slow = model(values, attention_mask=ones).embeddings
+    assert masks[0] is None and torch.equal(masks[1], padded_mask) and torch.equal(masks[2], ones)
+    assert (fast - slow).abs().max() <= TOLERANCE * max(slow.abs().max().item(), 1.0)
+
+
 def test_model_gradients_are_the_same_with_fast_paths_on_and_off():
     model = tiny_model().train()
     values, mask = padded_batch()

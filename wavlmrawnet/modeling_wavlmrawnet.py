@@ -938,10 +938,16 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs."""
         running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()
         if self.fast_paths and running_sum:
+            # WavLM without a mask where nothing is padded: one check here instead of a padding bias in every layer
+            # (on an H200, batch 1 x 10 s in bf16: 21.2 -> 18.1 ms). Not while tracing: the check reads the tensor.
+            tracing = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+            unpadded = attention_mask is not None and not tracing and bool(attention_mask.all())
             # The weighted sum of the hidden states is built as each layer finishes (hooks: not while compiling).
             with RunningLayerSum(self.wavlm.encoder, self.wavlm_pooling.normalized_weights()) as running:
                 outputs = self.wavlm(
-                    input_values, attention_mask=attention_mask, output_hidden_states=bool(output_hidden_states)
+                    input_values,
+                    attention_mask=None if unpadded else attention_mask,
+                    output_hidden_states=bool(output_hidden_states),
                 )
             pooling_inputs = {"weighted_frames": running.total}
         else:
