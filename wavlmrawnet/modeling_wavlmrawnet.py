@@ -897,12 +897,12 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
 
         On: WavLM attention through `F.scaled_dot_product_attention` (`WavLMFastAttention`), fp32 CPU inference
         linears through oneDNN (`InferenceLinear`), the feed-forward's GELU as the first linear's post-op in inference
-        (`WavLMFastFeedForward`), the convolutional feature encoder computed time-major
-        (`WavLMFastFeatureEncoder`), the positional convolution with a cached kernel
-        (`WavLMFastPositionalConvEmbedding`), the weighted layer pooling as a running sum (`RunningLayerSum`), the
-        sinc filter bank cached while it does not change, and eval-mode RawNet inference on time-major activations
-        (`RawNetEncoder.time_major`). Weights and the state dict are the same either way; embeddings agree to fp32
-        rounding. Returns the model.
+        (`WavLMFastFeedForward`), the convolutional feature encoder computed time-major (`WavLMFastFeatureEncoder`;
+        on a GPU only for large autocast batches), the positional convolution with a cached kernel
+        (`WavLMFastPositionalConvEmbedding`), the weighted layer pooling as a running sum (`RunningLayerSum`) with an
+        unpadded input passed to WavLM without a mask, the sinc filter bank cached while it does not change, and
+        eval-mode RawNet inference on time-major activations (`RawNetEncoder.time_major`). Weights and the state dict
+        are the same either way; embeddings agree to fp32 rounding. Returns the model.
         """
         self.fast_paths = enabled
         if self.wavlm is not None:
@@ -939,9 +939,8 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()
         if self.fast_paths and running_sum:
             # WavLM without a mask where nothing is padded: one check here instead of a padding bias in every layer
-            # (on an H200, batch 1 x 10 s in bf16: 21.2 -> 18.1 ms). Not while tracing: the check reads the tensor.
-            tracing = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-            unpadded = attention_mask is not None and not tracing and bool(attention_mask.all())
+            # (on an H200, batch 1 x 10 s in bf16: 21.2 -> 18.1 ms). Not in an ONNX export: the check reads the mask.
+            unpadded = attention_mask is not None and not torch.onnx.is_in_onnx_export() and bool(attention_mask.all())
             # The weighted sum of the hidden states is built as each layer finishes (hooks: not while compiling).
             with RunningLayerSum(self.wavlm.encoder, self.wavlm_pooling.normalized_weights()) as running:
                 outputs = self.wavlm(
