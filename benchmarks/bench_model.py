@@ -248,20 +248,18 @@ def throughput_section(fused, baseline, batch_sizes: list[int], seconds: float, 
             "input_values": torch.randn(batch_size, samples, generator=generator).to(device),
             "attention_mask": torch.ones(batch_size, samples, dtype=torch.long, device=device),
         }
+        runs = {"baseline": (baseline, fused, False), "fused": (fused, fused, True)}
         for precision in ("fp32", "bf16"):
-            context = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else None
-            times, peaks = {"fused": [], "baseline": []}, {}
-            with torch.inference_mode(), context or contextlib.nullcontext():
-                for round_index in range(repeats + 1):
-                    for name, model in (("baseline", baseline), ("fused", fused)):
-                        fused.set_fast_paths(name == "fused")
-                        if round_index == 0:
-                            torch.cuda.reset_peak_memory_stats(device)
-                            before = torch.cuda.memory_allocated(device)
-                            model(**inputs)
-                            peaks[name] = (torch.cuda.max_memory_allocated(device) - before) / 1e9
-                        else:
-                            times[name].append(timed_ms(lambda: model(**inputs)))
+            bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+            peaks = {}
+            with torch.inference_mode(), bf16:
+                for name, (model, _, fast_paths) in runs.items():  # the untimed first call of each
+                    fused.set_fast_paths(fast_paths)
+                    torch.cuda.reset_peak_memory_stats(device)
+                    before = torch.cuda.memory_allocated(device)
+                    model(**inputs)
+                    peaks[name] = (torch.cuda.max_memory_allocated(device) - before) / 1e9
+                times = paired_ms(runs, inputs, repeats, warmup=False)
             fused.set_fast_paths(True)
             ms = {name: statistics.median(values) for name, values in times.items()}
             rows.append({

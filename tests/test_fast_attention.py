@@ -202,10 +202,11 @@ def test_model_embeddings_are_the_same_with_fast_paths_on_and_off(pooling):
     assert (fast - slow).abs().max() <= TOLERANCE * max(slow.abs().max().item(), 1.0)
 
 
-def test_unpadded_batch_reaches_wavlm_without_a_mask_and_embeds_the_same():
+@pytest.mark.parametrize("pooling", ["weighted", "last"])
+def test_unpadded_batch_reaches_wavlm_without_a_mask_and_embeds_the_same(pooling):
     """With the fast paths, an all-ones mask is checked once and WavLM gets none (no padding bias per layer); a padded
     batch keeps its mask. Embeddings equal those of the fast paths off, which pass the mask on."""
-    model = tiny_model().eval()
+    model = tiny_model(wavlm_pooling=pooling).eval()
     masks = []
     model.wavlm.register_forward_pre_hook(lambda m, a, kw: masks.append(kw["attention_mask"]), with_kwargs=True)
     values = torch.randn(2, 16000, generator=torch.Generator().manual_seed(5))

@@ -497,9 +497,8 @@ class WavLMFastAttention(WavLMAttention):
         bias = None
         if query.dtype != gate.dtype and not torch.is_grad_enabled():
             bias = gate.new_empty((batch, heads, frames, frames), dtype=query.dtype)
-        # Without padding one multiply suffices; the check reads the mask on the host (CPU only: no device sync).
-        checkable = attention_mask is not None and attention_mask.device.type == "cpu"
-        if attention_mask is None or (checkable and not torch.compiler.is_compiling() and bool(attention_mask.all())):
+        # Without padding one multiply suffices (the model passes no mask where nothing is padded: `wavlm_features`).
+        if attention_mask is None:
             bias = torch.mul(gate, position_bias, out=bias)  # (B, heads, T, T)
         else:
             # -inf on padded keys, added in the same pass as the gate (a separate masked_fill costs two more passes)
@@ -936,23 +935,23 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
     # ------------------------------------------------------------------ branches
     def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
         """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs."""
+        tracing = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+        # With the fast paths WavLM gets no mask where nothing is padded: one check here instead of a padding bias in
+        # every layer (on an H200, batch 1 x 10 s in bf16: 21.2 -> 18.1 ms). Not while tracing: it reads the mask.
+        unpadded = self.fast_paths and attention_mask is not None and not tracing and bool(attention_mask.all())
+        wavlm_mask = None if unpadded else attention_mask
         running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()
         if self.fast_paths and running_sum:
-            # WavLM without a mask where nothing is padded: one check here instead of a padding bias in every layer
-            # (on an H200, batch 1 x 10 s in bf16: 21.2 -> 18.1 ms). Not in an ONNX export: the check reads the mask.
-            unpadded = attention_mask is not None and not torch.onnx.is_in_onnx_export() and bool(attention_mask.all())
             # The weighted sum of the hidden states is built as each layer finishes (hooks: not while compiling).
             with RunningLayerSum(self.wavlm.encoder, self.wavlm_pooling.normalized_weights()) as running:
                 outputs = self.wavlm(
-                    input_values,
-                    attention_mask=None if unpadded else attention_mask,
-                    output_hidden_states=bool(output_hidden_states),
+                    input_values, attention_mask=wavlm_mask, output_hidden_states=bool(output_hidden_states)
                 )
             pooling_inputs = {"weighted_frames": running.total}
         else:
             outputs = self.wavlm(
                 input_values,
-                attention_mask=attention_mask,
+                attention_mask=wavlm_mask,
                 output_hidden_states=self.wavlm_pooling.reads_hidden_states or bool(output_hidden_states),
             )
             pooling_inputs = {}
