@@ -1,10 +1,15 @@
 """The fast paths (`WavLMRawNetForXVector.set_fast_paths`) compute the same function as transformers' own WavLM:
 `WavLMFastAttention` against transformers' `WavLMAttention` layer (fp32, <= 1e-5, with and without padding, and
 gradients; under bf16 autocast too), `InferenceLinear` against `F.linear`, `WavLMFastFeedForward` (GELU as oneDNN's
-post-op) against transformers' feed-forward, the running weighted layer sum against the stack of hidden states, the
-sinc filter cache, and whole-model embeddings and gradients with the fast paths on and off."""
+post-op where oneDNN runs AVX-512, else a separate pass) against transformers' feed-forward, the running weighted layer
+pooling (also with the last projection after the pooling) against the pooled stack of hidden states, the sinc filter
+cache, and whole-model embeddings and gradients with the fast paths on and off."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,7 +21,7 @@ from transformers.models.wavlm.modeling_wavlm import (
     WavLMFeedForward,
 )
 
-from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector, modeling_wavlmrawnet
 from wavlmrawnet.modeling_wavlmrawnet import (
     InferenceLinear,
     RunningLayerSum,
@@ -24,6 +29,7 @@ from wavlmrawnet.modeling_wavlmrawnet import (
     WavLMFastAttention,
     WavLMFastFeedForward,
     inference_linear,
+    masked_mean,
 )
 
 NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0)
@@ -159,6 +165,43 @@ def test_fast_feed_forward_equals_transformers(hidden_act):
     assert fast.intermediate_dense.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("post_op", [True, False], ids=["post-op", "separate-gelu"])
+def test_inference_linear_gelu_equals_gelu_of_linear(monkeypatch, post_op):
+    """Both ways `inference_linear_gelu` may run in fp32 inference compute F.gelu(F.linear)."""
+    monkeypatch.setattr(modeling_wavlmrawnet, "ONEDNN_GELU_POST_OP", post_op)
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(2, 9, 48) * 3, torch.randn(96, 48), torch.randn(96)
+    with torch.inference_mode():
+        expected = F.gelu(F.linear(x, weight, bias))
+        got = modeling_wavlmrawnet.inference_linear_gelu(x, weight, bias)
+    assert (got - expected).abs().max() <= TOLERANCE * expected.abs().max()
+
+
+@pytest.mark.parametrize(
+    "cap",
+    [{}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}],
+    ids=["native", "aten-avx2", "onednn-avx2"],
+)
+def test_gelu_post_op_only_where_onednn_runs_avx512(cap):
+    """oneDNN's GELU post-op is chosen only where its kernels run AVX-512 code: never under an AVX2 cap of either
+    library, and natively exactly where torch's kernel level is AVX-512 (a fresh process reads the environment)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+    }
+    code = (
+        "import torch; from wavlmrawnet import modeling_wavlmrawnet as m; "
+        "print(m.ONEDNN_GELU_POST_OP, torch.backends.cpu.get_cpu_capability())"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, **cap}, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr
+    post_op, capability = completed.stdout.split()
+    assert post_op == str(not cap and capability.startswith("AVX512")), (cap, capability)
+
+
 def test_inference_linear_equals_linear_and_keeps_gradients():
     torch.manual_seed(0)
     x, weight, bias = torch.randn(2, 9, 48), torch.randn(32, 48), torch.randn(32)
@@ -221,6 +264,48 @@ def test_unpadded_batch_reaches_wavlm_without_a_mask_and_embeds_the_same(pooling
     assert (fast - slow).abs().max() <= TOLERANCE * max(slow.abs().max().item(), 1.0)
 
 
+def test_running_layer_sum_counts_a_layer_skipped_by_layerdrop_as_its_input():
+    """transformers records no hidden state for a layer that layerdrop skips, and its hooks do not run; the skipped
+    layer passes its input on, so the running sum counts that input in its place (here the last of two layers)."""
+    model = tiny_model().train()
+    model.wavlm.config.layerdrop = 1.0  # every layer but the first is skipped
+    values, mask = padded_batch()
+    weights = torch.tensor([0.2, 0.3, 0.5])
+    seen = []
+    model.wavlm.encoder.layers[0].register_forward_hook(lambda m, args, out: seen.append((args[0], out[0])))
+    with torch.no_grad():
+        frames = model.wavlm._get_feature_vector_attention_mask(
+            model.wavlm(values, attention_mask=mask)[0].shape[1], mask
+        )
+        seen.clear()
+        with RunningLayerSum(model.wavlm.encoder, weights, frames) as running:
+            model.wavlm(values, attention_mask=mask)
+    (first_input, first_output), pooled = seen[0], lambda h: masked_mean(h, frames[:, :, None], dim=1)
+    expected = 0.2 * pooled(first_input) + (0.3 + 0.5) * pooled(first_output)
+    assert running.counted == 3
+    assert (running.total - expected).abs().max() <= TOLERANCE * expected.abs().max()
+
+
+def test_training_with_layerdrop_pools_and_gives_the_same_losses_with_fast_paths_on_and_off():
+    """With layerdrop in training the weighted pooling runs (transformers' stack of hidden states would be short),
+    with the same losses whether the fast paths are on or off, for the same random skips."""
+    model = tiny_model().train()
+    model.wavlm.config.layerdrop = 0.5
+    values, mask = padded_batch()
+    labels = torch.tensor([0, 1, 2])
+
+    def losses():
+        found = []
+        for seed in range(6):
+            torch.manual_seed(seed)
+            found.append(model(values, attention_mask=mask, labels=labels).loss.item())
+        return found
+
+    fast = losses()
+    model.set_fast_paths(False)
+    assert fast == pytest.approx(losses(), rel=1e-5)
+
+
 def test_model_gradients_are_the_same_with_fast_paths_on_and_off():
     model = tiny_model().train()
     values, mask = padded_batch()
@@ -240,17 +325,29 @@ def test_model_gradients_are_the_same_with_fast_paths_on_and_off():
         assert (fast[name] - grad).abs().max() <= TOLERANCE * scale, name
 
 
-def test_running_layer_sum_equals_weighted_stack_of_hidden_states():
+@pytest.mark.parametrize("project_after_pooling", [False, True], ids=["per-frame", "projected-after-pooling"])
+def test_running_layer_sum_equals_pooled_weighted_stack_of_hidden_states(project_after_pooling):
+    """The running sum pools each hidden state over the valid frames as its layer finishes; with
+    `project_after_pooling` the last layer's second feed-forward product runs on the pooled frames instead (its
+    frames then differ from WavLM's), and the result is the same."""
     model = tiny_model().eval()
     values, mask = padded_batch()
     weights = torch.softmax(torch.randn(model.config.wavlm_config.num_hidden_layers + 1), dim=0)
+    last_layer_outputs = []
+    model.wavlm.encoder.layers[-1].register_forward_hook(lambda m, a, out: last_layer_outputs.append(out[0]))
     with torch.inference_mode():
-        with RunningLayerSum(model.wavlm.encoder, weights) as running:
-            outputs = model.wavlm(values, attention_mask=mask, output_hidden_states=True)
-        stacked = torch.stack(outputs.hidden_states)
+        outputs = model.wavlm(values, attention_mask=mask, output_hidden_states=True)
+        frames = model.wavlm._get_feature_vector_attention_mask(outputs.last_hidden_state.shape[1], mask)
+        with RunningLayerSum(model.wavlm.encoder, weights, frames, project_after_pooling) as running:
+            model.wavlm(values, attention_mask=mask)
         assert len(model.wavlm.encoder.layers[0]._forward_pre_hooks) == 0  # the hooks are removed afterwards
+        assert model.wavlm.encoder.layers[-1].feed_forward.pooling_weights is None  # and the feed-forward reset
         again = model.wavlm(values, attention_mask=mask)
-    assert torch.allclose(running.total, (weights[:, None, None, None] * stacked).sum(0), atol=1e-6)
+    stacked = torch.stack(outputs.hidden_states)
+    expected = masked_mean((weights[:, None, None, None] * stacked).sum(0), frames[:, :, None], dim=1)
+    assert (running.total - expected).abs().max() <= TOLERANCE * expected.abs().max()
+    moved = not torch.allclose(last_layer_outputs[1], outputs.hidden_states[-1], atol=1e-3)
+    assert moved == project_after_pooling
     assert torch.equal(again.last_hidden_state, outputs.last_hidden_state)
 
 

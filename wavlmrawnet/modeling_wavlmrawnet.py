@@ -21,6 +21,7 @@ from transformers.activations import GELUActivation
 from transformers.modeling_outputs import XVectorOutput
 from transformers.models.wavlm.modeling_wavlm import (
     WavLMAttention,
+    WavLMEncoderLayerStableLayerNorm,
     WavLMFeatureEncoder,
     WavLMFeedForward,
     WavLMLayerNormConvLayer,
@@ -55,6 +56,17 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of `x` over `dim`, counting only positions where `mask` (broadcastable to x) is True."""
     mask = mask.to(x.dtype)
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def mean_weights(frame_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) frame mask -> (B, T) fp32 weights of the mean over each clip's valid frames (zero on padding)."""
+    frame_mask = frame_mask.float()
+    return frame_mask / frame_mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+def weighted_frame_sum(x: torch.Tensor, frame_weights: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) frames and (B, T) fp32 weights -> (B, C) in x's dtype, summed in fp32."""
+    return (x.float() * frame_weights[:, :, None]).sum(dim=1).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- inference kernels
@@ -123,11 +135,27 @@ def inference_linear_add(x: torch.Tensor, weight: torch.Tensor, other: torch.Ten
     return F.linear(x, weight) + other
 
 
+def _onednn_runs_avx512() -> bool:
+    """Whether oneDNN's CPU kernels run AVX-512 code here: ATen's kernel level (which follows the CPU and
+    `ATEN_CPU_CAPABILITY`) is AVX-512, and `ONEDNN_MAX_CPU_ISA` / `DNNL_MAX_CPU_ISA` do not cap oneDNN lower."""
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    uncapped = isa == "ALL" or isa.startswith(("AVX512", "AVX10"))
+    return uncapped and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+# oneDNN's GELU post-op pays only in AVX-512 code: WavLM-Large's first feed-forward linear and GELU (10 s, 2 threads)
+# took 19.9 ms with it against 20.3 ms as a separate pass on a Zen 4, but 24.7 against 21.1 ms capped at AVX2.
+ONEDNN_GELU_POST_OP = _onednn_runs_avx512()
+
+
 def inference_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`F.gelu(F.linear(x, weight, bias))` (exact, erf GELU); for fp32 CPU inference GELU is oneDNN's post-op."""
-    if onednn_linear_applies(x):
+    """`F.gelu(F.linear(x, weight, bias))` (exact, erf GELU). For fp32 CPU inference the linear is oneDNN's, with
+    GELU as its post-op where that pays (`ONEDNN_GELU_POST_OP`), else applied in place."""
+    if not onednn_linear_applies(x):
+        return F.gelu(F.linear(x, weight, bias))
+    if ONEDNN_GELU_POST_OP:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
-    return F.gelu(F.linear(x, weight, bias))
+    return torch.ops.aten.gelu_(torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""))
 
 
 class InferenceLinear(nn.Linear):
@@ -519,13 +547,22 @@ def is_exact_gelu(activation) -> bool:
 
 
 class WavLMFastFeedForward(WavLMFeedForward):
-    """WavLM's feed-forward with GELU as a post-op of the first linear in fp32 CPU inference (oneDNN; no separate
-    pass over the (B, T, 4096) activations). Training and other activations run transformers' own forward."""
+    """WavLM's feed-forward through `inference_linear_gelu` in inference: in fp32 on a CPU, oneDNN's linears, with GELU
+    as the first one's post-op where that pays (no separate pass over the (B, T, 4096) activations). Training and
+    other activations run transformers' own forward.
+
+    With `pooling_weights` (B, T) set (by `RunningLayerSum`, on the last layer), it returns (B, 1, hidden): the second
+    product, which is linear, applied to the frames' weighted sum instead of to every frame.
+    """
+
+    pooling_weights: torch.Tensor | None = None
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.training or not is_exact_gelu(self.intermediate_act_fn):
             return super().forward(hidden_states)
         inner = inference_linear_gelu(hidden_states, self.intermediate_dense.weight, self.intermediate_dense.bias)
+        if self.pooling_weights is not None:
+            inner = weighted_frame_sum(inner, self.pooling_weights)[:, None]
         return inference_linear(inner, self.output_dense.weight, self.output_dense.bias)
 
 
@@ -660,15 +697,42 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
 
 
 class RunningLayerSum:
-    """Adds each WavLM hidden state, times its weight, to a running sum as its layer finishes (forward hooks), so the
-    (layers + 1, B, T, hidden) stack of all hidden states is never built. Use as a context manager around the call."""
+    """The weighted layer pooling computed while WavLM runs: each hidden state, averaged over the valid frames of
+    `frame_mask` (B, T) and times its weight, is added to a running (B, hidden) sum as its layer finishes (forward
+    hooks), so the (layers + 1, B, T, hidden) stack of all hidden states is never built. Use as a context manager
+    around the call; the result is `total`. A layer that layerdrop skips runs no hook: its output, which is its input,
+    is counted when the next layer finishes, or on exit.
 
-    def __init__(self, encoder: nn.Module, weights: torch.Tensor):
+    With `project_after_pooling`, the last layer's second feed-forward product is applied to the pooled frames
+    (`WavLMFastFeedForward.pooling_weights`): a stable-layer-norm layer's output is its input plus that product, so
+    the pooled value is the same, for one product per clip instead of one per frame (~4 GFLOP for 10 s of WavLM-Large).
+    The last layer's frames, and the last hidden state, are then not WavLM's: for calls that read neither.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, weights: torch.Tensor, frame_mask: torch.Tensor, project_after_pooling: bool = False
+    ):
         self.encoder, self.weights, self.total, self.handles = encoder, weights, None, []
+        self.frame_weights = mean_weights(frame_mask)
+        self.counted, self.latest = 0, None  # hidden states added so far, and the latest one pooled
+        last = encoder.layers[-1]
+        movable = isinstance(last, WavLMEncoderLayerStableLayerNorm) and isinstance(
+            last.feed_forward, WavLMFastFeedForward
+        )
+        self.last_feed_forward = last.feed_forward if project_after_pooling and movable else None
 
-    def add(self, index: int, hidden_state: torch.Tensor) -> None:
-        term = self.weights[index].to(hidden_state.dtype) * hidden_state
+    def add(self, index: int, hidden_state: torch.Tensor | None) -> None:
+        """Adds hidden state `index`; states before it that were skipped count as the latest one (None: only those)."""
+        while self.counted < index:  # layers skipped since the latest state passed it on unchanged
+            self.add_pooled(self.latest)
+        if hidden_state is not None:
+            self.latest = weighted_frame_sum(hidden_state, self.frame_weights)
+            self.add_pooled(self.latest)
+
+    def add_pooled(self, pooled: torch.Tensor) -> None:
+        term = self.weights[self.counted].to(pooled.dtype) * pooled
         self.total = term if self.total is None else self.total + term
+        self.counted += 1
 
     def __enter__(self) -> "RunningLayerSum":
         layers = self.encoder.layers
@@ -676,12 +740,18 @@ class RunningLayerSum:
         self.handles.append(layers[0].register_forward_pre_hook(lambda module, args: self.add(0, args[0])))
         for i, layer in enumerate(layers):
             self.handles.append(layer.register_forward_hook(lambda m, args, out, i=i: self.add(i + 1, out[0])))
+        if self.last_feed_forward is not None:
+            self.last_feed_forward.pooling_weights = self.frame_weights
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+        if self.last_feed_forward is not None:
+            del self.last_feed_forward.pooling_weights
+        if exc_type is None and self.latest is not None:
+            self.add(len(self.weights), None)  # the last layers, if skipped
 
 
 # ----------------------------------------------------------------------------------------------- poolings
@@ -726,13 +796,14 @@ class WeightedLayerPooling(WavLMPooling):
         """The softmax of the layer weights: one weight per hidden state, summing to 1."""
         return torch.softmax(self.layer_weights, dim=0)
 
-    def forward(self, outputs, frame_mask: torch.Tensor, weighted_frames: torch.Tensor | None = None) -> torch.Tensor:
-        """`weighted_frames`, the weighted sum of the hidden states (from `RunningLayerSum`), replaces the stack of
-        `outputs.hidden_states` where given."""
-        if weighted_frames is None:
-            stacked = torch.stack(outputs.hidden_states, dim=0)
-            weights = self.normalized_weights().to(stacked.dtype)
-            weighted_frames = (weights[:, None, None, None] * stacked).sum(dim=0)
+    def forward(self, outputs, frame_mask: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """`pooled`, the result computed while WavLM ran (`RunningLayerSum.total`), replaces the computation from the
+        stack of `outputs.hidden_states` where given."""
+        if pooled is not None:
+            return pooled
+        stacked = torch.stack(outputs.hidden_states, dim=0)
+        weights = self.normalized_weights().to(stacked.dtype)
+        weighted_frames = (weights[:, None, None, None] * stacked).sum(dim=0)
         return masked_mean(weighted_frames, frame_mask[:, :, None], dim=1)
 
 
@@ -896,11 +967,12 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
 
         On: WavLM attention through `F.scaled_dot_product_attention` (`WavLMFastAttention`), fp32 CPU inference
         linears through oneDNN (`InferenceLinear`), the feed-forward's GELU as the first linear's post-op in inference
-        (`WavLMFastFeedForward`), the convolutional feature encoder computed time-major (`WavLMFastFeatureEncoder`;
-        on a GPU only for large autocast batches), the positional convolution with a cached kernel
-        (`WavLMFastPositionalConvEmbedding`), the weighted layer pooling as a running sum (`RunningLayerSum`) with an
-        unpadded input passed to WavLM without a mask, the sinc filter bank cached while it does not change, and
-        eval-mode RawNet inference on time-major activations (`RawNetEncoder.time_major`). Weights and the state dict
+        where oneDNN runs AVX-512 (`WavLMFastFeedForward`), the convolutional feature encoder computed time-major
+        (`WavLMFastFeatureEncoder`; on a GPU only for large autocast batches), the positional convolution with a
+        cached kernel (`WavLMFastPositionalConvEmbedding`), the weighted layer pooling computed as each layer
+        finishes, with the last layer's second feed-forward product applied after it (`RunningLayerSum`), an unpadded
+        input passed to WavLM without a mask, the sinc filter bank cached while it does not change, and eval-mode
+        RawNet inference on time-major activations (`RawNetEncoder.time_major`). Weights and the state dict
         are the same either way; embeddings agree to fp32 rounding. Returns the model.
         """
         self.fast_paths = enabled
@@ -934,30 +1006,34 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
 
     # ------------------------------------------------------------------ branches
     def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
-        """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs."""
+        """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs (with the running sum and no
+        hidden states asked for, the last hidden state is not WavLM's: see `RunningLayerSum`)."""
         tracing = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
         # With the fast paths WavLM gets no mask where nothing is padded: one check here instead of a padding bias in
         # every layer (on an H200, batch 1 x 10 s in bf16: 21.2 -> 18.1 ms). Not while tracing: it reads the mask.
         unpadded = self.fast_paths and attention_mask is not None and not tracing and bool(attention_mask.all())
         wavlm_mask = None if unpadded else attention_mask
+        # With layerdrop, transformers records no hidden state for a skipped layer: the running sum counts its input.
+        layers_dropped = self.training and self.wavlm.config.layerdrop > 0
         running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()
-        if self.fast_paths and running_sum:
-            # The weighted sum of the hidden states is built as each layer finishes (hooks: not while compiling).
-            with RunningLayerSum(self.wavlm.encoder, self.wavlm_pooling.normalized_weights()) as running:
+        if running_sum and (self.fast_paths or layers_dropped):
+            # The pooling is computed as each layer finishes (hooks: not while compiling). Unless the hidden states
+            # are returned, the last layer's second feed-forward product is applied after it (its frames differ).
+            num_frames = int(self.wavlm._get_feat_extract_output_lengths(input_values.shape[1]))
+            frame_mask = self.wavlm._get_feature_vector_attention_mask(num_frames, attention_mask)
+            weights, project_after_pooling = self.wavlm_pooling.normalized_weights(), not output_hidden_states
+            with RunningLayerSum(self.wavlm.encoder, weights, frame_mask, project_after_pooling) as running:
                 outputs = self.wavlm(
                     input_values, attention_mask=wavlm_mask, output_hidden_states=bool(output_hidden_states)
                 )
-            pooling_inputs = {"weighted_frames": running.total}
-        else:
-            outputs = self.wavlm(
-                input_values,
-                attention_mask=wavlm_mask,
-                output_hidden_states=self.wavlm_pooling.reads_hidden_states or bool(output_hidden_states),
-            )
-            pooling_inputs = {}
-        num_frames = outputs.last_hidden_state.shape[1]
-        frame_mask = self.wavlm._get_feature_vector_attention_mask(num_frames, attention_mask)
-        return self.wavlm_pooling(outputs, frame_mask, **pooling_inputs), outputs
+            return self.wavlm_pooling(outputs, frame_mask, pooled=running.total), outputs
+        outputs = self.wavlm(
+            input_values,
+            attention_mask=wavlm_mask,
+            output_hidden_states=self.wavlm_pooling.reads_hidden_states or bool(output_hidden_states),
+        )
+        frame_mask = self.wavlm._get_feature_vector_attention_mask(outputs.last_hidden_state.shape[1], attention_mask)
+        return self.wavlm_pooling(outputs, frame_mask), outputs
 
     def forward(
         self,
