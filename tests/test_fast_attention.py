@@ -177,6 +177,7 @@ def test_inference_linear_gelu_equals_gelu_of_linear(monkeypatch, post_op):
     assert (got - expected).abs().max() <= TOLERANCE * expected.abs().max()
 
 
+@pytest.mark.slow  # fresh interpreters: the choice is made at import, from the environment
 @pytest.mark.parametrize(
     "cap",
     [{}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}],
