@@ -186,7 +186,8 @@ def count_flops(model: torch.nn.Module, inputs: dict, submodules: tuple[str, ...
     """FLOPs of one forward (`FlopCounterMode`: matmul, convolution, attention; a multiply-add is 2): "total", and
     each named child module (e.g. "wavlm") on its own. A fused model is counted with its fast paths off: their oneDNN
     kernels are invisible to the counter, and do the same arithmetic except the last WavLM layer's second feed-forward
-    product, which they apply after the pooling (`RunningLayerSum`)."""
+    product, which they apply after the pooling (`RunningLayerSum`), and the positional convolution, which they
+    compute by FFT (`WavLMFastPositionalConvEmbedding`)."""
     fast_paths = getattr(model, "fast_paths", False)
     if fast_paths:
         model.set_fast_paths(False)

@@ -194,11 +194,23 @@ def test_feature_encoder_gradients_are_the_same():
         assert relative_error(got, want) <= TOLERANCE
 
 
-def test_positional_convolution_equals_transformers_and_follows_weight_changes():
-    config = WavLMConfig(hidden_size=64, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+@pytest.mark.parametrize("kernel, frames", [(16, 37), (16, 17), (16, 5), (17, 100), (32, 7)])
+@pytest.mark.parametrize("path", ["fft", "conv"])
+def test_positional_convolution_equals_transformers_and_follows_weight_changes(monkeypatch, path, kernel, frames):
+    """Both paths; for the FFT: clips shorter than, equal to and spanning several blocks, even and odd kernels."""
+    monkeypatch.setattr(WavLMFastPositionalConvEmbedding, "fft_min_kernel", 1 if path == "fft" else 10**6)
+    fft_calls = []
+    fft_convolution = WavLMFastPositionalConvEmbedding.fft_convolution
+
+    def counted_fft_convolution(self, hidden_states):
+        fft_calls.append(1)
+        return fft_convolution(self, hidden_states)
+
+    monkeypatch.setattr(WavLMFastPositionalConvEmbedding, "fft_convolution", counted_fft_convolution)
+    config = WavLMConfig(hidden_size=64, num_conv_pos_embeddings=kernel, num_conv_pos_embedding_groups=4)
     torch.manual_seed(4)
     positional = WavLMPositionalConvEmbedding(config).eval()
-    hidden = torch.randn(2, 37, 64)
+    hidden = torch.randn(2, frames, 64)
     with torch.inference_mode():
         expected = positional(hidden)
         positional.__class__ = WavLMFastPositionalConvEmbedding
@@ -211,6 +223,7 @@ def test_positional_convolution_equals_transformers_and_follows_weight_changes()
         changed_expected = positional(hidden)
     assert not torch.allclose(changed, got)
     assert relative_error(changed, changed_expected) <= TOLERANCE
+    assert bool(fft_calls) == (path == "fft")
 
 
 def test_set_fast_paths_switches_the_time_major_kernels():

@@ -7,7 +7,8 @@ the chosen engine unchanged:
 
 Only embeddings come back from the compiled and ONNX engines (`logits`, `loss` and `hidden_states` are None): they
 are for inference. ONNX Runtime runs fp32 on the CPU whatever the torch precision; torch-compile follows the
-precision (autocast) in effect when it runs.
+precision (autocast) in effect when it runs. Their embeddings are checked: NaN or infinity is an error, never a
+result. torch-compile is refused where torch runs AVX2 CPU kernels (inductor's AVX2 code gave NaN with torch 2.13).
 """
 
 from __future__ import annotations
@@ -32,9 +33,26 @@ def _check(model) -> None:
         raise ValueError("engines are for inference: call model.eval() first")
 
 
+def _finite(embeddings: torch.Tensor, engine: str) -> torch.Tensor:
+    """`embeddings`, or a clear error where an engine returned NaN or infinity (the model's inputs are checked first,
+    so this is the engine's fault, never the audio's)."""
+    if not bool(torch.isfinite(embeddings).all()):
+        raise RuntimeError(
+            f"the {engine} engine returned non-finite embeddings for finite input; run with --engine torch "
+            "(eager) and report the torch version and CPU"
+        )
+    return embeddings
+
+
 def _compiled_forward(model):
-    """The model's embedding forward through `torch.compile` (inductor, dynamic batch and length, frozen weights)."""
+    """The model's embedding forward through `torch.compile` (inductor, dynamic batch and length, frozen weights).
+
+    WavLM's convolutional feature encoder stays eager (its time-major inference kernels): on a Zen 4 with torch 2.13,
+    inductor's AVX-512 code for it corrupted the heap at WavLM-Large size, and for transformers' own encoder too.
+    """
     eager_forward = model.forward
+    encoder = model.wavlm.feature_extractor
+    encoder.forward = torch.compiler.disable(encoder.forward, recursive=True)
 
     def embeddings(input_values, attention_mask):
         return eager_forward(input_values, attention_mask=attention_mask, return_dict=True).embeddings
@@ -47,7 +65,7 @@ def _compiled_forward(model):
             raise ValueError("the torch-compile engine is for inference: it takes no labels")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
-        return XVectorOutput(embeddings=compiled(input_values, attention_mask))
+        return XVectorOutput(embeddings=_finite(compiled(input_values, attention_mask), "torch-compile"))
 
     return forward
 
@@ -74,7 +92,7 @@ def _onnxruntime_forward(model, onnx_path: Path, threads: int | None):
             "attention_mask": attention_mask.detach().cpu().numpy().astype(np.int64),
         }
         (embeddings,) = session.run(None, feeds)
-        return XVectorOutput(embeddings=torch.from_numpy(embeddings))
+        return XVectorOutput(embeddings=_finite(torch.from_numpy(embeddings), "onnxruntime"))
 
     return forward
 
@@ -91,6 +109,11 @@ def use_engine(model, engine: str = "torch", onnx_dir: str | Path | None = None,
     _check(model)
     start = time.perf_counter()
     if engine == "torch-compile":
+        if torch.backends.cpu.get_cpu_capability() == "AVX2" and next(model.parameters()).device.type == "cpu":
+            raise ValueError(
+                "the torch-compile engine is not available where torch runs AVX2 CPU kernels: with torch 2.13, "
+                "inductor's AVX2 code gave NaN embeddings for this model; use the torch or onnxruntime engine"
+            )
         model.forward = _compiled_forward(model)
     elif engine == "onnxruntime":
         if onnx_dir is None:
