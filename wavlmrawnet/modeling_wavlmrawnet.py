@@ -58,6 +58,13 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
 
 
+def overlap_save_segments(x: torch.Tensor, n_fft: int, hop: int, blocks: int, left: int = 0) -> torch.Tensor:
+    """FFT overlap-save input: `blocks` windows of n_fft values every `hop` along the last axis of x, zero-padded by
+    `left` in front and as needed at the back: (..., blocks, n_fft), a view of the padded copy."""
+    right = max(0, (blocks - 1) * hop + n_fft - left - x.shape[-1])
+    return F.pad(x, (left, right)).unfold(-1, n_fft, hop)
+
+
 def mean_weights(frame_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) frame mask -> (B, T) fp32 weights of the mean over each clip's valid frames (zero on padding)."""
     frame_mask = frame_mask.float()
@@ -315,8 +322,7 @@ class SincConv(nn.Module):
         n_fft = 1 << max(4 * kernel - 1, 1).bit_length()
         hop = (n_fft - kernel + 1) // pool_size * pool_size  # outputs per block
         num_blocks = -(-frames * pool_size // hop)
-        padded = F.pad(waveform, (0, max(0, (num_blocks - 1) * hop + n_fft - samples)))
-        segments = padded.unfold(1, n_fft, hop)  # (B, num_blocks, n_fft), a view
+        segments = overlap_save_segments(waveform, n_fft, hop, num_blocks)  # (B, num_blocks, n_fft)
         spectra = inference_cache(  # correlation = convolution with the flipped filters
             self, "spectra", lambda: torch.fft.rfft(self.inference_filters(waveform.dtype)[:, 0].flip(-1), n_fft),
             n_fft, waveform.dtype,
@@ -620,9 +626,8 @@ class WavLMFastPositionalConvEmbedding(WavLMPositionalConvEmbedding):
             return spectra.reshape(-1, per_group, per_group)
 
         spectra = inference_cache(self, "spectra", build, n_fft, hidden_states.dtype)
-        left = kernel // 2
-        padded = F.pad(hidden_states.transpose(1, 2), (left, (blocks - 1) * hop + n_fft - frames - left))  # (B, C, L)
-        segments = torch.fft.rfft(padded.unfold(2, n_fft, hop), n_fft)  # (B, C, blocks, bins)
+        segments = overlap_save_segments(hidden_states.transpose(1, 2), n_fft, hop, blocks, left=kernel // 2)
+        segments = torch.fft.rfft(segments, n_fft)  # (B, C, blocks, bins)
         segments = segments.view(batch, groups, per_group, blocks, bins).permute(4, 1, 0, 3, 2)
         mixed = torch.bmm(segments.reshape(bins * groups, batch * blocks, per_group), spectra)
         mixed = mixed.view(bins, groups, batch, blocks, per_group).permute(2, 3, 1, 4, 0)  # (B, blocks, g, C/g, bins)
