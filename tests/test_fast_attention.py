@@ -1,6 +1,7 @@
 """The fast paths (`WavLMRawNetForXVector.set_fast_paths`) compute the same function as transformers' own WavLM:
 `WavLMFastAttention` against transformers' `WavLMAttention` layer (fp32, <= 1e-5, with and without padding, and
-gradients; under bf16 autocast too), `InferenceLinear` against `F.linear`, `WavLMFastFeedForward` (GELU as oneDNN's
+gradients; under bf16 autocast too), `InferenceLinear` against `F.linear` (and the bf16 inference linears, with
+their cached bf16 weights, against fp32), `WavLMFastFeedForward` (GELU as oneDNN's
 post-op where oneDNN runs AVX-512, else a separate pass) against transformers' feed-forward, the running weighted layer
 pooling (also with the last projection after the pooling) against the pooled stack of hidden states, the sinc filter
 cache, and whole-model embeddings and gradients with the fast paths on and off."""
@@ -29,8 +30,13 @@ from wavlmrawnet.modeling_wavlmrawnet import (
     WavLMFastAttention,
     WavLMFastFeedForward,
     inference_linear,
+    inference_linear_add,
+    inference_linear_gelu,
+    linear_weights,
     masked_mean,
 )
+
+ONEDNN_BF16_LINEAR = modeling_wavlmrawnet.ONEDNN_BF16_LINEAR
 
 NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0)
 TOLERANCE = 1e-5
@@ -129,14 +135,18 @@ def test_fast_attention_dropout_is_applied_in_training_only():
 
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
 def test_fast_attention_bias_written_in_bf16_matches_fp32(padded):
-    """Under bf16 autocast, inference writes the gated bias (and the padding's -inf) straight in bf16."""
+    """Under bf16 autocast, inference keeps the position bias in bf16 and gates it there (with the padding's -inf);
+    where oneDNN computes bf16, the query, key and value come from one product with the stacked bf16 weights."""
     stock, fast = attention_pair()
     hidden = torch.randn(3, 37, 64)
     mask = frame_mask([37, 20, 9], 37) if padded else None
     with torch.inference_mode():
         expected = stock(hidden, attention_mask=mask)[0]
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            got = fast(hidden, attention_mask=mask)[0]
+            got, _, position_bias = fast(hidden, attention_mask=mask)
+    assert position_bias.dtype == torch.bfloat16
+    stacked = "bf16_qkv" in fast.__dict__.get("_inference_cache", {})
+    assert stacked == modeling_wavlmrawnet.ONEDNN_BF16_LINEAR
     assert got.dtype == torch.bfloat16
     valid = mask.bool() if padded else torch.ones(3, 37, dtype=torch.bool)
     assert (got.float() - expected)[valid].abs().max() <= 0.02 * expected.abs().max()
@@ -406,6 +416,63 @@ def test_default_size_embeddings_match_with_fast_paths_on_and_off():
         model.set_fast_paths(False)
         slow = model(values * mask, attention_mask=mask).embeddings
     assert F.cosine_similarity(fast, slow).min() >= 0.99999
+
+
+def test_bf16_inference_weights_are_built_once_and_follow_weight_changes():
+    """Under CPU bf16 autocast in inference, a layer's weights are bf16 copies built once; an in-place change (an
+    optimiser step, load_state_dict) rebuilds them. In fp32, or with gradients, they are the parameters."""
+    layer = torch.nn.Linear(48, 32)
+    x = torch.randn(2, 9, 48)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert linear_weights(layer, x)[0] is layer.weight
+        with bf16:
+            weight, bias = linear_weights(layer, x)
+            assert weight.dtype == bias.dtype == torch.bfloat16
+            assert torch.equal(weight, layer.weight.to(torch.bfloat16))
+            assert linear_weights(layer, x)[0] is weight
+    with torch.no_grad():
+        layer.weight.mul_(-2.0)
+    with torch.inference_mode(), bf16:
+        changed = linear_weights(layer, x)[0]
+    assert changed is not weight and torch.equal(changed, layer.weight.detach().to(torch.bfloat16))
+    with bf16:  # recorded for a gradient: the parameter itself, which autocast casts differentiably
+        assert linear_weights(layer, x)[0] is layer.weight
+
+
+@pytest.mark.parametrize("kind", ["linear", "gelu", "add"])
+def test_bf16_inference_linears_match_fp32(kind):
+    """With bf16 weights under CPU bf16 autocast, the inference linears return bf16 within bf16 rounding of fp32,
+    through oneDNN's bf16 kernel exactly where it computes bf16 natively (`ONEDNN_BF16_LINEAR`)."""
+    torch.manual_seed(0)
+    x, weight, bias, other = torch.randn(2, 9, 48), torch.randn(32, 48), torch.randn(32), torch.randn(2, 9, 32)
+    low = [t.to(torch.bfloat16) for t in (weight, bias, other)]
+    functions = {
+        "linear": (lambda w, b, o: inference_linear(x, w, b), lambda: F.linear(x, weight, bias)),
+        "gelu": (lambda w, b, o: inference_linear_gelu(x, w, b), lambda: F.gelu(F.linear(x, weight, bias))),
+        "add": (lambda w, b, o: inference_linear_add(x, w, o), lambda: F.linear(x, weight) + other),
+    }
+    function, reference = functions[kind]
+    with torch.inference_mode():
+        expected = reference()
+        assert not modeling_wavlmrawnet.onednn_bf16_linear_applies(x, low[0])  # not under autocast
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert modeling_wavlmrawnet.onednn_bf16_linear_applies(x, low[0]) == ONEDNN_BF16_LINEAR
+            got = function(*low)
+    assert got.dtype == torch.bfloat16
+    assert 0 < (got.float() - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+def test_bf16_inference_caches_can_be_dropped_and_are_rebuilt():
+    model = tiny_model().eval()
+    values = torch.randn(1, 16000)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(values).embeddings
+        cached = [m for m in model.modules() if "bf16_weights" in m.__dict__.get("_inference_cache", {})]
+        assert cached, "no bf16 weight copies were built"
+        assert model.clear_inference_caches() is model
+        assert not any("_inference_cache" in m.__dict__ for m in model.modules())
+        assert torch.equal(model(values).embeddings, before)
 
 
 def test_inference_linear_follows_autocast():

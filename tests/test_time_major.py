@@ -128,13 +128,17 @@ FEATURE_ENCODERS = {
 }
 
 
+def feature_encoder_and_waveforms(shapes: dict) -> tuple[WavLMFeatureEncoder, torch.Tensor]:
+    """transformers' layer-norm feature encoder with seeded random weights (eval mode) and two seeded waveforms."""
+    torch.manual_seed(1)
+    encoder = WavLMFeatureEncoder(WavLMConfig(feat_extract_norm="layer", conv_bias=True, **shapes)).eval()
+    return encoder, torch.randn(2, 8001)
+
+
 @pytest.mark.parametrize("block_frames", [2048, 7], ids=["one block", "blocks of 7 frames"])
 @pytest.mark.parametrize("shapes", FEATURE_ENCODERS.values(), ids=FEATURE_ENCODERS.keys())
 def test_feature_encoder_time_major_equals_transformers(shapes, block_frames):
-    config = WavLMConfig(feat_extract_norm="layer", conv_bias=True, **shapes)
-    torch.manual_seed(1)
-    encoder = WavLMFeatureEncoder(config).eval()
-    waveforms = torch.randn(2, 8001)
+    encoder, waveforms = feature_encoder_and_waveforms(shapes)
     with torch.inference_mode():
         expected = encoder(waveforms)
         encoder.__class__ = WavLMFastFeatureEncoder
@@ -224,6 +228,38 @@ def test_positional_convolution_equals_transformers_and_follows_weight_changes(m
     assert not torch.allclose(changed, got)
     assert relative_error(changed, changed_expected) <= TOLERANCE
     assert bool(fft_calls) == (path == "fft")
+
+
+def test_positional_convolution_under_autocast_runs_the_fp32_fft():
+    """Under CPU bf16 autocast the FFT runs in fp32 and returns bf16, as the autocast convolution would."""
+    config = WavLMConfig(hidden_size=64, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    torch.manual_seed(4)
+    positional = WavLMPositionalConvEmbedding(config).eval()
+    hidden = torch.randn(2, 50, 64).to(torch.bfloat16)  # as the bf16 feature projection hands it over
+    with torch.inference_mode():
+        expected = positional(hidden.float())
+        positional.__class__ = WavLMFastPositionalConvEmbedding
+        positional.fft_min_kernel = 16
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = positional(hidden)
+        exact = positional(hidden.float())
+    assert got.dtype == torch.bfloat16
+    assert relative_error(exact, expected) <= TOLERANCE
+    assert torch.equal(got, exact.to(torch.bfloat16))  # the fp32 FFT, rounded once
+
+
+def test_feature_encoder_under_autocast_uses_bf16_kernels():
+    """Under CPU bf16 autocast the time-major encoder's products use cached bf16 kernels, within bf16 rounding of
+    transformers' fp32 encoder."""
+    encoder, waveforms = feature_encoder_and_waveforms(FEATURE_ENCODERS["wavlm"])
+    with torch.inference_mode():
+        expected = encoder(waveforms)
+        encoder.__class__ = WavLMFastFeatureEncoder
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = encoder(waveforms)
+    cached = [layer.conv.__dict__["_inference_cache"]["frame_major"][1] for layer in encoder.conv_layers]
+    assert all(part.dtype == torch.bfloat16 for parts in cached for part in parts if part is not None)
+    assert 0 < relative_error(got.float(), expected) <= 0.05
 
 
 def test_set_fast_paths_switches_the_time_major_kernels():

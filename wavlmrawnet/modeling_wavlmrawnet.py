@@ -122,23 +122,69 @@ def onednn_linear_applies(x: torch.Tensor) -> bool:
     )
 
 
-def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`F.linear`, through oneDNN's kernel for fp32 CPU inference.
+def _onednn_bf16_available() -> bool:
+    """Whether oneDNN computes bf16 natively here (AMX or AVX512-BF16 code, not capped by ONEDNN_MAX_CPU_ISA)."""
+    try:
+        return ONEDNN_LINEAR and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
-    torch's fp32 `F.linear` calls MKL's sgemm, which reaches ~80 % of oneDNN's speed on AMD CPUs (87 vs 108 GFLOP/s
-    per Zen 4 core for WavLM-Large's feed-forward). oneDNN's kernel has no backward, so it is used only where no
-    gradient is recorded, not under autocast, and not while torch.compile or the ONNX exporter traces (they pick their
-    own kernels).
+
+ONEDNN_BF16_LINEAR = _onednn_bf16_available()
+
+
+def bf16_autocast_inference(x: torch.Tensor) -> bool:
+    """Whether `x` enters a linear layer under CPU bf16 autocast in inference (see `linear_weights`)."""
+    return (
+        torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and inference_kernels_apply(x)
+    )
+
+
+def linear_weights(layer: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`layer`'s weight and bias for input `x`. Under CPU bf16 autocast in inference: bf16 copies, built once while
+    the weights do not change. Autocast would otherwise cast every fp32 weight in every forward (~1.9 GB of memory
+    traffic per call at WavLM-Large size, ~10 % of a bf16 forward on an AMX Xeon); the copies cost half the linear
+    weights' memory (~600 MB at Large size) while bf16 inference runs."""
+    if not bf16_autocast_inference(x):
+        return layer.weight, layer.bias
+
+    def build():
+        bias = None if layer.bias is None else layer.bias.detach().to(torch.bfloat16)
+        return layer.weight.detach().to(torch.bfloat16), bias
+
+    return inference_cache(layer, "bf16_weights", build)
+
+
+def onednn_bf16_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN's bf16 linear may compute the product of `x` with a bf16 `weight` (from `linear_weights`)."""
+    return ONEDNN_BF16_LINEAR and weight.dtype == torch.bfloat16 and bf16_autocast_inference(x)
+
+
+def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`F.linear`, through oneDNN's kernels for CPU inference.
+
+    fp32: torch's `F.linear` calls MKL's sgemm, which reaches ~80 % of oneDNN's speed on AMD CPUs (87 vs 108 GFLOP/s
+    per Zen 4 core for WavLM-Large's feed-forward). bf16 weights under CPU bf16 autocast (`linear_weights`): oneDNN's
+    bf16 kernel, ~10 % faster than torch's bf16 `F.linear` on an AMX Xeon. oneDNN's kernels have no backward, so they
+    are used only where no gradient is recorded, and not while torch.compile or the ONNX exporter traces (they pick
+    their own kernels).
     """
     if onednn_linear_applies(x):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    if onednn_bf16_linear_applies(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
 def inference_linear_add(x: torch.Tensor, weight: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """`F.linear(x, weight) + other`; for fp32 CPU inference the sum is oneDNN's post-op (no extra pass)."""
+    """`F.linear(x, weight) + other`; for CPU inference (see `inference_linear`) the sum is oneDNN's post-op (no extra
+    pass)."""
     if other.dtype == torch.float32 and onednn_linear_applies(x):
         return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
+    if other.dtype == weight.dtype and onednn_bf16_linear_applies(x, weight):
+        return torch.ops.mkldnn._linear_pointwise.binary(x.to(weight.dtype), other, weight, None, "add")
     return F.linear(x, weight) + other
 
 
@@ -156,8 +202,11 @@ ONEDNN_GELU_POST_OP = _onednn_runs_avx512()
 
 
 def inference_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`F.gelu(F.linear(x, weight, bias))` (exact, erf GELU). For fp32 CPU inference the linear is oneDNN's, with
-    GELU as its post-op where that pays (`ONEDNN_GELU_POST_OP`), else applied in place."""
+    """`F.gelu(F.linear(x, weight, bias))` (exact, erf GELU). For CPU inference the linear is oneDNN's (see
+    `inference_linear`), with GELU as its post-op in bf16 and where that pays in fp32 (`ONEDNN_GELU_POST_OP`), else
+    applied in place."""
+    if onednn_bf16_linear_applies(x, weight):  # bf16 code runs AVX-512 or AMX: the post-op pays
+        return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "gelu", [], "none")
     if not onednn_linear_applies(x):
         return F.gelu(F.linear(x, weight, bias))
     if ONEDNN_GELU_POST_OP:
@@ -169,7 +218,7 @@ class InferenceLinear(nn.Linear):
     """`nn.Linear` computed by `inference_linear` (same parameters and state dict)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return inference_linear(x, self.weight, self.bias)
+        return inference_linear(x, *linear_weights(self, x))
 
 
 def conv1d_time_major(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
@@ -509,9 +558,15 @@ class WavLMFastAttention(WavLMAttention):
     def forward(self, hidden_states, attention_mask=None, position_bias=None, index=0, **kwargs):
         batch, frames, _ = hidden_states.shape
         heads = self.num_heads
+        query, key, value = self.projections(hidden_states)
         if position_bias is None:
-            # (1, heads, T, T), shared by the batch; contiguous, as the gating reads it in every layer
-            position_bias = self.compute_bias(frames, frames)[None].contiguous()
+            # (1, heads, T, T), shared by the batch and the layers; contiguous, as every layer's gating reads it.
+            # Without gradients it is kept in the attention's dtype (bf16 under autocast): each layer's gating then
+            # multiplies in that dtype (fp32 inputs written to bf16 took ~5x as long on an AMX Xeon).
+            position_bias = self.compute_bias(frames, frames)[None]
+            if not torch.is_grad_enabled():
+                position_bias = position_bias.to(query.dtype)
+            position_bias = position_bias.contiguous()
         elif position_bias.dim() == 3:  # transformers' (B * heads, T, T)
             position_bias = position_bias.view(-1, heads, frames, frames)
 
@@ -520,31 +575,39 @@ class WavLMFastAttention(WavLMAttention):
         projected = self.gru_rel_pos_linear(per_head).view(batch, heads, frames, 2, 4).sum(-1)
         gate_a, gate_b = torch.sigmoid(projected).chunk(2, dim=-1)
         gate = (gate_a * (gate_b * self.gru_rel_pos_const - 1.0) + 2.0).to(position_bias.dtype)  # (B, heads, T, 1)
-        query, key, value = (
-            inference_linear(hidden_states, projection.weight, projection.bias)
-            .view(batch, frames, heads, self.head_dim)
-            .transpose(1, 2)  # (B, heads, T, head_dim)
-            for projection in (self.q_proj, self.k_proj, self.v_proj)
-        )
-
-        # The bias is written in the attention's dtype (under bf16 autocast: no separate cast pass), unless recorded.
-        bias = None
-        if query.dtype != gate.dtype and not torch.is_grad_enabled():
-            bias = gate.new_empty((batch, heads, frames, frames), dtype=query.dtype)
         # Without padding one multiply suffices (the model passes no mask where nothing is padded: `wavlm_features`).
         if attention_mask is None:
-            bias = torch.mul(gate, position_bias, out=bias)  # (B, heads, T, T)
+            bias = gate * position_bias  # (B, heads, T, T)
         else:
             # -inf on padded keys, added in the same pass as the gate (a separate masked_fill costs two more passes)
             padding = torch.zeros(attention_mask.shape, dtype=gate.dtype, device=gate.device)
             padding = padding.masked_fill_(attention_mask.ne(1), float("-inf"))[:, None, None, :]
-            bias = torch.addcmul(padding, gate, position_bias, out=bias)
+            bias = torch.addcmul(padding, gate, position_bias)
 
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=bias.to(query.dtype), dropout_p=self.dropout if self.training else 0.0
         )
         attended = attended.transpose(1, 2).reshape(batch, frames, self.embed_dim)
-        return inference_linear(attended, self.out_proj.weight, self.out_proj.bias), None, position_bias
+        return inference_linear(attended, *linear_weights(self.out_proj, attended)), None, position_bias
+
+    def projections(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query, key and value, each (B, heads, T, head_dim). In bf16 CPU inference through oneDNN, one product with
+        the three weights stacked (bf16, cached): 7.4 against 8.3 ms for three at Large size on an AMX Xeon."""
+        batch, frames, _ = hidden_states.shape
+        shape = (batch, frames, self.num_heads, self.head_dim)
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if ONEDNN_BF16_LINEAR and bf16_autocast_inference(hidden_states):
+
+            def build():
+                weight = torch.cat([p.weight.detach() for p in projections]).to(torch.bfloat16)
+                return weight, torch.cat([p.bias.detach() for p in projections]).to(torch.bfloat16)
+
+            stacked = inference_linear(hidden_states, *inference_cache(self, "bf16_qkv", build))
+            return stacked.view(batch, frames, 3, *shape[2:]).permute(2, 0, 3, 1, 4).unbind(0)
+        return tuple(
+            inference_linear(hidden_states, *linear_weights(p, hidden_states)).view(shape).transpose(1, 2)
+            for p in projections
+        )
 
 
 def is_exact_gelu(activation) -> bool:
@@ -566,17 +629,18 @@ class WavLMFastFeedForward(WavLMFeedForward):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.training or not is_exact_gelu(self.intermediate_act_fn):
             return super().forward(hidden_states)
-        inner = inference_linear_gelu(hidden_states, self.intermediate_dense.weight, self.intermediate_dense.bias)
+        inner = inference_linear_gelu(hidden_states, *linear_weights(self.intermediate_dense, hidden_states))
         if self.pooling_weights is not None:
             inner = weighted_frame_sum(inner, self.pooling_weights)[:, None]
-        return inference_linear(inner, self.output_dense.weight, self.output_dense.bias)
+        return inference_linear(inner, *linear_weights(self.output_dense, inner))
 
 
 class WavLMFastPositionalConvEmbedding(WavLMPositionalConvEmbedding):
     """WavLM's positional convolution for inference, with kernels derived from the weights built once while the
-    weights do not change. In fp32/fp64 (not under autocast), kernels of `fft_min_kernel` taps or more run as FFT
-    overlap-save (`fft_convolution`); otherwise it is a channels-last grouped conv2d. Training, other devices and
-    tracing run transformers' own forward."""
+    weights do not change. Kernels of `fft_min_kernel` taps or more run as FFT overlap-save (`fft_convolution`), in
+    fp32 also under autocast (bf16 autocast ran oneDNN's grouped convolution at ~3x the time of the fp32 FFT on an AMX
+    Xeon); shorter ones as a channels-last grouped conv2d. Training, other devices and tracing run transformers' own
+    forward."""
 
     # WavLM's 128-tap grouped convolution (1024 channels, 16 groups, 10 s, 2 threads) took ~12 ms by FFT against ~50
     # ms as oneDNN's convolution on a Zen 4; the cached spectra cost 68 MB at Large size.
@@ -586,12 +650,13 @@ class WavLMFastPositionalConvEmbedding(WavLMPositionalConvEmbedding):
         if not inference_kernels_apply(hidden_states):
             return super().forward(hidden_states)
         conv = self.conv
-        if (
-            conv.kernel_size[0] >= self.fft_min_kernel
-            and hidden_states.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu")
-        ):
-            return self.activation(self.fft_convolution(hidden_states))
+        if conv.kernel_size[0] >= self.fft_min_kernel:
+            # fp32 (fp64 for fp64 input), also under autocast; the result in the dtype the convolution would return
+            low_precision = torch.is_autocast_enabled("cpu")
+            out_dtype = torch.get_autocast_dtype("cpu") if low_precision else hidden_states.dtype
+            with torch.autocast("cpu", enabled=False):
+                exact = hidden_states.to(torch.float64 if hidden_states.dtype == torch.float64 else torch.float32)
+                return self.activation(self.fft_convolution(exact)).to(out_dtype)
         weight = inference_cache(
             self, "weight", lambda: conv.weight[:, :, None].contiguous(memory_format=torch.channels_last)
         )
@@ -685,10 +750,12 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
         kernel, stride = conv.kernel_size[0], conv.stride[0]
         out_frames = (frames - kernel) // stride + 1
         split = 0 if kernel > 2 * stride or conv.dilation[0] != 1 else stride * channels
+        dtype = torch.bfloat16 if bf16_autocast_inference(x) else conv.weight.dtype  # see `linear_weights`
         if split < 64:  # unfolded windows (also for narrow inputs such as the 1-channel waveform)
             windows = x.unfold(1, kernel, stride).transpose(2, 3).reshape(batch, out_frames, -1)
-            return inference_linear(windows, WavLMFastFeatureEncoder.frame_major_weights(conv, 0)[0], conv.bias)
-        head, tail = WavLMFastFeatureEncoder.frame_major_weights(conv, split)
+            weight = WavLMFastFeatureEncoder.frame_major_weights(conv, 0, dtype)[0]
+            return inference_linear(windows, weight, conv.bias)
+        head, tail = WavLMFastFeatureEncoder.frame_major_weights(conv, split, dtype)
         if x.stride(2) != 1 or x.stride(1) != channels:
             x = x.contiguous()
 
@@ -699,18 +766,21 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
         return out if tail is None else inference_linear_add(rows(split, tail.shape[1]), tail, out)
 
     @staticmethod
-    def frame_major_weights(conv: nn.Conv1d, split: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def frame_major_weights(
+        conv: nn.Conv1d, split: int, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The kernel as (out, kernel * C_in), frame-major, cut after column `split` (0: not cut) into contiguous
-        parts; built once while the weights do not change, unless they are being trained."""
+        parts, in `dtype` (default: the weight's); built once while the weights do not change, unless they are being
+        trained."""
 
         def build():
-            weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, -1)
+            weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, -1).to(dtype or conv.weight.dtype)
             if not split or split == weight.shape[1]:
                 return weight.contiguous(), None
             return weight[:, :split].contiguous(), weight[:, split:].contiguous()
 
         trained = torch.is_grad_enabled() and conv.weight.requires_grad
-        return build() if trained else inference_cache(conv, "frame_major", build, split)
+        return build() if trained else inference_cache(conv, "frame_major", build, split, dtype)
 
     @classmethod
     def time_major_pays(cls, device_type: str, low_precision: bool, samples: int) -> bool:
@@ -1027,7 +1097,10 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         pooling computed as each layer finishes, with the last layer's second feed-forward product applied after it
         (`RunningLayerSum`), an unpadded input passed to WavLM without a mask, the sinc filter bank cached while it
         does not change, and eval-mode RawNet inference on time-major activations (`RawNetEncoder.time_major`).
-        Weights and the state dict are the same either way; embeddings agree to fp32 rounding. Returns the model.
+        Under CPU bf16 autocast in inference the linears use cached bf16 weight copies (`linear_weights`; ~600 MB at
+        Large size, dropped by `clear_inference_caches`) through oneDNN's bf16 kernel where it runs natively, with
+        the query, key and value as one product. Weights and the state dict are the same either way; embeddings agree
+        to fp32 rounding. Returns the model.
         """
         self.fast_paths = enabled
         if self.wavlm is not None:
@@ -1044,6 +1117,14 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
                     module.__class__ = InferenceLinear if enabled else nn.Linear
         if self.rawnet is not None:
             self.rawnet.sinc.cache_filters = self.rawnet.time_major_inference = enabled
+        return self
+
+    def clear_inference_caches(self) -> "WavLMRawNetForXVector":
+        """Drops the tensors inference derived from the weights (bf16 weight copies, kernel spectra, filter banks,
+        frame-major kernels; `inference_cache`), e.g. to free the bf16 copies after bf16 inference. The next call
+        that needs them builds them again. Returns the model."""
+        for module in self.modules():
+            module.__dict__.pop("_inference_cache", None)
         return self
 
     # ------------------------------------------------------------------ freezing
