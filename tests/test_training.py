@@ -215,6 +215,8 @@ def test_two_process_ddp_keeps_replicas_identical_on_different_batches(tmp_path,
         assert run_info["training_precision"]["precision"] == "fp32"
     digests = [(run_dir / f"param_digest.rank{r}.txt").read_text() for r in (0, 1)]
     assert digests[0] == digests[1], "both replicas end with identical parameters"
+    # rank 0 validated at the last step; what that built from the weights is dropped before training goes on
+    assert (run_dir / "inference_caches.rank0.txt").read_text() == "0"
     seen = []
     for rank in (0, 1):
         lines = [json.loads(line) for line in (run_dir / f"seen_batches.rank{rank}.jsonl").read_text().splitlines()]

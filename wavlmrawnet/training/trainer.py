@@ -533,6 +533,9 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Trainin
         if step % training.eval_every == 0 or last:
             model.eval()
             validate(accelerator, model, feature_extractor, config, eval_precision, state)
+            # The weights change from here on: drop what validation derived from them (on a CPU in bf16, a copy of
+            # the linear weights; the next validation builds it again).
+            accelerator.unwrap_model(model).clear_inference_caches()
             model.train()
 
         # Checkpoint (atomic), for --resume.
