@@ -146,7 +146,7 @@ def test_fast_attention_bias_written_in_bf16_matches_fp32(padded):
             got, _, position_bias = fast(hidden, attention_mask=mask)
     assert position_bias.dtype == torch.bfloat16
     stacked = "bf16_qkv" in fast.__dict__.get("_inference_cache", {})
-    assert stacked == modeling_wavlmrawnet.ONEDNN_BF16_LINEAR
+    assert stacked == ONEDNN_BF16_LINEAR
     assert got.dtype == torch.bfloat16
     valid = mask.bool() if padded else torch.ones(3, 37, dtype=torch.bool)
     assert (got.float() - expected)[valid].abs().max() <= 0.02 * expected.abs().max()
