@@ -157,7 +157,7 @@ def gather_worker() -> None:
     """One rank of the gather measurement (run under torch.distributed.run)."""
     import torch
 
-    from wavlmrawnet.evaluation.embedding import distributed_state, gather_to_main
+    from wavlmrawnet.evaluation.embedding import distributed_state, end_distributed, gather_to_main
 
     state = distributed_state(torch.device("cpu"))
     rng = np.random.default_rng(state.process_index)
@@ -173,6 +173,7 @@ def gather_worker() -> None:
         result = {"seconds": seconds, "peak_extra": peak_rss_bytes() - before, "count": len(gathered)}
         print(RESULT_PREFIX + json.dumps(result), flush=True)
     state.wait_for_everyone()
+    end_distributed()
 
 
 def bench_gather() -> list[list[str]]:

@@ -38,12 +38,13 @@ def audio(tmp_path_factory) -> tuple[Path, list[str], Path]:
 
 
 def cli(*args: str, nproc: int = 1, env: dict | None = None) -> subprocess.CompletedProcess:
-    module = ["-m", "wavlmrawnet"]
+    """`wavlmrawnet ARGS` in 1 process, or in `nproc` under torchrun through record_cli.py (which reports, per rank,
+    whether the command left its process group up)."""
     if nproc == 1:
-        command = [sys.executable, *module, *args]
+        command = [sys.executable, "-m", "wavlmrawnet", *args]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-        command += [*module, *args]
+        command += [str(REPO / "tests" / "record_cli.py"), *args]
     environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=600)
 
@@ -60,6 +61,10 @@ def test_two_process_embed_and_score_match_one_process(saved_tiny_model, audio, 
     )  # fmt: skip
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("embedded 14 file(s) (14 computed, 0 from the cache)") == 1, "rank 0 alone reports"
+    # A rank that exits with gloo's group still up aborted about 1 run in 10 ("terminate called without an active
+    # exception"); every command destroys it first.
+    for rank in (0, 1):
+        assert f"rank {rank} left the process group up: False" in two.stdout, two.stdout
     first, second = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "two.safetensors")
     assert sorted(first) == sorted(second) == sorted(files)
     for path in files:
@@ -74,6 +79,8 @@ def test_two_process_embed_and_score_match_one_process(saved_tiny_model, audio, 
         )  # fmt: skip
         assert completed.returncode == 0, completed.stderr
         assert completed.stdout.count("EER") == 1, "one rank prints and writes the results"
+        if nproc == 2:
+            assert completed.stdout.count("left the process group up: False") == 2, completed.stdout
         outputs[nproc] = (json.loads((out_dir / "trials_results.json").read_text()), out_dir / "scores.tsv")
     (one_results, one_scores), (two_results, two_scores) = outputs[1], outputs[2]
     assert one_results["num_trials"] == two_results["num_trials"] == 91

@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED_INPUTS
+    finally:
+        if "torch" in sys.modules:  # without torch there is no process group (and `card` stays light)
+            from ..evaluation.embedding import end_distributed
+
+            end_distributed()  # under torchrun / accelerate launch: each rank leaves the process group before exit
 
 
 if __name__ == "__main__":
