@@ -275,6 +275,51 @@ def test_unpadded_batch_reaches_wavlm_without_a_mask_and_embeds_the_same(pooling
     assert (fast - slow).abs().max() <= TOLERANCE * max(slow.abs().max().item(), 1.0)
 
 
+@pytest.mark.parametrize("pooling", ["weighted", "last"])
+def test_padded_batch_runs_in_length_groups_and_embeds_the_same(pooling):
+    """In eval mode on a CPU, clips more than `length_group_seconds` shorter than their group's longest run in a call
+    of their own, without that padding. Embeddings and logits equal the whole padded batch's (fast paths off), and
+    each clip's alone. Training, labels, hidden states asked for, close lengths and a mask that is not right-padding
+    keep one call."""
+    model = tiny_model(wavlm_pooling=pooling).eval()
+    calls = []
+    model.wavlm.register_forward_pre_hook(
+        lambda m, args, kw: calls.append((tuple(args[0].shape), kw["attention_mask"])), with_kwargs=True
+    )
+    lengths = [24000, 17000, 24000, 9000]
+    values, mask = torch.randn(4, 24000, generator=torch.Generator().manual_seed(3)), frame_mask(lengths, 24000)
+    values = values * mask
+    model.length_group_seconds = 0.45  # 7,200 samples: 17,000 joins the 24,000s; 9,000 runs alone
+    with torch.inference_mode():
+        grouped = model(values, attention_mask=mask)
+        assert [shape for shape, _ in calls] == [(3, 24000), (1, 9000)]
+        assert torch.equal(calls[0][1], mask[[0, 2, 1]]) and calls[1][1] is None  # the 9,000-sample clip: no padding
+        as_tuple = model(values, attention_mask=mask, return_dict=False)
+        alone = torch.cat([model(values[i : i + 1, :n]).embeddings for i, n in enumerate(lengths)])
+        calls.clear()
+        model(values, attention_mask=mask, output_hidden_states=True)
+        model(values, attention_mask=mask, labels=torch.tensor([0, 1, 0, 2]))
+        model.length_group_seconds = 1.0  # the default: every clip within 1 s of the longest
+        model(values, attention_mask=mask)
+        holes = mask.clone()
+        holes[1, :100] = 0  # not right-padding
+        assert model.length_groups(values, holes) is None
+        model.set_fast_paths(False)
+        whole = model(values, attention_mask=mask)
+        model.set_fast_paths(True).train()  # last: a training forward updates RawNet's batch-norm statistics
+        model.length_group_seconds = 0.45
+        model(values, attention_mask=mask)
+    assert [shape for shape, _ in calls] == [(4, 24000)] * 5
+    assert torch.equal(as_tuple[0], grouped.logits) and torch.equal(as_tuple[1], grouped.embeddings)
+    for ours, other in (
+        (grouped.embeddings, whole.embeddings),
+        (grouped.embeddings, alone),
+        (grouped.logits, whole.logits),
+    ):
+        assert F.cosine_similarity(ours, other).min() >= 0.99999
+        assert (ours - other).abs().max() <= TOLERANCE * max(other.abs().max().item(), 1.0)
+
+
 def test_running_layer_sum_counts_a_layer_skipped_by_layerdrop_as_its_input():
     """transformers records no hidden state for a layer that layerdrop skips, and its hooks do not run; the skipped
     layer passes its input on, so the running sum counts that input in its place (here the last of two layers)."""

@@ -1086,6 +1086,10 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         self.set_fast_paths(True)
 
     # ------------------------------------------------------------------ speed
+    # On a CPU in eval mode, a padded batch's clips more than this shorter than their group's longest run in a call of
+    # their own (`length_groups`; calibrated with benchmarks/bench_length_groups.py on a 2-core Xeon in fp32)
+    length_group_seconds = 1.0
+
     def set_fast_paths(self, enabled: bool = True) -> "WavLMRawNetForXVector":
         """Switches the faster computation of the same function on (the default) or off (transformers' own WavLM).
 
@@ -1095,8 +1099,9 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         (`WavLMFastFeatureEncoder`; on a GPU only for large autocast batches), the positional convolution as an FFT
         overlap-save with cached kernel spectra in fp32 (`WavLMFastPositionalConvEmbedding`), the weighted layer
         pooling computed as each layer finishes, with the last layer's second feed-forward product applied after it
-        (`RunningLayerSum`), an unpadded input passed to WavLM without a mask, the sinc filter bank cached while it
-        does not change, and eval-mode RawNet inference on time-major activations (`RawNetEncoder.time_major`).
+        (`RunningLayerSum`), an unpadded input passed to WavLM without a mask, a padded batch on a CPU in eval mode
+        run in groups of similar length (`length_groups`), the sinc filter bank cached while it does not change, and
+        eval-mode RawNet inference on time-major activations (`RawNetEncoder.time_major`).
         Under CPU bf16 autocast in inference the linears use cached bf16 weight copies (`linear_weights`; ~600 MB at
         Large size, dropped by `clear_inference_caches`) through oneDNN's bf16 kernel where it runs natively, with
         the query, key and value as one product. Weights and the state dict are the same either way; embeddings agree
@@ -1170,6 +1175,49 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         frame_mask = self.wavlm._get_feature_vector_attention_mask(outputs.last_hidden_state.shape[1], attention_mask)
         return self.wavlm_pooling(outputs, frame_mask), outputs
 
+    def length_groups(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor] | None:
+        """The rows of each group of clips the model runs apart, or None to run the batch whole.
+
+        With the fast paths, in eval mode on a CPU, a right-padded batch whose lengths differ by more than
+        `length_group_seconds` runs in groups: every padded frame costs as much as a real one (8 clips of 2-10 s hold
+        48 s of audio in 80 s of frames, and attention grows with the square of the length). A group holds the clips
+        at most `length_group_seconds` shorter than its longest: each call streams all of WavLM's weights from memory
+        (~0.14 s at Large size in fp32 on a 2-core Xeon, the time of ~0.4 s of audio), so close lengths share one
+        call. The embeddings are the same: both branches mask padded frames out.
+        """
+        if not self.fast_paths or self.training or input_values.device.type != "cpu" or input_values.shape[0] < 2:
+            return None
+        if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+            return None
+        lengths = attention_mask.sum(dim=1)
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        if not bool((attention_mask.bool() == (positions < lengths[:, None])).all()):
+            return None  # not right-padding
+        gap = self.length_group_seconds * self.config.sampling_rate
+        groups, longest = [], 0
+        for row in torch.argsort(lengths, descending=True, stable=True).tolist():
+            if groups and longest - int(lengths[row]) <= gap:
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+                longest = int(lengths[row])
+        return [torch.tensor(rows, device=lengths.device) for rows in groups] if len(groups) > 1 else None
+
+    def forward_by_group(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor, groups: list[torch.Tensor]
+    ) -> XVectorOutput:
+        """`forward` (no labels, no hidden states) run for each group of `length_groups`, padded to its longest."""
+        lengths = attention_mask.sum(dim=1)
+        logits = embeddings = None
+        for rows in groups:
+            longest = int(lengths[rows].max())
+            group = self(input_values[rows, :longest], attention_mask=attention_mask[rows, :longest], return_dict=True)
+            if embeddings is None:
+                embeddings = group.embeddings.new_empty(input_values.shape[0], group.embeddings.shape[1])
+                logits = group.logits.new_empty(input_values.shape[0], group.logits.shape[1])
+            embeddings[rows], logits[rows] = group.embeddings, group.logits
+        return XVectorOutput(logits=logits, embeddings=embeddings)
+
     def forward(
         self,
         input_values: torch.Tensor,
@@ -1201,6 +1249,11 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        plain = labels is None and not output_hidden_states  # embeddings and logits only
+        groups = self.length_groups(input_values, attention_mask) if plain else None
+        if groups is not None:
+            output = self.forward_by_group(input_values, attention_mask, groups)
+            return output if return_dict else (output.logits, output.embeddings)
         sample_lengths = attention_mask.sum(dim=1)
 
         pooled, hidden_states = [], None
