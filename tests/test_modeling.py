@@ -88,6 +88,19 @@ def test_padding_changes_embeddings_without_mask(tiny_model):
     assert 1 - F.cosine_similarity(masked, unmasked, dim=0) > 1e-3
 
 
+def test_a_clip_too_short_for_one_frame_is_a_clear_error_alone_and_in_a_padded_batch(tiny_model):
+    """Alone such a clip failed deep inside WavLM (an IndexError); padded in a batch it was pooled from no frame."""
+    need = tiny_model.config.min_input_samples
+    batch, mask = padded_pair(torch.randn(need - 1), torch.randn(16000))
+    with torch.inference_mode():
+        for values, attention_mask, row in ((batch, mask, 0), (batch[:1, : need - 1], None, 0)):
+            with pytest.raises(
+                ValueError, match=rf"clip {row}: {need - 1} samples\); it needs at least {need} samples"
+            ):
+                tiny_model(values, attention_mask=attention_mask)
+        assert tiny_model(torch.randn(1, need)).embeddings.isfinite().all()
+
+
 @pytest.mark.parametrize("kind, margin", [("amsoftmax", 0.3), ("aamsoftmax", 0.2)])
 def test_margin_losses(kind, margin):
     torch.manual_seed(0)

@@ -1203,6 +1203,20 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
                 longest = int(lengths[row])
         return [torch.tensor(rows, device=lengths.device) for rows in groups] if len(groups) > 1 else None
 
+    def check_input_lengths(self, attention_mask: torch.Tensor) -> None:
+        """Raises a ValueError naming the clips shorter than `config.min_input_samples`, the fewest that give every
+        branch one frame: alone such a clip failed deep inside WavLM, and padded in a batch it was pooled from no
+        frame at all. (`WavLMRawNetFeatureExtractor` refuses such audio before it reaches the model.)"""
+        lengths = attention_mask.sum(dim=1)
+        short = (lengths < self.config.min_input_samples).nonzero().flatten().tolist()
+        if short:
+            found = ", ".join(f"clip {row}: {int(lengths[row])}" for row in short[:10])
+            raise ValueError(
+                f"{len(short)} clip(s) too short for this model ({found} samples); it needs at least "
+                f"{self.config.min_input_samples} samples ({self.config.min_input_seconds:g} s at "
+                f"{self.config.sampling_rate} Hz) for one frame in every branch"
+            )
+
     def forward_by_group(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor, groups: list[torch.Tensor]
     ) -> XVectorOutput:
@@ -1249,6 +1263,8 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        if not (torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):  # a traced graph has no such check
+            self.check_input_lengths(attention_mask)
         plain = labels is None and not output_hidden_states  # embeddings and logits only
         groups = self.length_groups(input_values, attention_mask) if plain else None
         if groups is not None:
