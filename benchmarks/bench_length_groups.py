@@ -17,21 +17,12 @@ import os
 import statistics
 
 import torch
+from bench_model import mixed_batch
 from common import load_note, machine_caption, markdown_table, publish, timed_seconds
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
-SAMPLING_RATE = 16000
 RULES = {"groups": None, "one call": math.inf, "one call per length": 0.0}  # None: the model's default
-
-
-def padded_batch(clips: int, low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`clips` noise clips evenly spread over `low`..`high` seconds, longest first, zero-padded with a mask."""
-    lengths = sorted((round(s * SAMPLING_RATE) for s in torch.linspace(low, high, clips).tolist()), reverse=True)
-    mask = torch.zeros(clips, lengths[0], dtype=torch.long)
-    for row, length in enumerate(lengths):
-        mask[row, :length] = 1
-    return torch.randn(clips, lengths[0], generator=torch.Generator().manual_seed(1)) * mask, mask
 
 
 def measure(model: WavLMRawNetForXVector, values: torch.Tensor, mask: torch.Tensor, rounds: int) -> dict:
@@ -74,7 +65,8 @@ def main() -> None:
     rows = []
     for case in args.cases:
         low, high = (float(part) for part in case.split("-"))
-        result = measure(model, *padded_batch(args.clips, low, high), args.rounds)
+        batch, _ = mixed_batch(args.clips, (low, high))
+        result = measure(model, batch["input_values"], batch["attention_mask"], args.rounds)
         ms, ratio = result["ms"], result["ratio"]
         rows.append(
             [f"{args.clips} clips of {low:g}-{high:g} s", "+".join(map(str, result["groups"])),
