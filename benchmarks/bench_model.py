@@ -20,9 +20,12 @@ Sections after the main table (each can be skipped): the padded batch (`--batch-
 `--batch-seconds`, zero-padded with a mask, as `embed_files` batches them; target <= 1.0x; the fused model also in
 one call, without its CPU length groups), bf16 autocast against
 fp32 (with the embedding cosine and the score change between two clips), a per-stage profile (forward hooks, after
-one warm run per model; fp32 and/or bf16 autocast), and the engines of `wavlmrawnet.engines` (start-up = preparation +
-first call). With `--device cuda` the CPU-only sections (profile, engines, RawNet breakdown) give way to a throughput
-and memory table (batches of clips, fp32 and bf16, CUDA max allocated).
+one warm run per model; fp32 and/or bf16 autocast) with its roofline (each stage's counted GFLOPs, the time they
+take at this machine's GEMM rate measured in the same run, and the share of that rate reached), and the engines of
+`wavlmrawnet.engines` (start-up = preparation + first call). Below the main table, its floor: the GEMM rate measured
+in each paired round (`GemmProbe`), and how close the counted FLOPs at that rate let the fused model come. With
+`--device cuda` the CPU-only sections (profile, engines, RawNet breakdown) give way to a throughput and memory table
+(batches of clips, fp32 and bf16, CUDA max allocated).
 
 FLOPs come from `torch.utils.flop_counter.FlopCounterMode`: matmuls, convolutions (conv1d included) and attention
 (bmm/baddbmm or SDPA), a multiply-add counting 2 FLOPs. Element-wise ops, normalisation, softmax, pooling and FFTs are
@@ -54,6 +57,7 @@ from common import (
     publish,
     timed_seconds,
 )
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import WavLMConfig, WavLMForXVector
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
@@ -163,10 +167,21 @@ def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[floa
     if not baseline_times:  # the baseline's own row, once
         result["baseline"] = {"row": BASELINE, **summarise(baseline, inputs)}
     runs = {"baseline": (baseline, fused, False), "fast": (fused, fused, True), "off": (fused, fused, False)}
+    probe = None
+    if device.type == "cpu" and fused.wavlm is not None:  # the GEMM rate in each round, for the floor below
+        probe = GemmProbe(round(waveform.shape[1] / 320))
+        runs["GEMM probe"] = (probe, fused, None)
     times = paired_ms(runs, inputs, repeats)
     baseline_times.extend(times["baseline"])
     result.update(ms=times["fast"], off_ms=times["off"])
     result.update(ratios=ratios(times["fast"], times["baseline"]), off_ratios=ratios(times["off"], times["baseline"]))
+    if probe is not None:
+        fused.set_fast_paths(False)  # the baseline shares this WavLM: count transformers' own computation
+        baseline_gflops = count_flops(baseline, inputs)["total"] / 1e9
+        fused_gflops = stage_gflops(fused, fused, True, inputs)["total"]
+        result["floor"] = paired_floor(
+            fused_gflops, baseline_gflops, probe.rates[-repeats:], times["fast"], times["baseline"]
+        )
     result["cosine"] = embeddings_cosine(fused, inputs)
     if fused.rawnet is not None:
         with torch.inference_mode():
@@ -227,8 +242,14 @@ def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
     device = inputs["input_values"].device
     bf16 = torch.autocast(device.type, dtype=torch.bfloat16)
     times = {name: [] for name in ("fused fp32", "fused bf16", "baseline fp32", "baseline bf16")}
+    probes = {}
+    if device.type == "cpu":  # the GEMM rates in each round: the most bf16 can gain on these products
+        frames = round(inputs["input_values"].shape[1] / 320)
+        probes = {"fp32": GemmProbe(frames), "bf16": GemmProbe(frames, bf16=True)}
     with torch.inference_mode():
         for round_index in range(repeats + 1):
+            for probe in probes.values():
+                probe()
             for name in times:
                 model = fused if name.startswith("fused") else baseline
                 fused.set_fast_paths(name.startswith("fused"))
@@ -250,6 +271,9 @@ def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
         "fused_bf16_vs_baseline_bf16": statistics.median(ratios(times["fused bf16"], times["baseline bf16"])),
         "cosine": float(F.cosine_similarity(fp32[0], low[0]).min()),
         "score_change": abs(score_fp32 - score_bf16),
+        "gemm_speedup": (
+            statistics.median(ratios(probes["bf16"].rates[1:], probes["fp32"].rates[1:])) if probes else None
+        ),
     }
 
 
@@ -329,21 +353,21 @@ def timed_method(method, key, start, stop):
     return timed
 
 
-def profile_section(models: dict, inputs: dict, repeats: int, bf16: bool = False) -> dict[str, dict[str, float]]:
-    """{column: (model, fused, fast_paths)} -> {column: {stage: median ms}} from forward hooks; under CPU bf16
-    autocast if `bf16`."""
-    columns = {}
-    for column, (model, fused, fast_paths) in models.items():
-        stages = stage_modules(model)
-        totals, starts, handles = {name: 0.0 for name in stages}, {}, []
+@contextlib.contextmanager
+def stage_meter(model, clock):
+    """Sums `clock()` differences over each stage of `stage_modules(model)` while it is entered: forward hooks, and
+    the time-major entry points of the RawNet stages wrapped like a forward. Yields {stage: sum}, which the caller
+    zeroes between runs; an enclosing stage holds its children's share (`own_parts` removes it)."""
+    stages = stage_modules(model)
+    totals, starts, handles, wrapped = {name: 0.0 for name in stages}, {}, [], []
 
-        def start(key):
-            starts[key] = time.perf_counter()
+    def start(key):
+        starts[key] = clock()
 
-        def stop(key):
-            totals[key[0]] += time.perf_counter() - starts[key]
+    def stop(key):
+        totals[key[0]] += clock() - starts[key]
 
-        wrapped = []  # (module, method name): time-major entry points, timed like a forward
+    try:
         for name, modules in stages.items():
             for module in modules:
                 key = (name, id(module))
@@ -354,34 +378,191 @@ def profile_section(models: dict, inputs: dict, repeats: int, bf16: bool = False
                         if hasattr(module, method):
                             setattr(module, method, timed_method(getattr(module, method), key, start, stop))
                             wrapped.append((module, method))
-        runs = []
-        try:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                fused.set_fast_paths(fast_paths)
-                model(**inputs)  # warm-up
-                for _ in range(repeats):
-                    for name in totals:
-                        totals[name] = 0.0
-                    total = timed_ms(lambda: model(**inputs))
-                    runs.append({"total": total, **{name: 1000 * value for name, value in totals.items()}})
-        finally:
-            for handle in handles:
-                handle.remove()
-            for module, method in wrapped:
-                del module.__dict__[method]
-        row = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
-        # Enclosing stages hold their children's time: keep only their own part.
-        row["WavLM layer norms and residuals"] -= row["WavLM attention (24 layers)"] + row["WavLM feed-forward"]
-        if "RawNet abs, max-pool, BN" in row:
-            row["RawNet abs, max-pool, BN"] -= sum(
-                row[name] for name in ("RawNet sinc conv", "RawNet residual blocks", "RawNet stats pooling + FC")
-            )
-        row["rest (masks, fusion, head, between stages)"] = row["total"] - sum(
-            value for name, value in row.items() if name != "total"
+        yield totals
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, method in wrapped:
+            del module.__dict__[method]
+
+
+def own_parts(row: dict[str, float]) -> dict[str, float]:
+    """A stage row with "total": enclosing stages keep only their own part, and "rest" is what no stage holds."""
+    row = dict(row)
+    row["WavLM layer norms and residuals"] -= row["WavLM attention (24 layers)"] + row["WavLM feed-forward"]
+    if "RawNet abs, max-pool, BN" in row:
+        row["RawNet abs, max-pool, BN"] -= sum(
+            row[name] for name in ("RawNet sinc conv", "RawNet residual blocks", "RawNet stats pooling + FC")
         )
-        columns[column] = row
+    row["rest (masks, fusion, head, between stages)"] = row["total"] - sum(
+        value for name, value in row.items() if name != "total"
+    )
+    return row
+
+
+def profile_section(
+    models: dict, inputs: dict, repeats: int, bf16: bool = False, probe: GemmProbe | None = None
+) -> dict[str, dict[str, float]]:
+    """{column: (model, fused, fast_paths)} -> {column: {stage: ms}} from forward hooks; under CPU bf16
+    autocast if `bf16`. The columns run alternately, round by round after a warm-up round, each run preceded by a
+    call of `probe` (the GEMM rate of that moment) if one is given; each column's row is its run with the median
+    total."""
+    runs = {column: [] for column in models}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for round_index in range(repeats + 1):
+            for column, (model, fused, fast_paths) in models.items():
+                fused.set_fast_paths(fast_paths)
+                if round_index == 0:
+                    model(**inputs)  # warm-up
+                    continue
+                if probe is not None:
+                    probe()
+                with stage_meter(model, time.perf_counter) as totals:
+                    total = timed_ms(lambda: model(**inputs))
+                runs[column].append({"total": total, **{name: 1000 * value for name, value in totals.items()}})
     fused.set_fast_paths(True)
-    return columns
+    # Each column's stages come from its run with the median total: medians taken stage by stage need not add up to
+    # the median total on a machine whose speed moves within a run.
+    return {
+        column: own_parts(sorted(rows, key=lambda run: run["total"])[(len(rows) - 1) // 2])
+        for column, rows in runs.items()
+    }
+
+
+# ----------------------------------------------------------------------------------------------- roofline
+def onednn_linear_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of `torch.ops.mkldnn._linear_pointwise` (the fast paths' CPU linears), which FlopCounterMode does not
+    know: (x, weight, bias, attr, ...) or, for the `binary` overload, (x, other, weight, bias, attr)."""
+    weight_shape = args[0] if isinstance(args[2], str) else args[1]
+    return 2 * math.prod(x_shape[:-1]) * weight_shape[0] * weight_shape[1]
+
+
+def cpu_attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of SDPA's fused CPU kernel (`aten._scaled_dot_product_flash_attention_for_cpu`), which FlopCounterMode
+    counts on CUDA kernels only: the two batched products."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def counted_kernels() -> dict:
+    """FlopCounterMode formulas for the CPU kernels the fast paths call and the counter does not know."""
+    mapping = {}
+    if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = cpu_attention_flop
+    if hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        mapping[torch.ops.mkldnn._linear_pointwise] = onednn_linear_flop
+    return mapping
+
+
+def stage_gflops(model, fused, fast_paths: bool, inputs: dict, bf16: bool = False) -> dict[str, float]:
+    """Counted GFLOPs per stage (as `profile_section`'s rows) of one forward with the fast paths as given: the
+    arithmetic each column really does, the fast paths' oneDNN linears and SDPA kernel included. FFTs (the
+    positional convolution and the sinc bank with the fast paths), element-wise ops and normalisation are not
+    counted."""
+    fused.set_fast_paths(fast_paths)
+    try:
+        # no_grad, not inference_mode: FlopCounterMode's module tracker fails on WavLM's weight-norm under the latter.
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(**inputs)  # builds the inference caches outside the count
+            with FlopCounterMode(display=False, custom_mapping=counted_kernels()) as counter:
+                with stage_meter(model, counter.get_total_flops) as totals:
+                    model(**inputs)
+                row = {"total": float(counter.get_total_flops()), **totals}
+    finally:
+        fused.set_fast_paths(True)
+    return {name: value / 1e9 for name, value in own_parts(row).items()}
+
+
+class GemmProbe:
+    """This machine's GEMM rate at the moment it is called: WavLM-Large's two feed-forward linears (frames x 1024 ->
+    4096 and back), each as torch's `F.linear` (MKL in fp32) and as oneDNN's kernel (the fast paths'); a call
+    appends the best GFLOP/s of the four to `rates`. Called between the models it sits beside in a paired round, or
+    before each profiled run, so the rate and the times it is compared with come from the same moment of a shared
+    machine. Takes (and ignores) a model's keyword inputs."""
+
+    def __init__(self, frames: int, bf16: bool = False):
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        generator = torch.Generator().manual_seed(3)
+        self.frames, self.rates, self.kernels = frames, [], []
+        for inner, outer in ((1024, 4096), (4096, 1024)):
+            x = torch.randn(frames, inner, generator=generator).to(dtype)
+            weight = torch.randn(outer, inner, generator=generator).to(dtype)
+            bias = torch.zeros(outer, dtype=dtype)
+            gflop = 2 * frames * inner * outer / 1e9
+            self.kernels.append((gflop, lambda x=x, w=weight, b=bias: F.linear(x, w, b)))
+            if hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+                self.kernels.append(
+                    (gflop, lambda x=x, w=weight, b=bias: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], ""))
+                )
+        with torch.inference_mode():
+            for _, kernel in self.kernels:
+                kernel()  # warm-up
+
+    def __call__(self, **inputs) -> None:
+        with torch.inference_mode():
+            self.rates.append(max(gflop / (timed_ms(kernel) / 1000) for gflop, kernel in self.kernels))
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+
+def paired_floor(
+    fused_gflops: float, baseline_gflops: float, rates: list[float], fused_ms: list[float], baseline_ms: list[float]
+) -> dict:
+    """Per paired round, the fused model's counted arithmetic at that round's GEMM rate (its floor) against the
+    baseline's time in the same round, and the share of the rate each model reaches; medians over the rounds."""
+    floors = [1000 * fused_gflops / rate for rate in rates]
+    return {
+        "fused_gflops": fused_gflops,
+        "rate": statistics.median(rates),
+        "floor_ms": statistics.median(floors),
+        "floor_ratio": statistics.median(ratios(floors, baseline_ms)),
+        "fused_share": statistics.median(ratios(floors, fused_ms)),
+        "baseline_share": statistics.median(ratios([1000 * baseline_gflops / rate for rate in rates], baseline_ms)),
+        "share_needed": statistics.median(ratios(floors, [TARGET_RATIO * ms for ms in baseline_ms])),
+    }
+
+
+def floor_report(results: list[dict]) -> str:
+    """What the paired GEMM probe says of each row: how close the arithmetic alone lets the fused model come."""
+    lines = []
+    for r in results:
+        if "floor" not in r:
+            continue
+        f = r["floor"]
+        lines.append(
+            f"- `{r['row']}`: its counted arithmetic ({f['fused_gflops']:.0f} GFLOP with the fast paths) at the GEMM "
+            f"rate ({f['rate']:.0f} GFLOP/s, median) takes {f['floor_ms']:.0f} ms: **{f['floor_ratio']:.2f}x** "
+            f"{BASELINE}, whose own forward runs at {100 * f['baseline_share']:.0f} % of the rate. The fused model "
+            f"runs at {100 * f['fused_share']:.0f} %; <= {TARGET_RATIO}x would take **{100 * f['share_needed']:.0f} "
+            "%**."
+        )
+    if not lines:
+        return ""
+    return (
+        "Floor: the GEMM rate measured in each paired round above, between the models (`GemmProbe`: WavLM-Large's two "
+        "feed-forward linears, MKL's and oneDNN's, best of the four), and the time the counted FLOPs would take at "
+        "it; medians of the per-round figures:\n\n" + "\n".join(lines)
+    )
+
+
+def roofline_section(models: dict, inputs: dict, profile: dict, probe: GemmProbe, bf16: bool = False) -> dict:
+    """Per stage of each profiled column: counted GFLOPs, the time they would take at the GEMM rate `probe` measured
+    before each profiled run (the floor), and the share of that rate the stage reaches."""
+    suffix = " (bf16)" if bf16 else ""
+    columns = {}
+    for column, (model, fused, fast_paths) in models.items():
+        gflops = stage_gflops(model, fused, fast_paths, inputs, bf16)
+        ms = profile[column + suffix]
+        columns[column] = {
+            name: {
+                "gflops": value,
+                "floor_ms": 1000 * value / probe.rate,
+                "share": (1000 * value / probe.rate) / ms[name] if ms.get(name, 0) > 0 else None,
+            }
+            for name, value in gflops.items()
+        }
+    return {"rate": probe.rate, "frames": probe.frames, "columns": columns, "precision": "bf16" if bf16 else "fp32"}
 
 
 def engines_section(fused, baseline, inputs: dict, repeats: int, engines: list[str]) -> dict:
@@ -540,14 +721,17 @@ def sections_report(sections: dict, args) -> str:
         parts.append(
             f"bf16 autocast against fp32, batch 1, {args.seconds:g} s, {args.bf16_repeats} paired runs, median ms "
             f"(the AMX target, bf16 >= {BF16_TARGET_SPEEDUP:g}x fp32, needs an AMX CPU; |Δscore| is the change of "
-            "the cosine score between two different clips):\n\n"
+            "the cosine score between two different clips; the GEMM rate ratio, from `GemmProbe` calls in each round, "
+            "is the most bf16 can speed up work bound by WavLM's matrix products at that moment):\n\n"
             + markdown_table(
                 ["fused fp32", "fused bf16", "fused fp32 / bf16", f"{BASELINE} fp32", f"{BASELINE} bf16",
-                 f"{BASELINE} fp32 / bf16", f"fused bf16 / {BASELINE} bf16", "bf16 embedding cosine to fp32",
-                 f"\\|Δscore\\| (<= {BF16_MAX_SCORE_CHANGE})"],
+                 f"{BASELINE} fp32 / bf16", f"fused bf16 / {BASELINE} bf16", "bf16 / fp32 GEMM rate",
+                 "bf16 embedding cosine to fp32", f"\\|Δscore\\| (<= {BF16_MAX_SCORE_CHANGE})"],
                 [[f"{b['ms']['fused fp32']:.0f}", f"{b['ms']['fused bf16']:.0f}", f"{b['fused_speedup']:.2f}",
                   f"{b['ms']['baseline fp32']:.0f}", f"{b['ms']['baseline bf16']:.0f}", f"{b['baseline_speedup']:.2f}",
-                  f"{b['fused_bf16_vs_baseline_bf16']:.2f}", f"{b['cosine']:.5f}", f"{b['score_change']:.4f}"]],
+                  f"{b['fused_bf16_vs_baseline_bf16']:.2f}",
+                  "-" if b["gemm_speedup"] is None else f"{b['gemm_speedup']:.2f}",
+                  f"{b['cosine']:.5f}", f"{b['score_change']:.4f}"]],
             )
         )  # fmt: skip
     if "throughput" in sections:
@@ -570,12 +754,14 @@ def sections_report(sections: dict, args) -> str:
         cells = [[name] + [f"{row[name]:.0f}" if name in row else "-" for row in columns.values()] for name in names]
         cells.append(["**total**"] + [f"**{row['total']:.0f}**" for row in columns.values()])
         parts.append(
-            f"Per-stage profile, {' and '.join(args.profile_precisions)}, batch 1, {args.seconds:g} s, median ms of "
-            f"{args.profile_repeats} run(s) "
+            f"Per-stage profile, {' and '.join(args.profile_precisions)}, batch 1, {args.seconds:g} s, ms of the run "
+            f"with the median total of {args.profile_repeats}, the models alternating "
             "(forward hooks, wall time; an enclosing stage counts only its own part; with the fast paths the sinc "
             "stage includes |.| and the max-pool, which it applies block by block):\n\n"
             + markdown_table(["stage", *columns], cells)
         )
+    for roofline in sections.get("roofline", []):
+        parts.append(roofline_report(roofline, sections["profile"]))
     if "engines" in sections:
         e = sections["engines"]
         rows = [[f"`{engine}`", f"{v['startup_s']:.1f}", f"{v['ms']:.0f}", f"{v['ratio']:.2f}", f"{v['cosine']:.6f}"]
@@ -589,6 +775,47 @@ def sections_report(sections: dict, args) -> str:
                               "embedding cosine to eager"], rows)
         )  # fmt: skip
     return "\n\n".join(parts)
+
+
+def roofline_report(roofline: dict, profile: dict) -> str:
+    """The roofline table of one precision: where each stage stands against the GEMM rate."""
+    rate, precision = roofline["rate"], roofline["precision"]
+    suffix = "" if precision == "fp32" else f" ({precision})"
+    shown = ["fused", BASELINE]
+    columns = {name: roofline["columns"][name] for name in shown}
+    names = list(dict.fromkeys(name for column in columns.values() for name in column))
+    names.remove("total")
+
+    def cells(name: str) -> list[str]:
+        row = [name]
+        for column, stages in columns.items():
+            stage, ms = stages.get(name), profile[column + suffix].get(name)
+            if stage is None:
+                row += ["-"] * 4
+                continue
+            share = "-" if stage["share"] is None or stage["gflops"] < 0.05 else f"{100 * stage['share']:.0f} %"
+            row += [f"{stage['gflops']:.1f}", f"{stage['floor_ms']:.0f}", f"{ms:.0f}", share]
+        return row
+
+    header = ["stage"]
+    for column in columns:
+        header += [f"{column} GFLOP", f"{column} ms at the GEMM rate", f"{column} ms", f"{column} share of the rate"]
+    table = markdown_table(header, [cells(name) for name in names] + [cells("total")])
+    fused, baseline = columns["fused"]["total"], columns[BASELINE]["total"]
+    fused_ms, baseline_ms = profile["fused" + suffix]["total"], profile[BASELINE + suffix]["total"]
+    text = (
+        f"Roofline of the {precision} profile above: counted GFLOPs per stage for one {roofline['frames'] / 50:g} s "
+        "forward (FlopCounterMode, each column's own path: the fast paths' oneDNN linears and SDPA counted, their "
+        f"FFTs not), the time they would take at this machine's {precision} GEMM rate ({rate:.0f} GFLOP/s: the median "
+        "of `GemmProbe` calls made before each profiled run), and the share of that rate each stage reaches (floor / "
+        "profiled ms; above 100 % where the stage ran in a faster moment of the machine than the probe):\n\n"
+        f"{table}\n\n"
+        f"At that rate the fused model's counted arithmetic ({fused['gflops']:.0f} GFLOP) takes at least "
+        f"{fused['floor_ms']:.0f} ms: {fused['floor_ms'] / baseline_ms:.2f}x {BASELINE}'s profiled {baseline_ms:.0f} "
+        f"ms; the fused model runs at {100 * fused['share']:.0f} % of the rate, {BASELINE} at "
+        f"{100 * baseline['share']:.0f} % ({fused_ms / baseline_ms:.2f}x in this profile)."
+    )
+    return text
 
 
 def format_stage(value: float | None, column: str) -> str:
@@ -694,12 +921,16 @@ def main() -> None:
         if args.profile_repeats:
             models = {"fused": (fused, fused, True), "fused, fast paths off": (fused, fused, False),
                       BASELINE: (baseline, fused, False)}  # fmt: skip
-            sections["profile"] = {}
+            sections["profile"], sections["roofline"] = {}, []
+            frames = round(samples / 320)  # WavLM's frame rate: one frame per 20 ms
             for precision in args.profile_precisions:
-                columns = profile_section(models, inputs, args.profile_repeats, bf16=precision == "bf16")
+                bf16 = precision == "bf16"
+                probe = GemmProbe(frames, bf16)
+                columns = profile_section(models, inputs, args.profile_repeats, bf16, probe)
                 suffix = "" if precision == "fp32" else f" ({precision})"
                 sections["profile"].update({column + suffix: row for column, row in columns.items()})
-            print("measured the per-stage profile", flush=True)
+                sections["roofline"].append(roofline_section(models, inputs, sections["profile"], probe, bf16))
+            print("measured the per-stage profile and its roofline", flush=True)
         if args.engines:
             sections["engines"] = engines_section(fused, baseline, inputs, args.repeats, args.engines)
             print("measured the engines", flush=True)
@@ -719,6 +950,8 @@ def main() -> None:
         "and they compute the positional convolution, 0.84 GFLOPs per second of audio, by FFT)."
     )
     report = f"{caption}\n\n{main_table(results, baseline, baseline_times, args.seconds)}\n"
+    if floor_report(results):
+        report += f"\n{floor_report(results)}\n"
     if sections:
         report += f"\n{sections_report(sections, args)}\n"
 

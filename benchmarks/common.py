@@ -40,16 +40,34 @@ def baseline_wavlm_config():
     return WavLMRawNetConfig.from_preset("reference").wavlm_config
 
 
+# The environment variables that make an x86 CPU run like an older one: torch's own kernels, oneDNN's, and MKL's.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 # ----------------------------------------------------------------------------------------------- captions and reports
 def machine_caption(threads: int | None = None, device: str | torch.device = "cpu") -> str:
     """Date, CPU (model, cores, AVX2/AVX-512/AVX512-BF16/AMX, torch kernel level), torch version and threads; the GPU
     and CUDA version where `device` is a CUDA device."""
     threads = torch.get_num_threads() if threads is None else threads
     caption = f"{date.today()}, {describe_cpu()}, torch {torch.__version__}, {threads} torch threads"
+    caption += isa_caps_note()
     device = torch.device(device)
     if device.type == "cuda":
         caption += f", GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     return caption
+
+
+def isa_caps_note() -> str:
+    """The instruction-set caps in force, if any. MKL, which torch's fp32 `F.linear` calls, obeys only
+    `MKL_ENABLE_INSTRUCTIONS`: with torch's and oneDNN's kernels capped at AVX2 and MKL not, an AVX-512 CPU is only
+    partly an AVX2 one (on a 2-core AMX Xeon, MKL's fp32 linear ran at 190 GFLOP/s uncapped, 108 capped)."""
+    caps = {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)}
+    if not caps:
+        return ""
+    note = ", ISA caps " + " ".join(f"{name}={value}" for name, value in caps.items())
+    if "MKL_ENABLE_INSTRUCTIONS" not in caps:
+        note += " (MKL not capped)"
+    return note
 
 
 def load_note(before: float) -> str:
