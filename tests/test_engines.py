@@ -52,6 +52,12 @@ def check_engine(model, engine: str) -> None:
         got_single = engine_model.get_embeddings(values[1:, :14000])
     assert got.shape == expected.shape and (got - expected).abs().max() <= 1e-4
     assert (got_single - expected_single).abs().max() <= 1e-4
+    # Switching the fast paths off afterwards keeps the engine working: the same function either way.
+    engine_model.set_fast_paths(False)
+    with torch.inference_mode():
+        got_off = engine_model(values, attention_mask=mask).embeddings
+    engine_model.set_fast_paths(True)
+    assert (got_off - expected).abs().max() <= 1e-4
     with pytest.raises(ValueError, match="takes no labels"):
         engine_model(values, attention_mask=mask, labels=torch.tensor([0, 1]))
 

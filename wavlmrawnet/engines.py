@@ -52,7 +52,12 @@ def _compiled_forward(model):
     """
     eager_forward = model.forward
     encoder = model.wavlm.feature_extractor
-    encoder.forward = torch.compiler.disable(encoder.forward, recursive=True)
+
+    def eager_encoder(*args, **kwargs):
+        # The class's forward at call time: `set_fast_paths` swaps the encoder's class (fast and transformers' own).
+        return type(encoder).forward(encoder, *args, **kwargs)
+
+    encoder.forward = torch.compiler.disable(eager_encoder, recursive=True)
 
     def embeddings(input_values, attention_mask):
         return eager_forward(input_values, attention_mask=attention_mask, return_dict=True).embeddings
