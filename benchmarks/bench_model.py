@@ -63,6 +63,7 @@ from transformers import WavLMConfig, WavLMForXVector
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.cpu_malloc import keep_freed_memory
 from wavlmrawnet.engines import ENGINES, use_engine
+from wavlmrawnet.modeling_wavlmrawnet import ONEDNN_LINEAR
 
 DEFAULT_ROWS = ["default"]
 TARGET_RATIO = 0.85  # fused (as shipped) / WavLMForXVector-Large, fp32, batch 1
@@ -164,24 +165,23 @@ def measure_row(spec: str, inputs: dict, repeats: int, baseline_times: list[floa
     # model it is given); transformers' own computation does the same arithmetic.
     fused.set_fast_paths(False)
     result = {"row": spec, **summarise(fused, inputs), "rawnet_ms": []}
+    baseline_summary = {"row": BASELINE, **summarise(baseline, inputs)}
     if not baseline_times:  # the baseline's own row, once
-        result["baseline"] = {"row": BASELINE, **summarise(baseline, inputs)}
+        result["baseline"] = baseline_summary
     runs = {"baseline": (baseline, fused, False), "fast": (fused, fused, True), "off": (fused, fused, False)}
     probe = None
     if device.type == "cpu" and fused.wavlm is not None:  # the GEMM rate in each round, for the floor below
-        probe = GemmProbe(round(waveform.shape[1] / 320))
+        probe = GemmProbe(waveform.shape[1])
         runs["GEMM probe"] = (probe, fused, None)
     times = paired_ms(runs, inputs, repeats)
     baseline_times.extend(times["baseline"])
     result.update(ms=times["fast"], off_ms=times["off"])
     result.update(ratios=ratios(times["fast"], times["baseline"]), off_ratios=ratios(times["off"], times["baseline"]))
     if probe is not None:
-        fused.set_fast_paths(False)  # the baseline shares this WavLM: count transformers' own computation
-        baseline_gflops = count_flops(baseline, inputs)["total"] / 1e9
-        fused_gflops = stage_gflops(fused, fused, True, inputs)["total"]
         result["floor"] = paired_floor(
-            fused_gflops, baseline_gflops, probe.rates[-repeats:], times["fast"], times["baseline"]
-        )
+            stage_gflops(fused, fused, True, inputs)["total"], baseline_summary["flops"]["total"] / 1e9,
+            probe.rates[-repeats:], times["fast"], times["baseline"],
+        )  # fmt: skip
     result["cosine"] = embeddings_cosine(fused, inputs)
     if fused.rawnet is not None:
         with torch.inference_mode():
@@ -244,8 +244,8 @@ def bf16_section(fused, baseline, inputs: dict, repeats: int) -> dict:
     times = {name: [] for name in ("fused fp32", "fused bf16", "baseline fp32", "baseline bf16")}
     probes = {}
     if device.type == "cpu":  # the GEMM rates in each round: the most bf16 can gain on these products
-        frames = round(inputs["input_values"].shape[1] / 320)
-        probes = {"fp32": GemmProbe(frames), "bf16": GemmProbe(frames, bf16=True)}
+        samples = inputs["input_values"].shape[1]
+        probes = {"fp32": GemmProbe(samples), "bf16": GemmProbe(samples, bf16=True)}
     with torch.inference_mode():
         for round_index in range(repeats + 1):
             for probe in probes.values():
@@ -448,7 +448,7 @@ def counted_kernels() -> dict:
     mapping = {}
     if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
         mapping[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = cpu_attention_flop
-    if hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    if ONEDNN_LINEAR:
         mapping[torch.ops.mkldnn._linear_pointwise] = onednn_linear_flop
     return mapping
 
@@ -473,15 +473,16 @@ def stage_gflops(model, fused, fast_paths: bool, inputs: dict, bf16: bool = Fals
 
 
 class GemmProbe:
-    """This machine's GEMM rate at the moment it is called: WavLM-Large's two feed-forward linears (frames x 1024 ->
-    4096 and back), each as torch's `F.linear` (MKL in fp32) and as oneDNN's kernel (the fast paths'); a call
-    appends the best GFLOP/s of the four to `rates`. Called between the models it sits beside in a paired round, or
-    before each profiled run, so the rate and the times it is compared with come from the same moment of a shared
-    machine. Takes (and ignores) a model's keyword inputs."""
+    """This machine's GEMM rate at the moment it is called: WavLM-Large's two feed-forward linears for `samples` of
+    audio (one frame per 20 ms; frames x 1024 -> 4096 and back), each as torch's `F.linear` (MKL in fp32) and as
+    oneDNN's kernel (the fast paths'); a call appends the best GFLOP/s of the four to `rates`. Called between the
+    models it sits beside in a paired round, or before each profiled run, so the rate and the times it is compared
+    with come from the same moment of a shared machine. Takes (and ignores) a model's keyword inputs."""
 
-    def __init__(self, frames: int, bf16: bool = False):
+    def __init__(self, samples: int, bf16: bool = False):
         dtype = torch.bfloat16 if bf16 else torch.float32
         generator = torch.Generator().manual_seed(3)
+        frames = round(samples / 320)  # WavLM's feature encoder: one frame per 20 ms at 16 kHz
         self.frames, self.rates, self.kernels = frames, [], []
         for inner, outer in ((1024, 4096), (4096, 1024)):
             x = torch.randn(frames, inner, generator=generator).to(dtype)
@@ -489,7 +490,7 @@ class GemmProbe:
             bias = torch.zeros(outer, dtype=dtype)
             gflop = 2 * frames * inner * outer / 1e9
             self.kernels.append((gflop, lambda x=x, w=weight, b=bias: F.linear(x, w, b)))
-            if hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            if ONEDNN_LINEAR:
                 self.kernels.append(
                     (gflop, lambda x=x, w=weight, b=bias: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], ""))
                 )
@@ -922,10 +923,9 @@ def main() -> None:
             models = {"fused": (fused, fused, True), "fused, fast paths off": (fused, fused, False),
                       BASELINE: (baseline, fused, False)}  # fmt: skip
             sections["profile"], sections["roofline"] = {}, []
-            frames = round(samples / 320)  # WavLM's frame rate: one frame per 20 ms
             for precision in args.profile_precisions:
                 bf16 = precision == "bf16"
-                probe = GemmProbe(frames, bf16)
+                probe = GemmProbe(samples, bf16)
                 columns = profile_section(models, inputs, args.profile_repeats, bf16, probe)
                 suffix = "" if precision == "fp32" else f" ({precision})"
                 sections["profile"].update({column + suffix: row for column, row in columns.items()})

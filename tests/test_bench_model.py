@@ -10,8 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import bench_model, common
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-
-ONEDNN = hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+from wavlmrawnet.modeling_wavlmrawnet import ONEDNN_LINEAR
 
 
 def counted(fn) -> int:
@@ -20,7 +19,7 @@ def counted(fn) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.skipif(not ONEDNN, reason="this torch build has no oneDNN linear kernel")
+@pytest.mark.skipif(not ONEDNN_LINEAR, reason="this torch build has no oneDNN linear kernel")
 def test_onednn_linears_count_as_the_matmul_they_replace():
     x, weight, bias = torch.randn(2, 7, 16), torch.randn(24, 16), torch.randn(24)
     other = torch.randn(2, 7, 24)
@@ -93,7 +92,7 @@ def test_paired_floor_compares_each_round_with_its_own_rate():
 
 
 def test_gemm_probe_measures_a_rate_per_call():
-    probe = bench_model.GemmProbe(frames=8)
+    probe = bench_model.GemmProbe(samples=2560)  # 8 frames
     probe(input_values=None)
     probe()
     assert len(probe.rates) == 2 and all(rate > 0 for rate in probe.rates)
@@ -117,7 +116,7 @@ def test_profile_rows_are_one_run_each_and_count_no_time_twice():
     torch.manual_seed(0)
     model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny")).eval()
     inputs = {"input_values": torch.randn(1, 16000), "attention_mask": torch.ones(1, 16000, dtype=torch.long)}
-    probe = bench_model.GemmProbe(frames=8)
+    probe = bench_model.GemmProbe(samples=2560)  # 8 frames
     columns = bench_model.profile_section({"fused": (model, model, True), "off": (model, model, False)}, inputs, 3,
                                           probe=probe)  # fmt: skip
     assert len(probe.rates) == 6  # one probe before each timed run

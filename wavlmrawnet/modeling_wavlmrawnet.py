@@ -1203,11 +1203,11 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
                 longest = int(lengths[row])
         return [torch.tensor(rows, device=lengths.device) for rows in groups] if len(groups) > 1 else None
 
-    def check_input_lengths(self, attention_mask: torch.Tensor) -> None:
-        """Raises a ValueError naming the clips shorter than `config.min_input_samples`, the fewest that give every
-        branch one frame: alone such a clip failed deep inside WavLM, and padded in a batch it was pooled from no
-        frame at all. (`WavLMRawNetFeatureExtractor` refuses such audio before it reaches the model.)"""
-        lengths = attention_mask.sum(dim=1)
+    def check_input_lengths(self, lengths: torch.Tensor) -> None:
+        """Raises a ValueError naming the clips (samples per clip: `lengths`, the mask's row sums) shorter than
+        `config.min_input_samples`, the fewest that give every branch one frame: alone such a clip failed deep inside
+        WavLM, and padded in a batch it was pooled from no frame at all. (`WavLMRawNetFeatureExtractor` refuses such
+        audio before it reaches the model.)"""
         short = (lengths < self.config.min_input_samples).nonzero().flatten().tolist()
         if short:
             found = ", ".join(f"clip {row}: {int(lengths[row])}" for row in short[:10])
@@ -1218,10 +1218,14 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             )
 
     def forward_by_group(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor, groups: list[torch.Tensor]
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor,
+        lengths: torch.Tensor,
+        groups: list[torch.Tensor],
     ) -> XVectorOutput:
-        """`forward` (no labels, no hidden states) run for each group of `length_groups`, padded to its longest."""
-        lengths = attention_mask.sum(dim=1)
+        """`forward` (no labels, no hidden states) run for each group of `length_groups`, padded to its longest
+        (`lengths`: the mask's row sums)."""
         logits = embeddings = None
         for rows in groups:
             longest = int(lengths[rows].max())
@@ -1263,14 +1267,14 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        sample_lengths = attention_mask.sum(dim=1)
         if not (torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):  # a traced graph has no such check
-            self.check_input_lengths(attention_mask)
+            self.check_input_lengths(sample_lengths)
         plain = labels is None and not output_hidden_states  # embeddings and logits only
         groups = self.length_groups(input_values, attention_mask) if plain else None
         if groups is not None:
-            output = self.forward_by_group(input_values, attention_mask, groups)
+            output = self.forward_by_group(input_values, attention_mask, sample_lengths, groups)
             return output if return_dict else (output.logits, output.embeddings)
-        sample_lengths = attention_mask.sum(dim=1)
 
         pooled, hidden_states = [], None
         if self.wavlm is not None:
