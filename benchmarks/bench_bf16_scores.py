@@ -38,9 +38,9 @@ from common import (
 )
 
 from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+from wavlmrawnet.audio_io import audio_duration
 from wavlmrawnet.evaluation import compute_metrics, cosine_scores, read_trials, unique_paths
 from wavlmrawnet.evaluation.embedding import embed_files
-from wavlmrawnet.feature_extraction_wavlmrawnet import audio_duration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "demo_output" / "run" / "final"

@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import voice_like
 
-from wavlmrawnet.audio_io import audio_duration, load_audio, write_aac
-from wavlmrawnet.feature_extraction_wavlmrawnet import AudioDecodingError
+from wavlmrawnet.audio_io import AudioDecodingError, audio_duration, load_audio, write_aac
 from wavlmrawnet.training.data import dataset_from_voxceleb, scan_audio
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import soundfile as sf
 import torch
 
 from wavlmrawnet import AudioDecodingError, WavLMRawNetFeatureExtractor, load_audio
-from wavlmrawnet.feature_extraction_wavlmrawnet import to_float32
+from wavlmrawnet.audio_io import to_float32
 
 
 @pytest.fixture

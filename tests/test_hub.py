@@ -31,6 +31,7 @@ PUBLISHED = {
     "pipeline_wavlmrawnet.py",
     "preprocessor_config.json",
     "feature_extraction_wavlmrawnet.py",
+    "audio_io.py",
     "handler.py",
     "test_det.png",
     "test_results.json",

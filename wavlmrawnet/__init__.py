@@ -7,8 +7,9 @@ Data flow: audio -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` -
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .audio_io import AudioDecodingError, audio_duration, load_audio
 from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
-from .feature_extraction_wavlmrawnet import AudioDecodingError, WavLMRawNetFeatureExtractor, load_audio
+from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
 from .pipeline_wavlmrawnet import (
     Precision,
@@ -45,6 +46,7 @@ __all__ = [
     "WavLMRawNetPreTrainedModel",
     "describe_cpu",
     "fit_calibration",
+    "audio_duration",
     "load_audio",
     "model_identity",
     "resolve_model",

@@ -1,8 +1,9 @@
-"""Reading audio for training, `convert` and the command line: soundfile first, PyAV for what libsndfile cannot read.
+"""Reading audio, the one place for it: the feature extractor, training, `convert` and the command line all call
+`load_audio` / `audio_duration` from here. soundfile first, PyAV for what libsndfile cannot read.
 
 libsndfile reads WAV, FLAC, OGG/Vorbis, Opus and MP3 but not AAC in MP4/M4A containers, the format VoxCeleb2 is
-distributed in. Those are decoded with PyAV (`pip install "wavlmrawnet[m4a]"`; its wheels bundle FFmpeg). The remote
-code (`feature_extraction_wavlmrawnet.py`) never imports this module, so a model from the Hub needs no PyAV.
+distributed in. Those are decoded with PyAV (`pip install "wavlmrawnet[m4a]"`; its wheels bundle FFmpeg), imported
+only when needed, so this module travels with the remote code and a model from the Hub needs no PyAV.
 
 Sources are a path, or the `bytes` of an encoded file (a `datasets` `Audio(decode=False)` entry holds either).
 """
@@ -16,8 +17,65 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import soxr
 
-from .feature_extraction_wavlmrawnet import AudioDecodingError, resample, to_mono
+_INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
+
+
+class AudioDecodingError(ValueError):
+    """An audio file could not be read (missing, unreadable, corrupt or not audio)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read audio file {self.path!r}: {reason}")
+
+
+def to_float32(audio: Any) -> np.ndarray:
+    """Converts a numpy array or torch tensor (int or float PCM) to a float32 numpy array in [-1, 1]."""
+    if hasattr(audio, "detach"):  # torch.Tensor, without importing torch here
+        audio = audio.detach().cpu().float().numpy()
+    audio = np.asarray(audio)
+    if audio.dtype in _INT_SCALES:
+        return audio.astype(np.float32) / _INT_SCALES[audio.dtype]
+    if audio.dtype == np.uint8:  # 8-bit PCM is unsigned
+        return (audio.astype(np.float32) - 128.0) / 128.0
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be an integer PCM or floating point array, got dtype {audio.dtype}")
+    return audio.astype(np.float32, copy=False)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Averages the channels of a channels-first `(channels, samples)` array; 1-D input is returned as is."""
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim != 2:
+        raise ValueError(
+            f"audio must be 1-D (samples,) or 2-D channels-first (channels, samples), got {audio.ndim} dimensions "
+            f"with shape {tuple(audio.shape)}"
+        )
+    channels, samples = audio.shape
+    if channels > samples:
+        raise ValueError(
+            f"2-D audio must be channels-first (channels, samples), got shape {tuple(audio.shape)}, which looks "
+            "channels-last; pass `audio.T`"
+        )
+    return audio.mean(axis=0)
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """High-quality resampling with soxr; a no-op when the rates match."""
+    check_sampling_rate(orig_sr)
+    if orig_sr == target_sr:
+        return audio
+    return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def check_sampling_rate(sampling_rate: Any) -> int:
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+        raise ValueError(f"sampling_rate must be a positive integer in Hz, got {sampling_rate!r}")
+    return int(sampling_rate)
+
 
 PYAV_HINT = 'install PyAV to read it: pip install "wavlmrawnet[m4a]" (or: pip install av)'
 

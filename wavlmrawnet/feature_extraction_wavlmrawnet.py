@@ -1,6 +1,6 @@
 """Transform + Segment: raw audio in any common form -> mono 16 kHz float32 `input_values` and `attention_mask`.
 
-Audio is read with `soundfile` and resampled with `soxr` (no torchaudio, no FFmpeg).
+Audio is read and resampled by `audio_io` (soundfile and soxr; PyAV only where it is installed and needed).
 """
 
 from __future__ import annotations
@@ -10,97 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import soundfile as sf
-import soxr
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
+from .audio_io import check_sampling_rate, load_audio, resample, to_float32, to_mono
+
 logger = logging.get_logger(__name__)
-
-_INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
-
-
-class AudioDecodingError(ValueError):
-    """An audio file could not be read (missing, unreadable, corrupt or not audio)."""
-
-    def __init__(self, path: str, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read audio file {self.path!r}: {reason}")
-
-
-def to_float32(audio: Any) -> np.ndarray:
-    """Converts a numpy array or torch tensor (int or float PCM) to a float32 numpy array in [-1, 1]."""
-    if hasattr(audio, "detach"):  # torch.Tensor, without importing torch here
-        audio = audio.detach().cpu().float().numpy()
-    audio = np.asarray(audio)
-    if audio.dtype in _INT_SCALES:
-        return audio.astype(np.float32) / _INT_SCALES[audio.dtype]
-    if audio.dtype == np.uint8:  # 8-bit PCM is unsigned
-        return (audio.astype(np.float32) - 128.0) / 128.0
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise ValueError(f"audio must be an integer PCM or floating point array, got dtype {audio.dtype}")
-    return audio.astype(np.float32, copy=False)
-
-
-def to_mono(audio: np.ndarray) -> np.ndarray:
-    """Averages the channels of a channels-first `(channels, samples)` array; 1-D input is returned as is."""
-    if audio.ndim == 1:
-        return audio
-    if audio.ndim != 2:
-        raise ValueError(
-            f"audio must be 1-D (samples,) or 2-D channels-first (channels, samples), got {audio.ndim} dimensions "
-            f"with shape {tuple(audio.shape)}"
-        )
-    channels, samples = audio.shape
-    if channels > samples:
-        raise ValueError(
-            f"2-D audio must be channels-first (channels, samples), got shape {tuple(audio.shape)}, which looks "
-            "channels-last; pass `audio.T`"
-        )
-    return audio.mean(axis=0)
-
-
-def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """High-quality resampling with soxr; a no-op when the rates match."""
-    check_sampling_rate(orig_sr)
-    if orig_sr == target_sr:
-        return audio
-    return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-
-
-def check_sampling_rate(sampling_rate: Any) -> int:
-    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive integer in Hz, got {sampling_rate!r}")
-    return int(sampling_rate)
-
-
-def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
-    """Reads an audio file with soundfile, makes it mono and resamples it to `sampling_rate`.
-
-    Raises:
-        AudioDecodingError: the file is missing, unreadable, empty or not decodable audio.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise AudioDecodingError(path, "no such file")
-    try:
-        audio, file_sr = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError
-        raise AudioDecodingError(path, f"not a readable audio file ({error})") from error
-    if audio.shape[0] == 0:
-        raise AudioDecodingError(path, "the file holds no audio samples")
-    return resample(to_mono(audio.T), file_sr, sampling_rate)
-
-
-def audio_duration(path: str | os.PathLike) -> float:
-    """Duration in seconds from the file header, without decoding the samples."""
-    try:
-        info = sf.info(os.fspath(path))
-    except Exception as error:
-        raise AudioDecodingError(os.fspath(path), f"not a readable audio file ({error})") from error
-    return info.frames / info.samplerate
 
 
 def crop(audio: np.ndarray, num_samples: int, random: bool, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -293,13 +209,4 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
 
 WavLMRawNetFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
-__all__ = [
-    "AudioDecodingError",
-    "WavLMRawNetFeatureExtractor",
-    "audio_duration",
-    "crop",
-    "load_audio",
-    "resample",
-    "to_float32",
-    "to_mono",
-]
+__all__ = ["WavLMRawNetFeatureExtractor", "crop"]

@@ -44,6 +44,7 @@ REMOTE_CODE_FILES = (
     "configuration_wavlmrawnet.py",
     "modeling_wavlmrawnet.py",
     "feature_extraction_wavlmrawnet.py",
+    "audio_io.py",  # imported by the feature extractor: reading and resampling audio
     "pipeline_wavlmrawnet.py",
     "handler.py",  # the Inference Endpoints handler
 )

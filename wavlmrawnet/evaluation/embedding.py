@@ -22,8 +22,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..audio_io import audio_duration, load_audio
-from ..feature_extraction_wavlmrawnet import AudioDecodingError
+from ..audio_io import AudioDecodingError, audio_duration, load_audio
 from ..modeling_wavlmrawnet import Precision, resolve_precision
 
 

@@ -21,13 +21,7 @@ import soxr
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 from ..audio_effects import mix_at_snr, reverberate
-from ..feature_extraction_wavlmrawnet import (
-    AudioDecodingError,
-    audio_duration,
-    check_sampling_rate,
-    load_audio,
-    to_mono,
-)
+from ..audio_io import AudioDecodingError, audio_duration, check_sampling_rate, load_audio, to_mono
 
 __all__ = [
     "AUDIO_EXTENSIONS",

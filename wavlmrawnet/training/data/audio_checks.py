@@ -16,8 +16,7 @@ import soundfile as sf
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ...audio_io import load_audio
-from ...feature_extraction_wavlmrawnet import AudioDecodingError
+from ...audio_io import AudioDecodingError, load_audio
 from .sources import _default_workers, _listing, _require_columns, relabel
 
 logger = logging.getLogger(__name__)

@@ -38,8 +38,7 @@ from datasets import (
     load_from_disk,
 )
 
-from ...audio_io import audio_duration
-from ...feature_extraction_wavlmrawnet import AudioDecodingError
+from ...audio_io import AudioDecodingError, audio_duration
 
 logger = logging.getLogger(__name__)
 

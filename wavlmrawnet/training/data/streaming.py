@@ -32,8 +32,8 @@ import torch
 from datasets import ClassLabel, IterableDataset
 from datasets.distributed import split_dataset_by_node
 
-from ...audio_io import load_audio
-from ...feature_extraction_wavlmrawnet import AudioDecodingError, crop
+from ...audio_io import AudioDecodingError, load_audio
+from ...feature_extraction_wavlmrawnet import crop
 from ..augment import Augmenter
 from .audio_checks import BAD_AUDIO_FILENAME, BadAudio, BadAudioError
 from .sources import encode_audio_without_torchcodec
