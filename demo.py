@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from wavlmrawnet.evaluation.trials import read_trials
-from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+from wavlmrawnet.precision import resolve_precision
 from wavlmrawnet.synthetic.corpus import generate_corpus
 from wavlmrawnet.training.config import TrainConfig
 from wavlmrawnet.training.trainer import train, training_device

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_label
 
-from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+from wavlmrawnet.precision import resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from common import machine_caption, markdown_table, timed_seconds
 from transformers.models.wavlm.modeling_wavlm import WavLMFeatureEncoder
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import WavLMAttentionContiguousInput, WavLMFastAttention, WavLMFastFeatureEncoder
+from wavlmrawnet.fast_wavlm import WavLMAttentionContiguousInput, WavLMFastAttention, WavLMFastFeatureEncoder
 
 COLUMNS = ["encoder: transformers", "encoder: time-major", "fused: fast paths", "fast paths, transformers' attention",
            "fast paths, no attention mask", "fast paths off"]  # fmt: skip

@@ -76,13 +76,8 @@ from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.cpu_malloc import keep_freed_memory
-from wavlmrawnet.modeling_wavlmrawnet import (
-    PRECISION_DTYPES,
-    InferenceLinear,
-    WavLMAttentionContiguousInput,
-    WavLMFastAttention,
-    resolve_precision,
-)
+from wavlmrawnet.fast_wavlm import InferenceLinear, WavLMAttentionContiguousInput, WavLMFastAttention
+from wavlmrawnet.precision import PRECISION_DTYPES, resolve_precision
 
 BF16_SPEEDUP_TARGET = 3.0
 RATIO_TARGET = 1.25

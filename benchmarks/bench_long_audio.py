@@ -45,7 +45,7 @@ from common import (
 )
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+from wavlmrawnet.precision import resolve_precision
 
 PEAK_ABOVE_MODEL_LIMIT_GB = 3.0
 LINEARITY_LIMIT = 1.5  # max / min seconds per audio minute over the chunked cases

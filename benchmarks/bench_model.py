@@ -61,9 +61,10 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import WavLMConfig, WavLMForXVector
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet.cpu_kernels import ONEDNN_LINEAR
 from wavlmrawnet.cpu_malloc import keep_freed_memory
 from wavlmrawnet.engines import ENGINES, use_engine
-from wavlmrawnet.modeling_wavlmrawnet import ONEDNN_LINEAR
+from wavlmrawnet.fast_rawnet import FastAttentiveStatisticsPooling, FastResidualBlock, FastSincConv
 
 DEFAULT_ROWS = ["default"]
 TARGET_RATIO = 0.85  # fused (as shipped) / WavLMForXVector-Large, fp32, batch 1
@@ -337,9 +338,19 @@ def stage_modules(model) -> dict[str, list[torch.nn.Module]]:
     return stages
 
 
-# The RawNet stages' eval-mode inference runs these methods instead of `forward` (RawNetEncoder.time_major).
+# The RawNet stages' eval-mode inference (`FastRawNetEncoder.time_major`) enters them through these methods of their
+# fast classes instead of `forward`.
 TIME_MAJOR_STAGES = ("RawNet sinc conv", "RawNet residual blocks", "RawNet stats pooling + FC")
-TIME_MAJOR_METHODS = ("time_major", "pooled_magnitudes_time_major")
+TIME_MAJOR_ENTRIES = {
+    FastSincConv: FastSincConv.pooled_magnitudes_time_major.__name__,
+    FastResidualBlock: FastResidualBlock.time_major.__name__,
+    FastAttentiveStatisticsPooling: FastAttentiveStatisticsPooling.time_major.__name__,
+}
+
+
+def time_major_entry(module) -> str | None:
+    """The name of the method through which time-major inference enters `module`, if it has one."""
+    return TIME_MAJOR_ENTRIES.get(type(module))
 
 
 def timed_method(method, key, start, stop):
@@ -373,11 +384,10 @@ def stage_meter(model, clock):
                 key = (name, id(module))
                 handles.append(module.register_forward_pre_hook(lambda m, a, key=key: start(key)))
                 handles.append(module.register_forward_hook(lambda m, a, o, key=key: stop(key)))
-                if name in TIME_MAJOR_STAGES:
-                    for method in TIME_MAJOR_METHODS:
-                        if hasattr(module, method):
-                            setattr(module, method, timed_method(getattr(module, method), key, start, stop))
-                            wrapped.append((module, method))
+                method = time_major_entry(module) if name in TIME_MAJOR_STAGES else None
+                if method is not None:
+                    setattr(module, method, timed_method(getattr(module, method), key, start, stop))
+                    wrapped.append((module, method))
         yield totals
     finally:
         for handle in handles:
@@ -640,9 +650,9 @@ def rawnet_breakdown(spec: str, inputs: dict, repeats: int) -> dict[str, float]:
     for name, module in stages.items():
         module.register_forward_pre_hook(lambda m, a, name=name: start(name))
         module.register_forward_hook(lambda m, a, o, name=name: stop(name))
-        for method in TIME_MAJOR_METHODS:  # eval-mode inference enters the stages through these (fast paths on)
-            if hasattr(module, method):
-                setattr(module, method, timed_method(getattr(module, method), name, start, stop))
+        method = time_major_entry(module)  # eval-mode inference enters the stages through these (fast paths on)
+        if method is not None:
+            setattr(module, method, timed_method(getattr(module, method), name, start, stop))
     waveform, lengths = inputs["input_values"], inputs["attention_mask"].sum(dim=1)
     totals, conv_times, fft_times = [], [], []
     with torch.inference_mode():

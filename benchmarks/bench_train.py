@@ -35,7 +35,7 @@ def measure(job: dict) -> dict:
 
     from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
     from wavlmrawnet.cpu_malloc import keep_freed_memory
-    from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+    from wavlmrawnet.precision import resolve_precision
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])

@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from wavlmrawnet import WavLMRawNetConfig
-from wavlmrawnet.modeling_wavlmrawnet import PRECISION_ALIASES, Precision, describe_cpu, resolve_precision
+from wavlmrawnet.precision import PRECISION_ALIASES, Precision, describe_cpu, resolve_precision
 
 WORKER_FLAG = "--worker-job"
 RESULT_PREFIX = "RESULT "

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import bench_model, common
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import ONEDNN_LINEAR
+from wavlmrawnet.cpu_kernels import ONEDNN_LINEAR
 
 
 def counted(fn) -> int:

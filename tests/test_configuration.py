@@ -6,8 +6,8 @@ import pytest
 from transformers import AutoConfig, WavLMConfig
 
 from wavlmrawnet import PRESETS, WavLMRawNetConfig
-from wavlmrawnet.configuration_wavlmrawnet import WAVLM_LARGE
-from wavlmrawnet.modeling_wavlmrawnet import CONFIG_CHOICES
+from wavlmrawnet.configuration_wavlmrawnet import PART_NAMES, WAVLM_LARGE
+from wavlmrawnet.layers import CONFIG_CHOICES
 
 
 def test_defaults_are_wavlm_large_and_rawnet25():
@@ -88,6 +88,13 @@ def test_wavlm_config_accepts_dict_or_config():
 def test_invalid_values_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         WavLMRawNetConfig(**kwargs)
+
+
+def test_the_configs_part_names_are_the_tables_keys():
+    """The config checks names against plain tuples (it never imports the network); they must match the tables."""
+    assert set(PART_NAMES) == set(CONFIG_CHOICES)
+    for name, table in CONFIG_CHOICES.items():
+        assert sorted(PART_NAMES[name]) == sorted(table), name
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_CHOICES))

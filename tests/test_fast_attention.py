@@ -22,21 +22,18 @@ from transformers.models.wavlm.modeling_wavlm import (
     WavLMFeedForward,
 )
 
-from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector, modeling_wavlmrawnet
-from wavlmrawnet.modeling_wavlmrawnet import (
+from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector, cpu_kernels
+from wavlmrawnet.cpu_kernels import inference_linear, inference_linear_add, inference_linear_gelu, linear_weights
+from wavlmrawnet.fast_wavlm import (
     InferenceLinear,
     RunningLayerSum,
     WavLMAttentionContiguousInput,
     WavLMFastAttention,
     WavLMFastFeedForward,
-    inference_linear,
-    inference_linear_add,
-    inference_linear_gelu,
-    linear_weights,
-    masked_mean,
 )
+from wavlmrawnet.layers import masked_mean
 
-ONEDNN_BF16_LINEAR = modeling_wavlmrawnet.ONEDNN_BF16_LINEAR
+ONEDNN_BF16_LINEAR = cpu_kernels.ONEDNN_BF16_LINEAR
 
 NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0)
 TOLERANCE = 1e-5
@@ -178,12 +175,12 @@ def test_fast_feed_forward_equals_transformers(hidden_act):
 @pytest.mark.parametrize("post_op", [True, False], ids=["post-op", "separate-gelu"])
 def test_inference_linear_gelu_equals_gelu_of_linear(monkeypatch, post_op):
     """Both ways `inference_linear_gelu` may run in fp32 inference compute F.gelu(F.linear)."""
-    monkeypatch.setattr(modeling_wavlmrawnet, "ONEDNN_GELU_POST_OP", post_op)
+    monkeypatch.setattr(cpu_kernels, "ONEDNN_GELU_POST_OP", post_op)
     torch.manual_seed(0)
     x, weight, bias = torch.randn(2, 9, 48) * 3, torch.randn(96, 48), torch.randn(96)
     with torch.inference_mode():
         expected = F.gelu(F.linear(x, weight, bias))
-        got = modeling_wavlmrawnet.inference_linear_gelu(x, weight, bias)
+        got = cpu_kernels.inference_linear_gelu(x, weight, bias)
     assert (got - expected).abs().max() <= TOLERANCE * expected.abs().max()
 
 
@@ -202,7 +199,7 @@ def test_gelu_post_op_only_where_onednn_runs_avx512(cap):
         if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
     }
     code = (
-        "import torch; from wavlmrawnet import modeling_wavlmrawnet as m; "
+        "import torch; from wavlmrawnet import cpu_kernels as m; "
         "print(m.ONEDNN_GELU_POST_OP, torch.backends.cpu.get_cpu_capability())"
     )
     completed = subprocess.run(
@@ -397,7 +394,7 @@ def test_running_layer_sum_equals_pooled_weighted_stack_of_hidden_states(project
         with RunningLayerSum(model.wavlm.encoder, weights, frames, project_after_pooling) as running:
             model.wavlm(values, attention_mask=mask)
         assert len(model.wavlm.encoder.layers[0]._forward_pre_hooks) == 0  # the hooks are removed afterwards
-        assert model.wavlm.encoder.layers[-1].feed_forward.pooling_weights is None  # and the feed-forward reset
+        assert model.wavlm.encoder.layers[-1].feed_forward._frame_weights is None  # and the feed-forward reset
         again = model.wavlm(values, attention_mask=mask)
     stacked = torch.stack(outputs.hidden_states)
     expected = masked_mean((weights[:, None, None, None] * stacked).sum(0), frames[:, :, None], dim=1)
@@ -500,9 +497,9 @@ def test_bf16_inference_linears_match_fp32(kind):
     function, reference = functions[kind]
     with torch.inference_mode():
         expected = reference()
-        assert not modeling_wavlmrawnet.onednn_bf16_linear_applies(x, low[0])  # not under autocast
+        assert not cpu_kernels.onednn_bf16_linear_applies(x, low[0])  # not under autocast
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert modeling_wavlmrawnet.onednn_bf16_linear_applies(x, low[0]) == ONEDNN_BF16_LINEAR
+            assert cpu_kernels.onednn_bf16_linear_applies(x, low[0]) == ONEDNN_BF16_LINEAR
             got = function(*low)
     assert got.dtype == torch.bfloat16
     assert 0 < (got.float() - expected).abs().max() <= 0.02 * expected.abs().max()

@@ -521,7 +521,7 @@ def test_a_real_evaluation_run_feeds_the_card(model_dir, tmp_path):
 
 
 def test_a_loss_from_an_added_table_entry_is_named_as_such(tmp_path, monkeypatch):
-    from wavlmrawnet.modeling_wavlmrawnet import LOSSES, AMSoftmax
+    from wavlmrawnet.layers import LOSSES, AMSoftmax
 
     monkeypatch.setitem(LOSSES, "my_margin", AMSoftmax)  # a new loss: one class and one table entry
     folder = save_model(tmp_path / "model", loss="my_margin", loss_margin=0.25)

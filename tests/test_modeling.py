@@ -5,7 +5,8 @@ from transformers import WavLMConfig, WavLMModel
 from transformers.modeling_outputs import XVectorOutput
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import (
+from wavlmrawnet.configuration_wavlmrawnet import PART_NAMES
+from wavlmrawnet.layers import (
     LOSSES,
     RAWNET_POOLINGS,
     WAVLM_POOLINGS,
@@ -227,7 +228,7 @@ def test_from_wavlm_pretrained_copies_weights_exactly(tmp_path):
 def test_contiguous_attention_input_leaves_fp32_results_unchanged(tiny_model):
     from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
-    from wavlmrawnet.modeling_wavlmrawnet import WavLMAttentionContiguousInput
+    from wavlmrawnet.fast_wavlm import WavLMAttentionContiguousInput
 
     layers = tiny_model.wavlm.encoder.layers
     tiny_model.set_fast_paths(False)  # the contiguous-input attention is the attention of the slow path
@@ -295,7 +296,9 @@ def test_a_pooling_added_to_its_table_is_accepted_and_used(monkeypatch, tmp_path
     with pytest.raises(ValueError, match="wavlm_pooling must be one of"):
         WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="mean_std")
     monkeypatch.setitem(WAVLM_POOLINGS, "mean_std", MeanStdPooling)
+    monkeypatch.setitem(PART_NAMES, "wavlm_pooling", (*PART_NAMES["wavlm_pooling"], "mean_std"))
     monkeypatch.setitem(RAWNET_POOLINGS, "mean", MaskedMeanPooling)
+    monkeypatch.setitem(PART_NAMES, "rawnet_pooling", (*PART_NAMES["rawnet_pooling"], "mean"))
     torch.manual_seed(0)
     config = WavLMRawNetConfig.from_preset("tiny", wavlm_pooling="mean_std", rawnet_pooling="mean")
     model = WavLMRawNetForXVector(config).eval()

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import SincConv
+from wavlmrawnet.layers import SincConv
 from wavlmrawnet.onnx_export import _max_pool1d_as_2d, check_onnx_interface, export_onnx
 
 ATOL = 1e-4

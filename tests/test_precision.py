@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from wavlmrawnet.modeling_wavlmrawnet import Precision, describe_cpu, resolve_precision
+from wavlmrawnet.precision import Precision, describe_cpu, resolve_precision
 
 # Caps torch's and oneDNN's kernels at AVX2: on any x86 CPU this behaves like an AVX2-only machine (bf16 emulated).
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -20,7 +20,7 @@ x86_only = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd6
 
 def resolve_in_subprocess(requested: str, env: dict) -> tuple[dict, str]:
     script = (
-        "import json; from wavlmrawnet.modeling_wavlmrawnet import resolve_precision;"
+        "import json; from wavlmrawnet.precision import resolve_precision;"
         f"p = resolve_precision({requested!r}, 'cpu'); print(json.dumps(p.to_dict()))"
     )
     completed = subprocess.run(

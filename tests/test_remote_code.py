@@ -6,12 +6,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import BLOCK_PACKAGE_IMPORT
 
-from wavlmrawnet import WavLMRawNetFeatureExtractor
+from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+from wavlmrawnet.hub import REMOTE_CODE_FILES
 
 REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
     """
@@ -65,16 +68,9 @@ REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
 def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model, saved_tiny_model, wav_files):
     folder = tmp_path / "model_copy"
     shutil.copytree(saved_tiny_model, folder)
-    assert {
-        "config.json",
-        "model.safetensors",
-        "preprocessor_config.json",
-        "configuration_wavlmrawnet.py",
-        "modeling_wavlmrawnet.py",
-        "feature_extraction_wavlmrawnet.py",
-        "audio_io.py",
-        "pipeline_wavlmrawnet.py",
-    } <= set(os.listdir(folder))
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES} <= set(
+        os.listdir(folder)
+    )
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_wavlmrawnet.WavLMRawNetConfig",
@@ -141,3 +137,63 @@ def test_local_pipelines_and_threshold_override(saved_tiny_model, wav_files):
         assert "pairs" in str(error)
     else:
         raise AssertionError("three recordings are not a pair")
+
+
+# A tiny model saved by the code before the model wing was split into layers, fast paths and kernels (commit
+# 7c79eda), with the embeddings that code gave for clip.wav, fast paths on and off.
+FOLDER_BEFORE_LAYOUT = Path(__file__).parent / "data" / "tiny_model_7c79eda"
+
+OLD_FOLDER_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    folder = sys.argv[1]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+    with torch.inference_mode():
+        embedding = model(**extractor(folder + "/clip.wav", return_tensors="pt")).embeddings[0]
+    print("RESULT" + json.dumps(embedding.tolist()))
+    """
+)
+
+
+def assert_same_embedding(got, expected) -> None:
+    got, expected = torch.as_tensor(got, dtype=torch.float32), torch.tensor(expected, dtype=torch.float32)
+    assert torch.nn.functional.cosine_similarity(got, expected, dim=0) >= 0.99999
+    assert (got - expected).abs().max() <= 1e-5
+
+
+def test_a_folder_saved_before_the_layout_loads_with_the_same_embeddings(tmp_path):
+    expected = json.loads((FOLDER_BEFORE_LAYOUT / "expected_embedding.json").read_text())
+    model = WavLMRawNetForXVector.from_pretrained(FOLDER_BEFORE_LAYOUT).eval()
+    extractor = WavLMRawNetFeatureExtractor.from_pretrained(FOLDER_BEFORE_LAYOUT)
+    inputs = extractor(str(FOLDER_BEFORE_LAYOUT / "clip.wav"), return_tensors="pt")
+    with torch.inference_mode():
+        fast = model(**inputs).embeddings[0]
+        reference = model.set_fast_paths(False)(**inputs).embeddings[0]
+    assert_same_embedding(fast, expected["fast_paths"])
+    assert_same_embedding(reference, expected["reference"])
+    # Saved again, the folder carries the new layout's remote code (the fresh-process test above loads such a folder).
+    model.set_fast_paths(True).save_pretrained(tmp_path / "saved_again")
+    assert set(REMOTE_CODE_FILES) <= set(os.listdir(tmp_path / "saved_again"))
+
+
+@pytest.mark.slow
+def test_a_folder_saved_before_the_layout_still_runs_its_own_remote_code(tmp_path):
+    folder = tmp_path / "before_layout"
+    shutil.copytree(FOLDER_BEFORE_LAYOUT, folder)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    completed = subprocess.run(
+        [sys.executable, "-c", OLD_FOLDER_SCRIPT, str(folder)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    expected = json.loads((FOLDER_BEFORE_LAYOUT / "expected_embedding.json").read_text())
+    assert_same_embedding(json.loads(completed.stdout.split("RESULT", 1)[1]), expected["fast_paths"])

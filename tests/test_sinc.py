@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wavlmrawnet import WavLMRawNetConfig
-from wavlmrawnet.modeling_wavlmrawnet import SincConv, hz_to_mel
+from wavlmrawnet.layers import SincConv, hz_to_mel
 
 SAMPLE_RATE = 16000
 FFT_SIZE = 1 << 15

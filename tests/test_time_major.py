@@ -1,5 +1,5 @@
 """The time-major inference kernels of the fast paths compute the same function as the code they replace: the RawNet
-branch (`RawNetEncoder.time_major`: the sinc layer by blocked FFT or blocked matrix products, pooled in cache;
+branch (`FastRawNetEncoder.time_major`: the sinc layer by blocked FFT or blocked matrix products, pooled in cache;
 channels-last convolutions; one-pass batch norms), WavLM's feature encoder (`WavLMFastFeatureEncoder.time_major_conv`
 and its blocks) and its positional convolution (`WavLMFastPositionalConvEmbedding`), fp32 within 1e-5, with padding;
 and their weight caches follow in-place changes of the weights."""
@@ -13,11 +13,10 @@ from transformers import WavLMConfig
 from transformers.models.wavlm.modeling_wavlm import WavLMFeatureEncoder, WavLMPositionalConvEmbedding
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.modeling_wavlmrawnet import (
-    RawNetEncoder,
-    WavLMFastFeatureEncoder,
-    WavLMFastPositionalConvEmbedding,
-)
+from wavlmrawnet.fast_paths import RAWNET_FAST_CLASSES, RAWNET_REFERENCE_CLASSES, swap_classes
+from wavlmrawnet.fast_rawnet import FastRawNetEncoder
+from wavlmrawnet.fast_wavlm import WavLMFastFeatureEncoder, WavLMFastPositionalConvEmbedding
+from wavlmrawnet.layers import RawNetEncoder
 
 TOLERANCE = 1e-5
 
@@ -26,7 +25,8 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12))
 
 
-def rawnet(**overrides) -> RawNetEncoder:
+def rawnet(**overrides) -> FastRawNetEncoder:
+    """The RawNet branch of the tiny preset with its fast classes (`fast_paths.swap_classes`), in eval mode."""
     config = WavLMRawNetConfig.from_preset("tiny", use_wavlm_branch=False, **overrides)
     torch.manual_seed(0)
     encoder = RawNetEncoder(config)
@@ -37,7 +37,7 @@ def rawnet(**overrides) -> RawNetEncoder:
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
-    return encoder.eval()
+    return swap_classes(encoder, RAWNET_FAST_CLASSES).eval()
 
 
 def padded_waveforms(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,10 +61,10 @@ def test_rawnet_time_major_equals_channel_major(overrides):
     with torch.inference_mode():
         got = encoder(waveforms, lengths)
         assert torch.equal(got, encoder.time_major(waveforms, lengths))  # eval without gradients: time-major
-        encoder.time_major_inference = False
-        expected = encoder(waveforms, lengths)
+        expected = swap_classes(encoder, RAWNET_REFERENCE_CLASSES)(waveforms, lengths)
+        assert type(encoder) is RawNetEncoder
         # A clip alone gets what it gets in the padded batch.
-        encoder.time_major_inference = True
+        swap_classes(encoder, RAWNET_FAST_CLASSES)
         alone = encoder(waveforms[2:, :7000], lengths[2:])
     assert relative_error(got, expected) <= TOLERANCE
     assert relative_error(alone[0], got[2]) <= TOLERANCE
@@ -265,7 +265,7 @@ def test_feature_encoder_under_autocast_uses_bf16_kernels():
 def test_set_fast_paths_switches_the_time_major_kernels():
     model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", num_labels=2))
     positional = model.wavlm.encoder.pos_conv_embed
-    assert model.rawnet.time_major_inference and type(positional) is WavLMFastPositionalConvEmbedding
+    assert type(model.rawnet) is FastRawNetEncoder and type(positional) is WavLMFastPositionalConvEmbedding
     model.set_fast_paths(False)
-    assert not model.rawnet.time_major_inference and type(positional) is WavLMPositionalConvEmbedding
+    assert type(model.rawnet) is RawNetEncoder and type(positional) is WavLMPositionalConvEmbedding
     assert type(model.wavlm.feature_extractor) is WavLMFeatureEncoder

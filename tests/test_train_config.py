@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wavlmrawnet.modeling_wavlmrawnet import resolve_precision
+from wavlmrawnet.precision import resolve_precision
 from wavlmrawnet.training.config import ConfigError, TrainConfig, load_yaml
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,8 @@
 """wavlmrawnet: WavLM-Large + RawNet2.5 fused speaker verification for the Hugging Face ecosystem.
 
-Data flow: audio -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` -> `training` / `evaluation` ->
-`model_card`. `pipeline_wavlmrawnet` runs the model, in the precision the hardware suits.
+Data flow: audio (`audio_io`) -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` (layers in `layers`, the
+faster twins in `fast_*`) -> `training` / `evaluation` -> `recognition` -> `model_card` and `hub`.
+`pipeline_wavlmrawnet` runs the model, in the precision the hardware suits (`precision`).
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
@@ -11,13 +12,8 @@ from .audio_io import AudioDecodingError, audio_duration, load_audio
 from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
 from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
-from .pipeline_wavlmrawnet import (
-    Precision,
-    SpeakerEmbeddingPipeline,
-    SpeakerVerificationPipeline,
-    describe_cpu,
-    resolve_precision,
-)
+from .pipeline_wavlmrawnet import SpeakerEmbeddingPipeline, SpeakerVerificationPipeline
+from .precision import Precision, describe_cpu, resolve_precision
 from .recognition import ModelMismatchError, SpeakerDatabase, fit_calibration, model_identity, resolve_model
 
 __version__ = "0.1.0"

@@ -68,6 +68,26 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# The names each part argument accepts. The classes they name sit in `modeling_wavlmrawnet.py`, in tables of the
+# same keys (`CONFIG_CHOICES`; a test holds the two equal): adding a part is its class, its table entry and its name
+# here. Kept as plain names so the config never imports the network.
+PART_NAMES: dict[str, tuple[str, ...]] = {
+    "wavlm_pooling": ("last", "weighted"),
+    "rawnet_pooling": ("attentive_statistics",),
+    "sinc_init": ("mel", "linear"),
+    "fusion_activation": ("none", "relu"),
+    "loss": ("amsoftmax", "aamsoftmax"),
+}
+
+
+def check_part_name(config, name: str) -> str:
+    """The value of part argument `name`, or a ValueError listing the accepted names (`PART_NAMES`)."""
+    value = getattr(config, name)
+    if value not in PART_NAMES[name]:
+        raise ValueError(f"{name} must be one of {sorted(PART_NAMES[name])}, got {value!r}")
+    return value
+
+
 def check_calibration(calibration) -> dict:
     """`{"scale": a, "offset": b}`, finite, with a > 0 (a higher cosine must mean a higher likelihood ratio)."""
     if not isinstance(calibration, dict) or set(calibration) != {"scale", "offset"}:
@@ -91,7 +111,7 @@ class WavLMRawNetConfig(PreTrainedConfig):
 
     The defaults are the `"default"` preset; [`~WavLMRawNetConfig.from_preset`] gives the others (`"reference"`,
     `"tiny"`). Arguments that name a part (`wavlm_pooling`, `rawnet_pooling`, `sinc_init`, `fusion_activation`,
-    `loss`) take a key of that part's table in `modeling_wavlmrawnet.py` (`CONFIG_CHOICES`).
+    `loss`) take one of that part's names (`PART_NAMES`), the keys of its table in `modeling_wavlmrawnet.py`.
 
     Args:
         wavlm_config (`dict` or `WavLMConfig`, *optional*):
@@ -230,12 +250,8 @@ class WavLMRawNetConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
-        # The named parts' tables live in modeling, next to their classes. Imported on call, not at the top:
-        # modeling imports this module at its top.
-        from .modeling_wavlmrawnet import CONFIG_CHOICES, chosen
-
-        for name in CONFIG_CHOICES:
-            chosen(self, name)  # raises for a name that is not in the table
+        for name in PART_NAMES:
+            check_part_name(self, name)
         if not (self.use_wavlm_branch or self.use_rawnet_branch):
             raise ValueError("at least one of use_wavlm_branch and use_rawnet_branch must be True")
         if self.min_low_hz + self.min_band_hz >= self.sampling_rate / 2:
@@ -291,4 +307,4 @@ class WavLMRawNetConfig(PreTrainedConfig):
 
 WavLMRawNetConfig.register_for_auto_class()
 
-__all__ = ["WavLMRawNetConfig", "PRESETS", "check_calibration"]
+__all__ = ["PART_NAMES", "PRESETS", "WavLMRawNetConfig", "check_calibration", "check_part_name"]

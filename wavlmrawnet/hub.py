@@ -40,11 +40,19 @@ __all__ = [
     "validate_model_folder",
 ]
 
+# The files that travel into a saved folder: the four transformers entry points and the handler, and the sibling
+# modules they import (transformers copies relative imports with them).
 REMOTE_CODE_FILES = (
     "configuration_wavlmrawnet.py",
     "modeling_wavlmrawnet.py",
+    "layers.py",  # the network's layers and the tables of parts
+    "fast_paths.py",  # the faster computation of the same function, chosen in one place
+    "fast_rawnet.py",
+    "fast_wavlm.py",
+    "cpu_kernels.py",
+    "precision.py",  # the compute precision, from the hardware
     "feature_extraction_wavlmrawnet.py",
-    "audio_io.py",  # imported by the feature extractor: reading and resampling audio
+    "audio_io.py",  # reading and resampling audio
     "pipeline_wavlmrawnet.py",
     "handler.py",  # the Inference Endpoints handler
 )

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .modeling_wavlmrawnet import SincConv, WavLMRawNetForXVector
+from .layers import SincConv
+from .modeling_wavlmrawnet import WavLMRawNetForXVector
 
 INPUT_NAMES = ("input_values", "attention_mask")
 OUTPUT_NAMES = ("embeddings",)

@@ -58,7 +58,8 @@ def load(args):
 
     from ..cpu_malloc import keep_freed_memory
     from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
-    from ..modeling_wavlmrawnet import WavLMRawNetForXVector, resolve_precision
+    from ..modeling_wavlmrawnet import WavLMRawNetForXVector
+    from ..precision import resolve_precision
     from ..recognition.hub_ids import resolve_model
 
     if args.threads:

@@ -23,7 +23,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..audio_io import AudioDecodingError, audio_duration, load_audio
-from ..modeling_wavlmrawnet import Precision, resolve_precision
+from ..precision import Precision, resolve_precision
 
 
 @dataclass

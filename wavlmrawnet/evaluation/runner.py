@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..modeling_wavlmrawnet import Precision, describe_cpu
+from ..precision import Precision, describe_cpu
 from .embedding import embed_files
 from .error_rates import compute_calibration_metrics, compute_metrics
 from .plots import plot_det_curve, plot_score_histograms

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..configuration_wavlmrawnet import PRESETS
-from ..modeling_wavlmrawnet import PRECISION_ALIASES
+from ..precision import PRECISION_ALIASES
 from .augment import AugmentConfig
 
 

@@ -26,7 +26,8 @@ from ..evaluation.runner import evaluate_trial_list, hardware_description
 from ..evaluation.trials import make_trials, write_trials
 from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from ..model_card import write_model_card
-from ..modeling_wavlmrawnet import Precision, WavLMRawNetForXVector, resolve_precision
+from ..modeling_wavlmrawnet import WavLMRawNetForXVector
+from ..precision import Precision, resolve_precision
 from .augment import Augmenter
 from .config import TrainConfig, TrainingSection
 from .data import (
@@ -533,10 +534,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Trainin
         if step % training.eval_every == 0 or last:
             model.eval()
             validate(accelerator, model, feature_extractor, config, eval_precision, state)
-            # The weights change from here on: drop what validation derived from them (on a CPU in bf16, a copy of
-            # the linear weights; the next validation builds it again).
-            accelerator.unwrap_model(model).clear_inference_caches()
-            model.train()
+            model.train()  # also drops what validation derived from the weights (`WavLMRawNetForXVector.train`)
 
         # Checkpoint (atomic), for --resume.
         if step % training.checkpoint_every == 0 or last:
