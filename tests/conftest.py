@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -22,6 +27,26 @@ class BlockWavlmrawnet:
 
 sys.meta_path.insert(0, BlockWavlmrawnet())
 """
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`wavlmrawnet ARGS` run by the command line's own `main` in this process: its exit status, stdout and stderr,
+    as `subprocess.run` would return them, without paying a fresh interpreter's imports. A `SystemExit` with a message
+    counts as Python reports it (the message on stderr, status 1). Tests of what only a real process shows (exit on
+    a signal, torchrun, environment variables read at start-up) start one instead."""
+    from wavlmrawnet.cli import main
+
+    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as stop:
+            code = stop.code
+            if code is not None and not isinstance(code, int):
+                print(code, file=sys.stderr)
+                code = 1
+    torch.set_num_threads(threads)  # `--threads` sets the process' count
+    return subprocess.CompletedProcess(["wavlmrawnet", *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def voice_like(seconds: float, sampling_rate: int, seed: int, channels: int = 1) -> np.ndarray:

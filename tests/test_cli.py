@@ -1,4 +1,5 @@
-"""The `wavlmrawnet` command line, run as a real process on real files, bad ones among them."""
+"""The `wavlmrawnet` command line on real files, bad ones among them: each command's main through `cli_in_process`,
+and a real process for the top-level help, the embed command's exit status and the verify command."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import write_wav
+from conftest import cli_in_process, write_wav
 from safetensors.numpy import load_file
 
 pytestmark = pytest.mark.slow
 
 
-def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+cli = cli_in_process
+
+
+def cli_process(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """`wavlmrawnet ARGS` as a real process (`python -m wavlmrawnet`)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, "-m", "wavlmrawnet", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
@@ -40,7 +45,7 @@ def audio(tmp_path_factory) -> dict[str, str]:
 
 
 def test_help_texts_describe_every_command():
-    top = cli("--help")
+    top = cli_process("--help")
     assert top.returncode == 0
     for command in ("embed", "verify", "score", "export-onnx", "card", "push"):
         assert command in top.stdout
@@ -52,7 +57,7 @@ def test_embed_good_and_bad_files_in_one_call(tmp_path, saved_tiny_model, audio)
     out = tmp_path / "emb.safetensors"
     report = tmp_path / "errors.tsv"
     missing = str(tmp_path / "missing.wav")
-    result = cli(
+    result = cli_process(
         "embed",
         "--model",
         saved_tiny_model,
@@ -96,7 +101,7 @@ def test_embed_folder_to_npy(tmp_path, saved_tiny_model):
 
 
 def test_verify_prints_score_threshold_and_decision(saved_tiny_model, audio):
-    plain = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["stereo_44k"])
+    plain = cli_process("verify", "--model", saved_tiny_model, audio["good_16k"], audio["stereo_44k"])
     assert plain.returncode == 0, plain.stderr
     assert "score" in plain.stdout and "threshold 0.5000" in plain.stdout and "speaker" in plain.stdout
     as_json = cli("verify", "--model", saved_tiny_model, audio["good_16k"], audio["good_16k"], "--json")
