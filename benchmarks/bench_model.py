@@ -4,7 +4,7 @@ fp32 time at batch 1, a padded mixed-length batch, bf16, a per-stage profile and
 Weights are random; every model runs in eval mode under `torch.inference_mode()`. Rows are presets, optionally with
 config overrides after a colon:
 
-    python benchmarks/bench_model.py [--seconds 10] [--repeats 5] [--threads 2] [--presets default] \
+    python -m benchmarks.bench_model [--seconds 10] [--repeats 5] [--threads 2] [--presets default] \
         [--batch-size 8] [--batch-seconds 2 10] [--batch-repeats 2] [--bf16-repeats 3] \
         [--profile-repeats 3] [--profile-precisions fp32 bf16] [--engines torch torch-compile onnxruntime] \
         [--rawnet-breakdown] [--device cuda] [--throughput-batches 1 16 64] [--markdown-out table.md]
@@ -46,7 +46,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import (
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from transformers import WavLMConfig, WavLMForXVector
+
+from benchmarks.common import (
     BASELINE,
     SAMPLING_RATE,
     baseline_wavlm_config,
@@ -57,9 +60,6 @@ from common import (
     publish,
     timed_seconds,
 )
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-from transformers import WavLMConfig, WavLMForXVector
-
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.cpu_kernels import ONEDNN_LINEAR
 from wavlmrawnet.cpu_malloc import keep_freed_memory
