@@ -18,8 +18,8 @@ import statistics
 
 import torch
 
-from benchmarks.bench_model import mixed_batch
 from benchmarks.common import load_note, machine_caption, markdown_table, publish, timed_seconds
+from benchmarks.model.sections import mixed_batch
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
 RULES = {"groups": None, "one call": math.inf, "one call per length": 0.0}  # None: the model's default
