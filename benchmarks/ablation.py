@@ -1,7 +1,7 @@
 """Which parts of WavLMRawNet matter? Trains each variant on the Debian voice corpus and evaluates it.
 
-    python benchmarks/corpora/debian_voices.py --out ~/.cache/wavlmrawnet/debian_voices     # once, about 10 min
-    python benchmarks/ablation.py --corpus ~/.cache/wavlmrawnet/debian_voices               # the whole table
+    python -m benchmarks.corpora.debian_voices --out ~/.cache/wavlmrawnet/debian_voices     # once, about 10 min
+    python -m benchmarks.ablation --corpus ~/.cache/wavlmrawnet/debian_voices               # the whole table
 
 Every variant trains under the same budget (preset, steps, batch, crop length, learning rates) on the MBROLA
 training voices (`in_domain/train`), once per seed, and is evaluated on the held-out MBROLA voices (in-domain)
@@ -19,13 +19,18 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import CPU_PRECISIONS, machine_caption, markdown_table, precision_label
-
+from benchmarks.common import (
+    CPU_PRECISIONS,
+    child_env,
+    machine_caption,
+    markdown_table,
+    module_command,
+    precision_label,
+)
 from wavlmrawnet.precision import resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,12 +177,11 @@ def launch(args, variant: str, seed: int) -> dict:
             indent=2,
         )
     )
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = child_env(dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads)))
     print(f"start {variant} seed {seed}", flush=True)
     with open(run_dir / "log.txt", "w") as log:
         code = subprocess.call(
-            [sys.executable, __file__, "--run-one", str(config_path), "--threads", str(args.threads)],
+            module_command(__spec__.name, "--run-one", str(config_path), "--threads", str(args.threads)),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -227,7 +231,7 @@ def table(records: list[dict], args) -> str:
             f"Seeds: {', '.join(map(str, seeds))}; cells are mean ± std over seeds.",
             "Trials: " + ", ".join(f"{name} {count}" for name, count in trials.items()) + ".",
             "",
-            f"Command: `python benchmarks/ablation.py --corpus CORPUS --steps {args.steps} "
+            f"Command: `python -m benchmarks.ablation --corpus CORPUS --steps {args.steps} "
             f"--batch-size {args.batch_size} "
             f"--segment-seconds {args.segment_seconds} --mixed-precision {args.mixed_precision} "
             f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs} --threads {args.threads}`",

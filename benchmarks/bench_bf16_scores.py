@@ -3,7 +3,7 @@ speed.
 
 Defaults are the demo (`make demo`): the trained tiny model and the held-out synthetic trial list.
 
-    python benchmarks/bench_bf16_scores.py [--model demo_output/run/final] \
+    python -m benchmarks.bench_bf16_scores [--model demo_output/run/final] \
         [--trials demo_output/corpus/test/veri_test2.txt] [--root demo_output/corpus/test/wav] \
         [--precisions fp32 bf16 auto] [--batch-size 8] [--chunk-seconds S] [--repeats 3] [--threads 2] \
         [--markdown-out table.md]
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import (
+
+from benchmarks.common import (
     CPU_PRECISIONS,
     load_note,
     machine_caption,
@@ -36,7 +37,6 @@ from common import (
     publish,
     resolve_all,
 )
-
 from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.audio_io import audio_duration
 from wavlmrawnet.evaluation import compute_metrics, cosine_scores, read_trials, unique_paths

@@ -5,7 +5,7 @@ Needs `make demo` first (demo_output/run/final and its corpus). Two dev/held-out
 - dev = the validation trials (held-out utterances of training speakers), held-out = the test trials;
 - the test trials split by the enrolment speaker's parity (2 folds, each half calibrates the other).
 
-    python benchmarks/bench_calibration.py [--model demo_output/run/final] [--markdown-out FILE]
+    python -m benchmarks.bench_calibration [--model demo_output/run/final] [--markdown-out FILE]
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import machine_caption, markdown_table, publish
 
+from benchmarks.common import machine_caption, markdown_table, publish
 from wavlmrawnet import WavLMRawNetForXVector
 from wavlmrawnet.evaluation import read_trials, score_trials, unique_paths
 from wavlmrawnet.evaluation.embedding import embed_files

@@ -1,7 +1,7 @@
 """Which fast paths pay on a GPU: WavLM's feature encoder (transformers' vs time-major) and the fused model with its
 fast paths on, with transformers' attention swapped back in, without an attention mask, and off.
 
-    python benchmarks/bench_gpu_parts.py [--batch-sizes 1 16] [--seconds 10] [--repeats 10] [--device cuda]
+    python -m benchmarks.bench_gpu_parts [--batch-sizes 1 16] [--seconds 10] [--repeats 10] [--device cuda]
 
 `default` preset, random weights, eval mode, `torch.inference_mode()`, fp32 and bf16 autocast; median ms of
 `--repeats` synchronised calls after one warm-up. The time-major encoder is called directly (`time_major_forward`),
@@ -14,9 +14,9 @@ import argparse
 import statistics
 
 import torch
-from common import machine_caption, markdown_table, timed_seconds
 from transformers.models.wavlm.modeling_wavlm import WavLMFeatureEncoder
 
+from benchmarks.common import machine_caption, markdown_table, timed_seconds
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.fast_wavlm import WavLMAttentionContiguousInput, WavLMFastAttention, WavLMFastFeatureEncoder
 

@@ -6,7 +6,7 @@ under `torch.inference_mode()` in each of `--precisions` (default fp32 and bf16;
 `resolve_precision`, bf16 only where the CPU runs it natively, and its columns say what it became, e.g. "auto → fp32");
 bf16 runs under `torch.autocast("cpu", dtype=torch.bfloat16)`:
 
-    python benchmarks/bench_inference.py [--seconds 3 10 60] [--batch-size 8] [--batch-seconds 2 10] [--repeats 3] \
+    python -m benchmarks.bench_inference [--seconds 3 10 60] [--batch-size 8] [--batch-seconds 2 10] [--repeats 3] \
         [--precisions fp32 bf16 auto] [--presets reference default] [--attention-fix-presets default] \
         [--int8-presets default] [--threads 2] [--max-run-seconds 300] [--baseline-as-shipped] \
         [--markdown-out table.md]
@@ -50,7 +50,10 @@ import warnings
 
 import numpy as np
 import torch
-from common import (
+from transformers import WavLMForXVector
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+
+from benchmarks.common import (
     BASELINE,
     CPU_PRECISIONS,
     SAMPLING_RATE,
@@ -71,9 +74,6 @@ from common import (
     serve_worker,
     timed_seconds,
 )
-from transformers import WavLMForXVector
-from transformers.models.wavlm.modeling_wavlm import WavLMAttention
-
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
 from wavlmrawnet.cpu_malloc import keep_freed_memory
 from wavlmrawnet.fast_wavlm import InferenceLinear, WavLMAttentionContiguousInput, WavLMFastAttention
@@ -487,7 +487,7 @@ def main() -> None:
             job = {**common, "row": row, "precision": dtype, "count_flops": dtype == dtypes[0] and not reuse}
             start = time.perf_counter()
             try:
-                results[row][dtype] = run_job(job, __file__, label=f"{row} {dtype}")
+                results[row][dtype] = run_job(job, __spec__.name, label=f"{row} {dtype}")
             except RuntimeError as error:  # recorded and reported; the other rows still run
                 results[row][dtype] = {"error": str(error)}
                 failures.append((row, dtype, str(error)))

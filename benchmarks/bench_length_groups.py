@@ -5,7 +5,7 @@ length, timed alternately in paired rounds. Issue #14.
 Each case is `MIN-MAX`: 8 clips (`--clips`) evenly spread over MIN to MAX seconds, zero-padded with a mask. Ratios
 are medians of the per-round ratios to the one-call time (< 1: the groups pay).
 
-    python benchmarks/bench_length_groups.py [--threads 2] [--rounds 5] [--cases 0.5-0.52 1-1.05 1-3 2-10] \
+    python -m benchmarks.bench_length_groups [--threads 2] [--rounds 5] [--cases 0.5-0.52 1-1.05 1-3 2-10] \
         [--preset default] [--markdown-out FILE]
 """
 
@@ -17,9 +17,9 @@ import os
 import statistics
 
 import torch
-from bench_model import mixed_batch
-from common import load_note, machine_caption, markdown_table, publish, timed_seconds
 
+from benchmarks.common import load_note, machine_caption, markdown_table, publish, timed_seconds
+from benchmarks.model.sections import mixed_batch
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
 RULES = {"groups": None, "one call": math.inf, "one call per length": 0.0}  # None: the model's default

@@ -3,7 +3,7 @@
 The `reference` preset (random weights) embeds 1, 5 and 10 minutes of seeded noise through
 `model.get_embeddings(input_values, chunk_seconds=...)`, each case in a fresh subprocess:
 
-    python benchmarks/bench_long_audio.py [--minutes 1 5 10] [--chunk-seconds 20] [--unchunked-minutes 1 5 10] \
+    python -m benchmarks.bench_long_audio [--minutes 1 5 10] [--chunk-seconds 20] [--unchunked-minutes 1 5 10] \
         [--preset reference] [--precision auto|fp32|bf16] [--chunk-batch-size N] [--threads 2] \
         [--markdown-out table.md]
 
@@ -27,7 +27,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import (
+
+from benchmarks.common import (
     CPU_PRECISIONS,
     SAMPLING_RATE,
     available_memory_bytes,
@@ -43,7 +44,6 @@ from common import (
     run_job,
     serve_worker,
 )
-
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.precision import resolve_precision
 
@@ -179,7 +179,7 @@ def main() -> None:
                 print(f"skipped {label} unchunked: needs > {needed / 1e9:.0f} GB", flush=True)
                 continue
         try:
-            result = run_job({**common, "minutes": minutes, "chunk_seconds": chunk_seconds}, __file__)
+            result = run_job({**common, "minutes": minutes, "chunk_seconds": chunk_seconds}, __spec__.name)
         except RuntimeError as error:  # recorded and reported; the other cases still run
             reason = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
             rows.append([label, how, "-", "-", "-", "-", "-", "-", f"failed: {reason}"])

@@ -1,7 +1,7 @@
 """Scale figures: files per second of `wavlmrawnet embed` on 1 and 2 processes, scoring Vox1-E-sized trial lists from
 cached embeddings, and the peak memory of gathering 150k embeddings on rank 0.
 
-    python benchmarks/bench_scale.py [--preset default] [--files 32] [--repeats 2] [--markdown-out FILE]
+    python -m benchmarks.bench_scale [--preset default] [--files 32] [--repeats 2] [--markdown-out FILE]
 
 1. Embedding: `--files` synthetic 3-6 s files, a `--preset` model with random weights saved to disk, the `embed`
    command run end to end (model loading included) as one process with all cores, then under
@@ -27,8 +27,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import (
+
+from benchmarks.common import (
     RESULT_PREFIX,
+    child_env,
     current_rss_bytes,
     machine_caption,
     markdown_table,
@@ -178,8 +180,10 @@ def gather_worker() -> None:
 
 def bench_gather() -> list[list[str]]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += [os.path.abspath(__file__), GATHER_FLAG]
-    completed = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    command += ["-m", __spec__.name, GATHER_FLAG]  # torchrun's -m: each rank runs this module's gather worker
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=child_env(dict(os.environ, OMP_NUM_THREADS="1"))
+    )
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
         raise RuntimeError(f"gather benchmark failed:\n{completed.stderr[-3000:]}")

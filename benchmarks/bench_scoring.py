@@ -3,7 +3,7 @@
 4,874 test files (256-d embeddings) and 37,611 trials, like veri_test2.txt.
 Embeddings are random, so the EER is meaningless; only the timings matter.
 
-    python benchmarks/bench_scoring.py [--repeats 5]
+    python -m benchmarks.bench_scoring [--repeats 5]
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import machine_caption, timed_seconds
 
+from benchmarks.common import machine_caption, timed_seconds
 from wavlmrawnet.evaluation import Trial, as_norm_scores, compute_metrics, cosine_scores
 
 NUM_FILES = 4874

@@ -1,7 +1,7 @@
 """The Gradio Space under a bounded load: `/verify` requests from 1, 4 and 8 concurrent `gradio_client` clients, with
 10 % bad uploads, against `space/app.py` served on 127.0.0.1 (nothing else is contacted).
 
-    python benchmarks/bench_serving.py [--model DIR] [--requests 300] [--clients 1 4 8] [--bad-fraction 0.1] \
+    python -m benchmarks.bench_serving [--model DIR] [--requests 300] [--clients 1 4 8] [--bad-fraction 0.1] \
         [--seconds 3] [--threads N] [--markdown-out table.md]
 
 Without `--model`, a `tiny` preset model with random weights is saved to a temporary folder (the serving path, not
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from common import _proc_kib, load_note, machine_caption, markdown_table, publish
 
+from benchmarks.common import _proc_kib, load_note, machine_caption, markdown_table, publish
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
 APP = Path(__file__).resolve().parents[1] / "space" / "app.py"

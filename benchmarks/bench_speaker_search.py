@@ -3,7 +3,7 @@
 Speakers are random 256-d unit vectors (the search cost does not depend on the values). One query at a time (the
 CLI's and the Space's case) and batches of 64 queries (one matmul for all), top-5; median of repeated runs.
 
-    python benchmarks/bench_speaker_search.py [--speakers 100000] [--repeats 50] [--markdown-out FILE]
+    python -m benchmarks.bench_speaker_search [--speakers 100000] [--repeats 50] [--markdown-out FILE]
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import statistics
 import time
 
 import numpy as np
-from common import machine_caption, markdown_table, publish
 
+from benchmarks.common import machine_caption, markdown_table, publish
 from wavlmrawnet.recognition import SpeakerDatabase
 
 DIM = 256

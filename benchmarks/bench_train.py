@@ -1,9 +1,9 @@
 """Training throughput of a preset on this machine: samples/s per precision (fp32, bf16 autocast, auto), peak memory.
 
-    python benchmarks/bench_train.py                       # tiny preset, batch 32 x 2 s, CPU, fp32 and bf16
-    python benchmarks/bench_train.py --dtypes auto fp32    # what "auto" costs against forced fp32
-    python benchmarks/bench_train.py --preset default --batch-size 32 --seconds 3 --device cuda --checkpointing
-    python benchmarks/bench_train.py --fast-paths on off --dtypes fp32 # the model's fast paths against transformers'
+    python -m benchmarks.bench_train                       # tiny preset, batch 32 x 2 s, CPU, fp32 and bf16
+    python -m benchmarks.bench_train --dtypes auto fp32    # what "auto" costs against forced fp32
+    python -m benchmarks.bench_train --preset default --batch-size 32 --seconds 3 --device cuda --checkpointing
+    python -m benchmarks.bench_train --fast-paths on off --dtypes fp32 # the model's fast paths against transformers'
 
 Each setting runs in its own process, so peak memory (RSS on CPU, max allocated on CUDA) is its own, and the
 precision is resolved there (`resolve_precision(..., training=True)`; "auto" is bf16 only where the hardware runs it
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (
+from benchmarks.common import (
     PRECISIONS,
     machine_caption,
     markdown_table,
@@ -149,7 +149,7 @@ def main() -> None:
                     job = {**common, "checkpointing": checkpointing, "malloc": malloc, "dtype": dtype,
                            "fast_paths": fast_paths}  # fmt: skip
                     label = f"{dtype}, fast paths {fast_paths}, malloc {malloc}, checkpointing {checkpointing}"
-                    rows.append(run_job(job, __file__, label=label))
+                    rows.append(run_job(job, __spec__.name, label=label))
                     print(f"measured {label}: {1 / rows[-1]['step_seconds']:.3f} steps/s", flush=True)
     print("\n" + report(rows, args))
 

@@ -4,7 +4,7 @@ each side changes its embedding, with VAD off and on, and the EER of the test tr
 Needs `make demo` first (demo_output/run/final and its corpus). Writes the padded copies of the 200 test files to a
 temporary folder.
 
-    python benchmarks/bench_vad.py [--model demo_output/run/final] [--markdown-out FILE]
+    python -m benchmarks.bench_vad [--model demo_output/run/final] [--markdown-out FILE]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from common import machine_caption, markdown_table, publish
 
+from benchmarks.common import machine_caption, markdown_table, publish
 from wavlmrawnet import WavLMRawNetForXVector
 from wavlmrawnet.evaluation import compute_metrics, read_trials, score_trials, unique_paths
 from wavlmrawnet.evaluation.embedding import embed_files

@@ -1,7 +1,8 @@
 """What the benchmark scripts share: the machine caption, precision labels, Markdown tables and reports, subprocess
 workers, process memory, timing and FLOP counting.
 
-Scripts run as `python benchmarks/<script>.py` find this module because their own folder is first on `sys.path`.
+The scripts run as modules of the `benchmarks` package from the repository root (`python -m benchmarks.<script>`) and
+import this one as `benchmarks.common`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 import warnings
 from datetime import date
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -30,6 +32,7 @@ CPU_PRECISIONS = ["auto", "fp32", "bf16"]  # what --precision options accept on 
 PRECISIONS = list(PRECISION_ALIASES)  # everything resolve_precision accepts (fp16 only on CUDA)
 SAMPLING_RATE = 16000
 BASELINE = "WavLMForXVector-Large"  # transformers' own x-vector model with WavLM-Large, the speed baseline
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds the `benchmarks` package
 
 # WavLM passes a bool padding mask with a float position bias to multi_head_attention_forward; harmless here.
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
@@ -104,11 +107,27 @@ def publish(report: str, markdown_out: str | None) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- subprocess workers
-def run_job(job: dict, script: str, label: str | None = None) -> dict:
-    """Runs `script WORKER_FLAG <job as JSON>` (its worker) in a fresh Python process and returns the JSON of its
-    `RESULT_PREFIX` line; raises with its stderr if it fails. `label` names the job in the error."""
-    command = [sys.executable, os.path.abspath(script), WORKER_FLAG, json.dumps(job)]
-    completed = subprocess.run(command, capture_output=True, text=True)
+def module_command(module: str, *args: str) -> list[str]:
+    """`python -m module args...` with this interpreter: how a script starts itself in a fresh process. A script
+    passes its own `__spec__.name` ("benchmarks.bench_train"), which, unlike `__name__`, is not "__main__" when it
+    runs with `-m`."""
+    return [sys.executable, "-m", module, *args]
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's environment) with the repository root first on PYTHONPATH, so that a child
+    started by `module_command` imports the same `benchmarks` package as its parent from any working directory."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_job(job: dict, module: str, label: str | None = None) -> dict:
+    """Runs `python -m module WORKER_FLAG <job as JSON>` (the script's worker) in a fresh Python process and returns
+    the JSON of its `RESULT_PREFIX` line; raises with its stderr if it fails. `module` is the script's
+    `__spec__.name` (see `module_command`); `label` names the job in the error."""
+    command = module_command(module, WORKER_FLAG, json.dumps(job))
+    completed = subprocess.run(command, capture_output=True, text=True, env=child_env())
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
         code = completed.returncode

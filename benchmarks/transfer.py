@@ -1,7 +1,7 @@
 """Does what `make demo` teaches transfer to voices it has never heard? EER on the Debian voice benchmark.
 
-    python benchmarks/corpora/debian_voices.py --out ~/.cache/wavlmrawnet/debian_voices     # once, about 10 min
-    python benchmarks/transfer.py --demo-model demo_output/run/final --train-in-domain
+    python -m benchmarks.corpora.debian_voices --out ~/.cache/wavlmrawnet/debian_voices     # once, about 10 min
+    python -m benchmarks.transfer --demo-model demo_output/run/final --train-in-domain
 
 Rows, all the tiny preset:
 - untrained: the demo model's architecture with random weights, one row per initialisation seed (mean +- std);
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import machine_caption, markdown_table, publish
 
+from benchmarks.common import machine_caption, markdown_table, publish
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.cpu_malloc import keep_freed_memory
 from wavlmrawnet.evaluation.runner import evaluate_trial_list
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     if missing:
         raise SystemExit(
             f"error: the benchmark corpus is incomplete ({', '.join(missing)}); build it with "
-            "python benchmarks/corpora/debian_voices.py --out " + str(corpus)
+            "python -m benchmarks.corpora.debian_voices --out " + str(corpus)
         )
 
     in_domain = args.in_domain_model

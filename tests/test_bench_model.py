@@ -1,5 +1,5 @@
-"""benchmarks/bench_model.py: the FLOPs its roofline counts per stage (the fast paths' own kernels too), its paired
-floor, and the ISA caps its caption names."""
+"""benchmarks/bench_model.py (its sections in benchmarks/model/): the FLOPs its roofline counts per stage (the fast
+paths' own kernels too), its paired floor, and the ISA caps its caption names."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import bench_model, common
+from benchmarks import common
+from benchmarks.model import paired, profiling, roofline
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 from wavlmrawnet.cpu_kernels import ONEDNN_LINEAR
 
 
 def counted(fn) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=bench_model.counted_kernels()) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=roofline.counted_kernels()) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -40,12 +41,12 @@ def test_stage_gflops_cover_the_forward_and_follow_the_fast_paths():
     torch.manual_seed(0)
     model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny")).eval()
     inputs = {"input_values": torch.randn(1, 32000), "attention_mask": torch.ones(1, 32000, dtype=torch.long)}
-    off = bench_model.stage_gflops(model, model, False, inputs)
-    on = bench_model.stage_gflops(model, model, True, inputs)
+    off = roofline.stage_gflops(model, model, False, inputs)
+    on = roofline.stage_gflops(model, model, True, inputs)
     assert model.fast_paths  # restored
 
     # With the fast paths off every counted FLOP is transformers' own computation, the count of `count_flops`.
-    assert off["total"] == pytest.approx(bench_model.count_flops(model, inputs)["total"] / 1e9, rel=1e-9)
+    assert off["total"] == pytest.approx(common.count_flops(model, inputs)["total"] / 1e9, rel=1e-9)
     stages = [name for name in off if name != "total"]
     assert sum(off[name] for name in stages) == pytest.approx(off["total"], rel=1e-9)
     assert all(off[name] >= 0 for name in stages)
@@ -65,14 +66,12 @@ def test_stage_gflops_cover_the_forward_and_follow_the_fast_paths():
 def test_roofline_report_gives_each_stage_its_floor_and_share():
     stages = {"total": 200.0, "WavLM feed-forward": 150.0}
     profile = {"fused": {"total": 2500.0, "WavLM feed-forward": 1600.0},
-               bench_model.BASELINE: {"total": 2400.0, "WavLM feed-forward": 1600.0}}  # fmt: skip
+               common.BASELINE: {"total": 2400.0, "WavLM feed-forward": 1600.0}}  # fmt: skip
     columns = {
         name: {stage: {"gflops": g, "floor_ms": 10 * g, "share": 10 * g / ms[stage]} for stage, g in stages.items()}
         for name, ms in profile.items()
     }
-    report = bench_model.roofline_report(
-        {"rate": 100.0, "frames": 500, "columns": columns, "precision": "fp32"}, profile
-    )
+    report = roofline.roofline_report({"rate": 100.0, "frames": 500, "columns": columns, "precision": "fp32"}, profile)
     # 200 GFLOP at 100 GFLOP/s: 2000 ms, 0.83x the baseline's 2400 ms; the fused model at 80 % of the rate.
     assert "takes at least 2000 ms: 0.83x" in report
     assert "the fused model runs at 80 % of the rate" in report
@@ -82,17 +81,17 @@ def test_roofline_report_gives_each_stage_its_floor_and_share():
 def test_paired_floor_compares_each_round_with_its_own_rate():
     # Round 1: rate 100 -> floor 2000 ms against a 2500 ms baseline; round 2 a slower moment: rate 50 -> 4000 ms
     # against 5000 ms. Both rounds: floor / baseline 0.8, the fused model (2400 and 4800 ms) at 83 % of the rate.
-    floor = bench_model.paired_floor(200.0, 190.0, [100.0, 50.0], [2400.0, 4800.0], [2500.0, 5000.0])
+    floor = roofline.paired_floor(200.0, 190.0, [100.0, 50.0], [2400.0, 4800.0], [2500.0, 5000.0])
     assert floor["floor_ratio"] == pytest.approx(0.8)
     assert floor["fused_share"] == pytest.approx(2000 / 2400)
     assert floor["baseline_share"] == pytest.approx(1900 / 2500)
-    assert floor["share_needed"] == pytest.approx(0.8 / bench_model.TARGET_RATIO)
-    report = bench_model.floor_report([{"row": "default", "floor": floor}, {"row": "no WavLM"}])
+    assert floor["share_needed"] == pytest.approx(0.8 / paired.TARGET_RATIO)
+    report = roofline.floor_report([{"row": "default", "floor": floor}, {"row": "no WavLM"}])
     assert "**0.80x**" in report and "**94 %**" in report and "no WavLM" not in report
 
 
 def test_gemm_probe_measures_a_rate_per_call():
-    probe = bench_model.GemmProbe(samples=2560)  # 8 frames
+    probe = roofline.GemmProbe(samples=2560)  # 8 frames
     probe(input_values=None)
     probe()
     assert len(probe.rates) == 2 and all(rate > 0 for rate in probe.rates)
@@ -116,9 +115,9 @@ def test_profile_rows_are_one_run_each_and_count_no_time_twice():
     torch.manual_seed(0)
     model = WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny")).eval()
     inputs = {"input_values": torch.randn(1, 16000), "attention_mask": torch.ones(1, 16000, dtype=torch.long)}
-    probe = bench_model.GemmProbe(samples=2560)  # 8 frames
-    columns = bench_model.profile_section({"fused": (model, model, True), "off": (model, model, False)}, inputs, 3,
-                                          probe=probe)  # fmt: skip
+    probe = roofline.GemmProbe(samples=2560)  # 8 frames
+    columns = profiling.profile_section({"fused": (model, model, True), "off": (model, model, False)}, inputs, 3,
+                                        probe=probe)  # fmt: skip
     assert len(probe.rates) == 6  # one probe before each timed run
     for row in columns.values():
         stages = {name: ms for name, ms in row.items() if name != "total"}

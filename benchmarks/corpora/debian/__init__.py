@@ -31,11 +31,12 @@ Output (VoxCeleb layout, 16 kHz mono 16-bit wav)::
 Trial paths are relative to the split's ``wav`` folder. The MBROLA voices may only be used non-commercially and
 with the MBROLA program: the corpus is generated at benchmark time and must never be committed (see README.md).
 
-    python benchmarks/corpora/debian_voices.py --out ~/.cache/wavlmrawnet/debian_voices
+    python -m benchmarks.corpora.debian_voices --out ~/.cache/wavlmrawnet/debian_voices
 
-Modules: ``text`` (word lists), ``voices`` (which voices, which speakers), ``apt`` (the private apt), ``synthesizers``
-(espeak-ng/MBROLA, RHVoice through ``rhvoice_worker``), ``utterances`` (plan, synthesise, cut, channel, write),
-``corpus`` (split, trials, the whole build), ``cli`` (the command; also ``python -m benchmarks.corpora.debian``).
+Modules: ``text`` (word lists, from ``words.json``), ``voices`` (which voices, which speakers), ``apt`` (the private
+apt), ``synthesizers`` (espeak-ng/MBROLA, RHVoice through ``rhvoice_worker``), ``utterances`` (plan, synthesise, cut,
+channel, write), ``corpus`` (split, trials, the whole build), ``cli`` (the command; also
+``python -m benchmarks.corpora.debian``).
 """
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.corpora.debian`: the same command as `python benchmarks/corpora/debian_voices.py`."""
+"""`python -m benchmarks.corpora.debian`: the same command as `python -m benchmarks.corpora.debian_voices`."""
 
 from .cli import main
 

@@ -1,4 +1,4 @@
-"""`python benchmarks/corpora/debian_voices.py` (or `python -m benchmarks.corpora.debian`): fetch the voices,
+"""`python -m benchmarks.corpora.debian_voices` (or `python -m benchmarks.corpora.debian`): fetch the voices,
 build the corpus, print a summary."""
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _print_summary(report: BuildReport, prepared_failed: Mapping[str, str], tool
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/corpora/debian_voices.py",
+        prog="python -m benchmarks.corpora.debian_voices",
         description="Build a speaker corpus (VoxCeleb layout) from Debian's MBROLA and RHVoice voices.",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"corpus folder (default {DEFAULT_OUT})")
