@@ -130,7 +130,7 @@ def running_sum_features(
     return total.total, outputs
 
 
-def length_groups(lengths: torch.Tensor, attention_mask: torch.Tensor, max_gap: int) -> list[torch.Tensor] | None:
+def length_groups(lengths: torch.Tensor, attention_mask: torch.Tensor, max_gap: float) -> list[torch.Tensor] | None:
     """The rows of each group of clips to run apart, or None to run the batch whole.
 
     Every padded frame costs as much as a real one, and attention grows with the square of the length; but each call

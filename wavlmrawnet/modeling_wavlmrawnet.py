@@ -157,7 +157,7 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             return None
         if tracing():
             return None
-        gap = int(self.length_group_seconds * self.config.sampling_rate)
+        gap = self.length_group_seconds * self.config.sampling_rate  # inf: never split (the benchmarks' one call)
         return length_groups(attention_mask.sum(dim=1), attention_mask, gap)
 
     def check_input_lengths(self, lengths: torch.Tensor) -> None:

@@ -12,7 +12,12 @@ import torch
 
 from benchmarks.model.paired import timed_ms
 from wavlmrawnet import WavLMRawNetForXVector
-from wavlmrawnet.fast_rawnet import FastAttentiveStatisticsPooling, FastResidualBlock, FastSincConv
+from wavlmrawnet.fast_rawnet import (
+    FastAttentiveStatisticsPooling,
+    FastMaskedBatchNorm1d,
+    FastResidualBlock,
+    FastSincConv,
+)
 
 if TYPE_CHECKING:
     from benchmarks.model.roofline import GemmProbe
@@ -47,6 +52,7 @@ def stage_modules(model) -> dict[str, list[torch.nn.Module]]:
 TIME_MAJOR_STAGES = ("RawNet sinc conv", "RawNet residual blocks", "RawNet stats pooling + FC")
 TIME_MAJOR_ENTRIES = {
     FastSincConv: FastSincConv.pooled_magnitudes_time_major.__name__,
+    FastMaskedBatchNorm1d: FastMaskedBatchNorm1d.time_major.__name__,
     FastResidualBlock: FastResidualBlock.time_major.__name__,
     FastAttentiveStatisticsPooling: FastAttentiveStatisticsPooling.time_major.__name__,
 }
