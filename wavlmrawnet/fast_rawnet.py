@@ -75,7 +75,7 @@ class FastSincConv(SincConv):
 
         Each block of n_fft samples (a power of two >= 4 x kernel) gives `hop` outputs, a multiple of the pool, so
         blocks pool independently. O(n_fft log n_fft) per block instead of kernel x channels multiply-adds per
-        sample: ~2x faster than the blocked matrix product for the 251-tap, 128-filter bank (rel. error ~1e-6).
+        sample: faster than the blocked matrix product for the 251-tap, 128-filter bank (rel. error ~1e-6).
         """
         batch, samples = waveform.shape
         kernel, channels = self.kernel_size, self.out_channels
