@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import voice_like
+from conftest import cli_in_process, voice_like
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from transformers import pipeline
@@ -214,11 +211,7 @@ def test_pipeline_adds_llr_and_probability_only_when_calibrated(tmp_path, tiny_m
 
 
 # ----------------------------------------------------------------------------------------------- command line
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "-m", "wavlmrawnet", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+cli = cli_in_process  # each command's own main, in this process (the CLI's process behaviour: test_cli.py)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Training data from `datasets` sources given in the config (`data.dataset`): parquet with embedded audio bytes, an
-`audiofolder` layout and a `save_to_disk` folder, each trained 2 steps through train.py; streaming with a seeded
-shuffle, a real kill and resume, and two ranks that see disjoint items."""
+`audiofolder` layout and a `save_to_disk` folder, each read into the speaker dataset, and parquet trained 2 steps
+through train.py; streaming with a seeded shuffle, a real kill and resume, and two ranks that see disjoint items."""
 
 from __future__ import annotations
 
@@ -106,9 +106,10 @@ def final_id2label(run: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["parquet", "audiofolder", "save_to_disk"])
-def test_train_two_steps_from_each_source(exports, kind, tmp_path):
-    train(write_config(tmp_path, exports[kind]))
+def test_train_two_steps_from_a_dataset_source(exports, tmp_path):
+    """train.py end to end from one `datasets` source (parquet with the audio bytes inside); every source's
+    conversion to the speaker dataset is tested above, without a training run each."""
+    train(write_config(tmp_path, exports["parquet"]))
     id2label = final_id2label(tmp_path / "run")
     held_out = set(exports["_speakers"]) - set(id2label.values())
     assert len(held_out) == 2 and list(id2label) == ["0", "1", "2", "3"]
