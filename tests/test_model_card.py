@@ -521,9 +521,11 @@ def test_a_real_evaluation_run_feeds_the_card(model_dir, tmp_path):
 
 
 def test_a_loss_from_an_added_table_entry_is_named_as_such(tmp_path, monkeypatch):
+    from wavlmrawnet.configuration_wavlmrawnet import PART_NAMES
     from wavlmrawnet.layers import LOSSES, AMSoftmax
 
-    monkeypatch.setitem(LOSSES, "my_margin", AMSoftmax)  # a new loss: one class and one table entry
+    monkeypatch.setitem(LOSSES, "my_margin", AMSoftmax)  # a new loss: one class, one table entry and its name
+    monkeypatch.setitem(PART_NAMES, "loss", (*PART_NAMES["loss"], "my_margin"))
     folder = save_model(tmp_path / "model", loss="my_margin", loss_margin=0.25)
     card = " ".join(render_model_card(folder).split())  # the template wraps its lines
     assert "- **Training loss:** `my_margin` (margin 0.25, scale 30.0)" in card
