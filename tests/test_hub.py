@@ -32,6 +32,7 @@ PUBLISHED = {
     "preprocessor_config.json",
     "feature_extraction_wavlmrawnet.py",
     "audio_io.py",
+    "speech_check.py",
     "handler.py",
     "test_det.png",
     "test_results.json",

@@ -73,6 +73,7 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
         "modeling_wavlmrawnet.py",
         "feature_extraction_wavlmrawnet.py",
         "audio_io.py",
+        "speech_check.py",
         "pipeline_wavlmrawnet.py",
     } <= set(os.listdir(folder))
     config = json.loads((folder / "config.json").read_text())

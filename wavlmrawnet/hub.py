@@ -45,6 +45,7 @@ REMOTE_CODE_FILES = (
     "modeling_wavlmrawnet.py",
     "feature_extraction_wavlmrawnet.py",
     "audio_io.py",  # imported by the feature extractor: reading and resampling audio
+    "speech_check.py",  # imported by the pipelines: no speech, no score
     "pipeline_wavlmrawnet.py",
     "handler.py",  # the Inference Endpoints handler
 )
