@@ -76,6 +76,10 @@ HANDLER_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
         "rate_655k": handler({"inputs": raw("fast_rate")}),
     }
     out["after_errors"] = handler({"inputs": b64("b1")})  # the worker still answers
+    from concurrent.futures import ThreadPoolExecutor  # a server calls the handler from several threads at once
+    requests = [{"inputs": {"enroll": b64("a1"), "test": b64("b1")}}, {"inputs": b64("stereo_44k")}] * 6
+    with ThreadPoolExecutor(4) as pool:
+        out["concurrent"] = list(pool.map(handler, requests))
 
     from transformers import AutoModel
     AutoModel.from_pretrained(folder, trust_remote_code=True).save_pretrained(resaved)  # remote code saves again
@@ -180,6 +184,9 @@ def test_handler_from_a_saved_folder_in_a_fresh_process(tmp_path, saved_tiny_mod
     assert "internal error" not in json.dumps(errors)
     assert "BytesIO" not in json.dumps(errors) and "object at 0x" not in json.dumps(errors)
     assert len(out["after_errors"]["embedding"]) == 256
+    for answer in out["concurrent"]:  # concurrent forwards answered "internal error: AttributeError ..." before
+        assert "error" not in answer, answer
+    assert len({round(a["score"], 5) for a in out["concurrent"] if "score" in a}) == 1
     assert (resaved / "handler.py").read_bytes() == (folder / "handler.py").read_bytes()
 
 

@@ -25,6 +25,7 @@ import base64
 import binascii
 import logging
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,10 @@ class EndpointHandler:
         # The model folder's audio reader (remote code beside this file): the same decode limits as every entry point.
         self.load_audio = sys.modules[type(self.verifier.feature_extractor).__module__].load_audio
         self.parameter_ranges = parameter_ranges(self.verifier.model.config)
+        # The server may call the handler from several threads at once; the model's forward keeps per-call state on
+        # its modules, so concurrent forwards corrupted each other (AttributeError / IndexError answers under load).
+        # Requests are decoded and checked concurrently; the model runs one request at a time.
+        self.model_lock = threading.Lock()
 
     def __call__(self, data: Any) -> dict:
         """`{"inputs": audio}` -> embedding, `{"inputs": {"enroll": audio, "test": audio}}` -> verification.
@@ -152,12 +157,14 @@ class EndpointHandler:
                 raise BadRequest(f'verification takes inputs {{"enroll", "test"}}; missing {missing}, unknown {extra}')
             enroll = self.read(inputs["enroll"], "enroll")
             test = self.read(inputs["test"], "test")
-            result = self.verifier((enroll, test), threshold=parameters.get("threshold"), **chunk)
+            with self.model_lock:
+                result = self.verifier((enroll, test), threshold=parameters.get("threshold"), **chunk)
             return {key: _plain(value) for key, value in result.items()}
         if "threshold" in parameters:
             raise BadRequest('parameters.threshold applies to verification ({"enroll", "test"}), not to embeddings')
         audio = self.read(inputs, "inputs")
-        embedding = self.embedder(audio, **chunk)
+        with self.model_lock:
+            embedding = self.embedder(audio, **chunk)
         return {
             "embedding": [float(x) for x in embedding],
             "dimension": int(embedding.shape[0]),
