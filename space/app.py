@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -130,6 +131,9 @@ class Recognizer:
         self.embedder = embedding_class(
             model=self.verifier.model, feature_extractor=self.verifier.feature_extractor, device=self.verifier.device
         )
+        # Gradio runs /verify, /enroll and /identify in worker threads, concurrently across endpoints; the model's
+        # forward keeps per-call state on its modules, so one forward at a time (reading and checks stay parallel).
+        self.model_lock = threading.Lock()
         self.precision = self.verifier.resolved_precision()  # "auto": bf16 where the hardware runs it natively
         self.empty_database = SpeakerDatabase.for_model(self.verifier.model)
         self.model_name = Path(model).name if is_folder else repo_id  # a folder by its name, a Hub id
@@ -163,7 +167,8 @@ class Recognizer:
         """One recording's normalised embedding; long recordings are embedded in chunks (`config.chunk_seconds`)."""
         audio = self.read(path, label, endpoint)
         try:
-            return self.embedder(audio)
+            with self.model_lock:
+                return self.embedder(audio)
         except ValueError as error:  # too short, NaN, no speech: the message names the problem
             raise refuse(str(error), endpoint) from None
 
@@ -172,7 +177,8 @@ class Recognizer:
         """Two recordings -> (a Markdown verdict, `{"score", "same_speaker", "threshold"[, "probability"]}`)."""
         pair = (self.read(first, "Recording 1"), self.read(second, "Recording 2"))
         try:
-            result = self.verifier(pair)
+            with self.model_lock:
+                result = self.verifier(pair)
         except ValueError as error:
             raise refuse(str(error), "verify") from None
         result = {key: value.item() if isinstance(value, np.generic) else value for key, value in result.items()}

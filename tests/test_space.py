@@ -362,3 +362,22 @@ def test_the_page_summarises_the_model_card_and_warns_about_a_demo_model(tmp_pat
     summary, warning = app.card_summary(tmp_path)
     assert summary == "The model has no model card." and warning.startswith("No model card")
     assert app.as_text("<b>a</b> | **b**") == r"\<b\>a\</b\> \| \*\*b\*\*"
+
+
+@pytest.mark.slow
+def test_concurrent_endpoints_share_the_model_safely(space_model, recordings):
+    """Gradio runs different endpoints at once in worker threads: concurrent forwards on the one model corrupted
+    each other (AttributeError / IndexError) before the Recognizer ran them one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recognizer = load_app_module().Recognizer(str(space_model), max_seconds=3.0)
+    _, database = recognizer.enroll("alice", [recordings["alice"]], None, None)
+
+    def call(index):
+        if index % 2:
+            return recognizer.verify(recordings["alice"], recordings["alice_stereo_44k"])[1]["score"]
+        return recognizer.identify(recordings["alice_again"], database)[2]["score"]
+
+    with ThreadPoolExecutor(4) as pool:
+        scores = list(pool.map(call, range(12)))
+    assert len({round(score, 5) for score in scores[1::2]}) == 1 and len({round(s, 5) for s in scores[::2]}) == 1
