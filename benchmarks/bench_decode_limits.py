@@ -3,7 +3,7 @@ their header, and the largest accepted inputs are read (and embedded) with bound
 
     python benchmarks/bench_decode_limits.py [--model DIR] [--skip-embed] [--markdown-out table.md]
 
-Each row runs in a fresh Python process, which imports wavlmrawnet, reads its peak RSS (`ru_maxrss`), then runs the
+Each row runs in a fresh Python process, which imports wavlmrawnet, reads its peak RSS (`VmHWM`), then runs the
 entry point and reads it again: "peak" is the process's peak RSS, "added" what the call added over the imports.
 Entry points: `load_audio` (what the feature extractor, the command line, the handler and the Space read through),
 and the Space's path end to end (`load_audio` with max_seconds 600, then the embedding pipeline, chunked by
@@ -33,8 +33,13 @@ from wavlmrawnet.audio_io import MAX_CHANNELS, MAX_DECODED_VALUES, MAX_SAMPLE_RA
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     entry, path, model = sys.argv[1], sys.argv[2], sys.argv[3]
+
+    def peak_kib():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's peak across exec)
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
     from wavlmrawnet.audio_io import load_audio
     if entry == "space":
         import numpy as np
@@ -42,7 +47,7 @@ CHILD = textwrap.dedent(
         embed = pipeline("feature-extraction", model=model, trust_remote_code=True, precision="fp32")
         noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
         embed({"array": noise, "sampling_rate": 16000}, require_speech=False)  # warm: the model's first forward
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     start = time.perf_counter()
     try:
         waveform = load_audio(path, 16000, max_seconds=600.0 if entry == "space" else None)
@@ -51,7 +56,7 @@ CHILD = textwrap.dedent(
         result = f"accepted ({waveform.size / 16000:.0f} s at 16 kHz)"
     except ValueError as error:
         result = "refused: " + str(error).split(" is refused: ", 1)[-1]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     print("RESULT" + json.dumps({"result": result, "before_kib": before, "peak_kib": peak,
                                  "seconds": time.perf_counter() - start}))
     """
@@ -140,7 +145,7 @@ def main() -> int:
     report = "\n".join(
         [
             f"{machine_caption()}. Limits: {MAX_SAMPLE_RATE:,} Hz, {MAX_CHANNELS} channels, {MAX_DECODED_VALUES:,} "
-            f"samples x channels (`wavlmrawnet/audio_io.py`). Each row a fresh process; peak = `ru_maxrss`, added = "
+            f"samples x channels (`wavlmrawnet/audio_io.py`). Each row a fresh process; peak = `VmHWM`, added = "
             f"peak - peak after the imports (and, on the Space path, the model's load and first forward). "
             f"{load_note(load_before)}.",
             "",
