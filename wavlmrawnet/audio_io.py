@@ -94,7 +94,7 @@ def check_audio_limits(
 
 
 def _seconds(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.3g} min"
+    return f"{seconds:.1f} s"  # "601.0 s" against "600.0 s": minutes would round both to "10 min"
 
 
 def to_float32(audio: Any) -> np.ndarray:
