@@ -208,22 +208,34 @@ def _pyav_audio_stream(source: AudioSource, name: str, soundfile_error: Exceptio
 
 class _Blocks:
     """Collects decoded blocks (frames, channels) and counts them against the limits: mixed down to mono as they
-    come when `mono`, else kept channels-first."""
+    come when `mono`, else kept channels-first. With the length from the header (`expected`), blocks are written into
+    one array allocated up front, so the samples are never held twice (as a list of blocks and their concatenation);
+    a stream longer than its header said continues in a list, still counted against the limits."""
 
-    def __init__(self, name: str, rate: int, channels: int, mono: bool, max_seconds: float | None):
+    def __init__(self, name: str, rate: int, channels: int, mono: bool, max_seconds: float | None, expected=None):
         self.name, self.rate, self.channels, self.mono, self.max_seconds = name, rate, channels, mono, max_seconds
         self.frames, self.parts = 0, []
+        self.buffer = np.empty((1 if mono else channels, expected), np.float32) if expected else None
 
     def add(self, block: np.ndarray) -> None:  # block: (frames, channels) float32
-        self.frames += len(block)
+        start, self.frames = self.frames, self.frames + len(block)
         check_audio_limits(self.name, self.rate, self.channels, self.frames, self.max_seconds)
-        self.parts.append(block.mean(axis=1) if self.mono else np.ascontiguousarray(block.T))
+        if self.buffer is not None and self.frames <= self.buffer.shape[1]:
+            if self.mono:
+                np.mean(block, axis=1, out=self.buffer[0, start : self.frames])
+            else:
+                self.buffer[:, start : self.frames] = block.T
+            return
+        if self.buffer is not None:  # longer than the header said: keep what is there, go on in a list
+            self.parts, self.buffer = [self.buffer[:, :start]], None
+        self.parts.append(block.mean(axis=1)[None] if self.mono else np.ascontiguousarray(block.T))
 
     def audio(self) -> np.ndarray:
-        if not self.parts:
+        if self.frames == 0:
             raise AudioDecodingError(self.name, "the file holds no audio samples")
-        joined = np.concatenate(self.parts, axis=-1)
-        return (joined[None] if self.mono else joined).astype(np.float32, copy=False)
+        if self.buffer is not None:
+            return self.buffer[:, : self.frames]
+        return np.concatenate(self.parts, axis=-1).astype(np.float32, copy=False)
 
 
 def _pyav_decode(
@@ -254,7 +266,7 @@ def _soundfile_decode(source: AudioSource, name: str, mono: bool, max_seconds: f
         rate, channels = int(audio_file.samplerate), int(audio_file.channels)
         frames = audio_file.frames if 0 < audio_file.frames < (1 << 62) else None  # unknown length: counted
         check_audio_limits(name, rate, channels, frames, max_seconds)
-        blocks = _Blocks(name, rate, channels, mono, max_seconds)
+        blocks = _Blocks(name, rate, channels, mono, max_seconds, expected=frames)
         while True:
             block = audio_file.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
             if not len(block):
