@@ -7,7 +7,7 @@ Data flow: audio -> `feature_extraction_wavlmrawnet` -> `modeling_wavlmrawnet` -
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .audio_io import AudioDecodingError, audio_duration, load_audio
+from .audio_io import AudioDecodingError, AudioLimitError, audio_duration, load_audio
 from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
 from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
@@ -19,6 +19,7 @@ from .pipeline_wavlmrawnet import (
     resolve_precision,
 )
 from .recognition import ModelMismatchError, SpeakerDatabase, fit_calibration, model_identity, resolve_model
+from .speech_check import NoSpeechError
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,8 @@ if "speaker-verification" not in PIPELINE_REGISTRY.get_supported_tasks():
 __all__ = [
     "PRESETS",
     "AudioDecodingError",
+    "AudioLimitError",
+    "NoSpeechError",
     "ModelMismatchError",
     "Precision",
     "SpeakerDatabase",
