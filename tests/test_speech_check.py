@@ -85,3 +85,24 @@ def test_pipelines_refuse_to_compare_recordings_without_speech(saved_tiny_model)
     # Asked for explicitly, a non-speech recording is still embedded.
     assert verify((tone, tone), require_speech=False)["score"] == pytest.approx(1.0, abs=1e-4)
     assert issubclass(NoSpeechError, ValueError)
+
+
+def test_espeak_ng_speech_passes_loud_quiet_and_cropped(tmp_path):
+    """Real synthesized speech (Debian's espeak-ng voices: apt-get install espeak-ng): whole sentences,
+    at -40 dB, and 0.5 s crops all pass, far above the threshold."""
+    import shutil
+    import subprocess
+
+    from wavlmrawnet.audio_io import load_audio
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    changes = []
+    for voice in ("en", "de", "fr"):
+        path = tmp_path / f"{voice}.wav"
+        text = "The quick brown fox jumps over the lazy dog. One, two, three."
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+        speech = load_audio(str(path), RATE)
+        for clip in (speech, 0.01 * speech, speech[len(speech) // 3 :][: RATE // 2]):
+            changes.append(check_speech(clip, RATE, voice)["spectral_change_db"])
+    assert min(changes) >= 3 * MIN_SPECTRAL_CHANGE_DB
