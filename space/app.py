@@ -6,6 +6,13 @@
 The model and its pipelines load once, through the model's remote code, in the automatic precision for the hardware.
 Named API endpoints for `gradio_client`: `/verify`, `/enroll`, `/identify`, `/remove`. Enrolled speakers live in
 the visitor's session (`gr.State`): nobody sees anyone else's.
+
+What visitors are told: the model's card summary (trained on what, its EER and on which data) and a warning when the
+card marks it as a demo or synthetic-data model, or has no card or evaluation; that the model's own code runs
+(`trust_remote_code=True`), from which repository and revision (a Hub id must be pinned: `--revision` or
+`user/repo@revision`). Uploads are capped (`--max-file-size`), audio is read within `wavlmrawnet.audio_io`'s decode
+limits and `--max-seconds`, recordings without speech are refused, names are shown as text (never Markdown or HTML),
+and each refusal is one log line, not a traceback.
 """
 
 from __future__ import annotations
@@ -14,20 +21,78 @@ import argparse
 import copy
 import ctypes
 import ctypes.util
+import logging
 import os
+import re
 import sys
+import threading
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import soundfile as sf
 import torch
 from transformers import pipeline
 
 from wavlmrawnet import SpeakerDatabase
+from wavlmrawnet.audio_io import AudioDecodingError, AudioLimitError, load_audio
+from wavlmrawnet.recognition import resolve_model
+from wavlmrawnet.recognition.database import shown_name
+from wavlmrawnet.recognition.hub_ids import parse_model_id
 
 MAX_SECONDS = 600.0  # 10 minutes per recording
+MAX_FILE_SIZE = "50mb"  # per upload; Gradio refuses larger files while they arrive
 TOP_K = 5
+logger = logging.getLogger("wavlmrawnet.space")
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&])")
+
+
+def as_text(name: str) -> str:
+    """A speaker name for a Markdown component, shown as the text it is: every Markdown or HTML character is
+    backslash-escaped (CommonMark), so `**x**`, `<b>x</b>` or `a | b` render literally and cannot break a table."""
+    return _MARKUP.sub(r"\\\1", name)
+
+
+def refuse(message: str, endpoint: str) -> gr.Error:
+    """The error a visitor sees; the log gets one line, not a traceback."""
+    logger.warning("refused %s: %.300s", endpoint, message)
+    return gr.Error(message, print_exception=False)
+
+
+def card_summary(folder: Path) -> tuple[str, str | None]:
+    """(Markdown summary of the model card: trained on what, EER on which data; a warning or None).
+
+    The warning is shown when the card is missing, marks the model as trained on synthetic data (the demo model),
+    or reports no evaluation: a confident verdict from such a model says nothing about real voices."""
+    from huggingface_hub import ModelCard
+
+    from wavlmrawnet.model_card.generator import SYNTHETIC_TAG
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return "The model has no model card.", (
+            "No model card: nothing says what this model was trained on or how accurate it is. Treat its verdicts "
+            "as a demo; do not use them to verify real people."
+        )
+    card = ModelCard.load(readme)
+    data = card.data
+    datasets = ", ".join(as_text(str(d)) for d in (data.datasets or [])) or "not stated in the card"
+    results = [r for r in (data.eval_results or []) if str(r.metric_type).lower() == "eer"]
+    lines = [f"Trained on: {datasets}."]
+    for result in results[:3]:
+        split = f", {as_text(str(result.dataset_split))}" if result.dataset_split else ""
+        lines.append(f"EER {float(result.metric_value):.2f} % on {as_text(str(result.dataset_name))}{split}.")
+    if not results:
+        lines.append("The card reports no evaluation (no EER).")
+    synthetic = SYNTHETIC_TAG in (data.tags or []) or "synthetic demo corpus" in card.text
+    warning = None
+    if synthetic:
+        warning = (
+            "Demo model: trained and calibrated on synthetic speech only. Its scores and verdicts say nothing about "
+            "real voices. Do not use it to verify real people."
+        )
+    elif not results:
+        warning = "The card reports no evaluation: this model's accuracy is unknown. Treat its verdicts as unverified."
+    return " ".join(lines), warning
 
 
 M_ARENA_MAX = -8  # glibc <malloc.h>
@@ -53,79 +118,99 @@ def duration(seconds: float) -> str:
 class Recognizer:
     """The loaded model: a verification pipeline, an embedding pipeline sharing its model, and an empty database."""
 
-    def __init__(self, model: str, max_seconds: float = MAX_SECONDS, device: str | None = None):
+    def __init__(self, model: str, max_seconds: float = MAX_SECONDS, device: str | None = None, revision=None):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.max_seconds = max_seconds
-        self.verifier = pipeline("speaker-verification", model=model, trust_remote_code=True, device=device)
+        is_folder = Path(model).is_dir()
+        repo_id, at_revision = (model, None) if is_folder else parse_model_id(model)
+        self.revision = revision or at_revision
+        folder = resolve_model(model, self.revision)  # a Hub id: that revision's snapshot, code and weights alike
+        self.verifier = pipeline("speaker-verification", model=str(folder), trust_remote_code=True, device=device)
         # The embedding pipeline is the verifier's base class, from the same module: the model is in memory once.
         embedding_class = sys.modules[type(self.verifier).__module__].SpeakerEmbeddingPipeline
         self.embedder = embedding_class(
             model=self.verifier.model, feature_extractor=self.verifier.feature_extractor, device=self.verifier.device
         )
+        # Gradio runs /verify, /enroll and /identify in worker threads, concurrently across endpoints; the model's
+        # forward keeps per-call state on its modules, so one forward at a time (reading and checks stay parallel).
+        self.model_lock = threading.Lock()
         self.precision = self.verifier.resolved_precision()  # "auto": bf16 where the hardware runs it natively
         self.empty_database = SpeakerDatabase.for_model(self.verifier.model)
-        self.model_name = Path(model).name if Path(model).is_dir() else model  # a folder by its name, a Hub id
+        self.model_name = Path(model).name if is_folder else repo_id  # a folder by its name, a Hub id
+        self.source = (
+            f"the local folder `{as_text(self.model_name)}`"
+            if is_folder
+            else f"the Hub repository `{as_text(repo_id)}` at revision `{as_text(str(self.revision))}`"
+        )
+        self.summary, self.warning = card_summary(Path(folder))
+        self.max_file_size = MAX_FILE_SIZE  # what the page states; main() passes the same value to launch()
 
-    def read(self, path: str | None, label: str) -> dict:
-        """An uploaded or recorded file -> `{"array", "sampling_rate", "path"}`; a `gr.Error` says what is wrong."""
+    def read(self, path: str | None, label: str, endpoint: str = "verify") -> dict:
+        """An uploaded or recorded file -> `{"array" (mono, the model's rate), "sampling_rate", "path"}`, read within
+        the decode limits (`wavlmrawnet.audio_io`) and `max_seconds`; a `gr.Error` says what is wrong."""
         if not path:
-            raise gr.Error(f"{label}: no recording was given (upload a file or use the microphone)")
+            raise refuse(f"{label}: no recording was given (upload a file or use the microphone)", endpoint)
+        rate = self.verifier.feature_extractor.sampling_rate
         try:
-            with sf.SoundFile(path) as audio_file:
-                seconds = audio_file.frames / audio_file.samplerate
-                if seconds > self.max_seconds:
-                    raise gr.Error(
-                        f"{label} is {duration(seconds)} long; recordings up to {duration(self.max_seconds)} are "
-                        "accepted"
-                    )
-                audio = audio_file.read(dtype="float32", always_2d=True)
-                rate = audio_file.samplerate
-        except gr.Error:
-            raise
-        except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError
-            reason = str(error).replace(f"'{path}': ", "")  # the upload's temporary path means nothing to a visitor
-            raise gr.Error(f"{label} is not a readable audio file (wav, flac, ogg or mp3): {reason}") from None
-        if audio.shape[0] == 0:
-            raise gr.Error(f"{label} is empty: it holds no audio samples")
-        return {"array": np.ascontiguousarray(audio.T), "sampling_rate": rate, "path": label}
+            waveform = load_audio(path, rate, name=label, max_seconds=self.max_seconds)
+        except AudioLimitError as error:
+            raise refuse(str(error), endpoint) from None
+        except AudioDecodingError as error:
+            if "no audio samples" in error.reason or "zero bytes" in error.reason:
+                raise refuse(f"{label} is empty: it holds no audio samples", endpoint) from None
+            # libsndfile's and FFmpeg's words (and the upload's temporary path) mean nothing to a visitor: logged
+            logger.info("unreadable upload for %s: %.300s", endpoint, error.reason)
+            raise refuse(f"{label} is not a readable audio file (wav, flac, ogg or mp3)", endpoint) from None
+        return {"array": waveform, "sampling_rate": rate, "path": label}
 
-    def embed(self, path: str | None, label: str) -> np.ndarray:
+    def embed(self, path: str | None, label: str, endpoint: str) -> np.ndarray:
         """One recording's normalised embedding; long recordings are embedded in chunks (`config.chunk_seconds`)."""
-        audio = self.read(path, label)
+        audio = self.read(path, label, endpoint)
         try:
-            return self.embedder(audio)
-        except ValueError as error:  # too short, NaN, ...: the feature extractor names the problem
-            raise gr.Error(str(error)) from None
+            with self.model_lock:
+                return self.embedder(audio)
+        except ValueError as error:  # too short, NaN, no speech: the message names the problem
+            raise refuse(str(error), endpoint) from None
 
     # ------------------------------------------------------------------ the endpoints
     def verify(self, first: str | None, second: str | None) -> tuple[str, dict]:
         """Two recordings -> (a Markdown verdict, `{"score", "same_speaker", "threshold"[, "probability"]}`)."""
         pair = (self.read(first, "Recording 1"), self.read(second, "Recording 2"))
         try:
-            result = self.verifier(pair)
+            with self.model_lock:
+                result = self.verifier(pair)
         except ValueError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error), "verify") from None
         result = {key: value.item() if isinstance(value, np.generic) else value for key, value in result.items()}
         verdict = "Same speaker" if result["same_speaker"] else "Different speakers"
         lines = [f"## {verdict}", f"score **{result['score']:.3f}**, threshold {result['threshold']:.3f}"]
         if "probability" in result:
             lines.append(f"calibrated probability of the same speaker: **{result['probability']:.1%}**")
+        if self.warning:
+            lines.append(f"**Warning:** {self.warning}")
         return "\n\n".join(lines), result
 
     def enroll(self, name: str, clips: list[str] | None, recording: str | None, database: SpeakerDatabase | None):
         """Adds clips (uploaded files and/or a recording) to `name` in this session's database."""
+        from wavlmrawnet.recognition import check_speaker_name
+
         name = (name or "").strip()
         if not name:
-            raise gr.Error("Give the speaker a name")
+            raise refuse("Give the speaker a name", "enroll")
+        try:
+            check_speaker_name(name)
+        except ValueError as error:
+            raise refuse(str(error), "enroll") from None
         paths = [path for path in (clips or []) if path] + ([recording] if recording else [])
         if not paths:
-            raise gr.Error(f"No clip for {name!r}: upload one or more files, or record one")
-        embeddings = np.stack([self.embed(path, f"{name}: clip {i + 1}") for i, path in enumerate(paths)])
+            raise refuse(f"No clip for {shown_name(name)}: upload one or more files, or record one", "enroll")
+        label = shown_name(name)
+        embeddings = np.stack([self.embed(path, f"{label}: clip {i + 1}", "enroll") for i, path in enumerate(paths)])
         database = self._session_database(database)
         try:
             database.add(name, embeddings)
         except ValueError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error), "enroll") from None
         return self._speaker_list(database), database
 
     def remove(self, name: str, database: SpeakerDatabase | None):
@@ -134,22 +219,25 @@ class Recognizer:
         try:
             database.remove((name or "").strip())
         except KeyError as error:
-            raise gr.Error(error.args[0]) from None
+            raise refuse(error.args[0], "remove") from None
         return self._speaker_list(database), database
 
     def identify(self, clip: str | None, database: SpeakerDatabase | None) -> tuple[str, list[list], dict]:
         """One recording against this session's enrolled speakers: the best match or "unknown", and the top 5."""
         if database is None or len(database) == 0:
-            raise gr.Error("No speaker is enrolled yet: enrol at least one speaker first")
-        embedding = self.embed(clip, "The recording to identify")
+            raise refuse("No speaker is enrolled yet: enrol at least one speaker first", "identify")
+        embedding = self.embed(clip, "The recording to identify", "identify")
         answer = database.identify(embedding, top_k=TOP_K)[0]
         answer = {**answer, "candidates": [[name, score] for name, score in answer["candidates"]]}
         answer["threshold"] = database.threshold
         if answer["speaker"] == "unknown":
-            verdict = f"## Unknown speaker\n\nbest match {answer['candidates'][0][0]!r} scores {answer['score']:.3f}"
+            best = as_text(answer["candidates"][0][0])
+            verdict = f"## Unknown speaker\n\nbest match \u201c{best}\u201d scores {answer['score']:.3f}"
         else:
-            verdict = f"## {answer['speaker']}\n\nscore **{answer['score']:.3f}**"
+            verdict = f"## {as_text(answer['speaker'])}\n\nscore **{answer['score']:.3f}**"
         verdict += f", threshold {database.threshold:.3f}"
+        if self.warning:
+            verdict += f"\n\n**Warning:** {self.warning}"
         table = [[name, round(score, 4)] for name, score in answer["candidates"]]
         return verdict, table, answer
 
@@ -161,7 +249,7 @@ class Recognizer:
     def _speaker_list(database: SpeakerDatabase) -> str:
         if not len(database):
             return "No speaker enrolled yet."
-        rows = "\n".join(f"| {name} | {database.count(name)} |" for name in database.names)
+        rows = "\n".join(f"| {as_text(name)} | {database.count(name)} |" for name in database.names)
         return f"| enrolled speaker | clips |\n| --- | --- |\n{rows}"
 
 
@@ -176,8 +264,14 @@ def build_app(recognizer: Recognizer) -> gr.Blocks:
     with gr.Blocks(title="wavlmrawnet speaker verification", delete_cache=(1800, 3600)) as app:
         gr.Markdown(
             f"# wavlmrawnet speaker verification\n\nModel `{recognizer.model_name}`, {recognizer.precision}. "
-            f"Recordings up to {duration(recognizer.max_seconds)}; long ones are embedded in chunks."
+            f"Recordings up to {duration(recognizer.max_seconds)} and {recognizer.max_file_size} per upload; long "
+            "ones are embedded in chunks; recordings without speech are refused.\n\n"
+            f"**About this model:** {recognizer.summary}\n\n"
+            f"This Space runs the model's own Python code (`trust_remote_code=True`) from {recognizer.source}.",
+            elem_id="model-info",
         )
+        if recognizer.warning:
+            gr.Markdown(f"**Warning:** {recognizer.warning}", elem_id="model-warning")
         database = gr.State(None)  # per session: visitors never see each other's speakers
         with gr.Tab("Verify"):
             with gr.Row():
@@ -203,7 +297,12 @@ def build_app(recognizer: Recognizer) -> gr.Blocks:
                     clip = audio("Recording", "identify-clip")
                     identify_button = gr.Button("Identify", variant="primary", elem_id="identify-button")
                     identity = gr.Markdown(elem_id="identify-decision")
-                    candidates = gr.Dataframe(headers=["speaker", "score"], label=f"top {TOP_K}", interactive=False)
+                    candidates = gr.Dataframe(
+                        headers=["speaker", "score"],
+                        datatype=["str", "number"],  # names as text, never Markdown
+                        label=f"top {TOP_K}",
+                        interactive=False,
+                    )
                     identify_result = gr.JSON(label="result")
             enroll_button.click(
                 recognizer.enroll, [name, clips, recording, database], [speakers, database], api_name="enroll"
@@ -220,18 +319,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--model", default=os.environ.get("WAVLMRAWNET_MODEL"), help="model folder or Hub id ($WAVLMRAWNET_MODEL)"
     )
+    parser.add_argument(
+        "--revision",
+        default=os.environ.get("WAVLMRAWNET_REVISION") or None,
+        help="the Hub revision (a commit hash) to run, required for a Hub id: the model's own code runs here "
+        "($WAVLMRAWNET_REVISION; or user/repo@revision)",
+    )
     parser.add_argument("--host", help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS, help="longest accepted recording")
+    parser.add_argument("--max-file-size", default=MAX_FILE_SIZE, help=f"largest upload (default {MAX_FILE_SIZE})")
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give the model: --model DIR_OR_HUB_ID, or set WAVLMRAWNET_MODEL")
     if Path(args.model).exists() and not (Path(args.model) / "config.json").is_file():
         parser.error(f"{args.model} is not a model folder (no config.json)")
+    if not Path(args.model).exists() and not (args.revision or parse_model_id(args.model)[1]):
+        parser.error(
+            f"{args.model} is a Hub id without a revision: pin one with --revision COMMIT or {args.model}@COMMIT "
+            "(the Space runs the repository's code with trust_remote_code=True, so an unpinned id would run "
+            "whatever is pushed next)"
+        )
+    if not 0 < args.max_seconds <= 3600:
+        parser.error(f"--max-seconds must be above 0 and at most 3600, got {args.max_seconds:g}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     limit_malloc_arenas()  # before any worker thread allocates
-    recognizer = Recognizer(args.model, max_seconds=args.max_seconds)
+    recognizer = Recognizer(args.model, max_seconds=args.max_seconds, revision=args.revision)
+    recognizer.max_file_size = args.max_file_size
     print(recognizer.precision, file=sys.stderr)
-    build_app(recognizer).queue().launch(server_name=args.host, server_port=args.port, show_error=True)
+    build_app(recognizer).queue().launch(
+        server_name=args.host, server_port=args.port, show_error=True, max_file_size=args.max_file_size
+    )
 
 
 if __name__ == "__main__":

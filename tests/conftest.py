@@ -50,12 +50,14 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess:
 
 
 def voice_like(seconds: float, sampling_rate: int, seed: int, channels: int = 1) -> np.ndarray:
-    """A harmonic tone with vibrato and noise: speech-like enough to exercise every stage."""
+    """A harmonic tone with vibrato, four syllables a second (20 dB deep) and noise: speech-like enough to exercise
+    every stage, and to pass the no-speech check (`wavlmrawnet.speech_check`), which a steady tone does not."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sampling_rate)) / sampling_rate
     f0 = 100 + 80 * rng.random()
     phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / sampling_rate
-    audio = sum(np.sin(k * phase) / k for k in range(1, 12)) * 0.2 + 0.01 * rng.standard_normal(t.size)
+    syllables = 0.1 + 0.9 * np.sin(np.pi * 4 * t) ** 2
+    audio = syllables * sum(np.sin(k * phase) / k for k in range(1, 12)) * 0.2 + 0.01 * rng.standard_normal(t.size)
     if channels > 1:
         audio = np.stack([audio * (1 - 0.2 * c) for c in range(channels)], axis=1)
     return audio.astype(np.float32)
@@ -63,6 +65,19 @@ def voice_like(seconds: float, sampling_rate: int, seed: int, channels: int = 1)
 
 def write_wav(path, seconds=1.5, sampling_rate=16000, seed=0, channels=1):
     sf.write(str(path), voice_like(seconds, sampling_rate, seed, channels), sampling_rate, subtype="PCM_16")
+    return str(path)
+
+
+def write_flac_bomb(path, seconds=40.0, sampling_rate=192_000, channels=8, block_seconds=10.0):
+    """A FLAC of silence whose header promises `seconds` x `sampling_rate` x `channels` samples (61 million by
+    default, over `audio_io.MAX_DECODED_VALUES`; the issue's 599 s bomb holds 920 million, 3.7 GB as float32): FLAC
+    compresses silence to about 65 kB here, 1 MB at 599 s. Written block by block, so writing it never holds more
+    than `block_seconds` in memory."""
+    block = np.zeros((int(block_seconds * sampling_rate), channels), dtype=np.int16)
+    total = int(seconds * sampling_rate)
+    with sf.SoundFile(str(path), "w", sampling_rate, channels, subtype="PCM_16", format="FLAC") as bomb:
+        for start in range(0, total, len(block)):
+            bomb.write(block[: min(len(block), total - start)])
     return str(path)
 
 

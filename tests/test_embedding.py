@@ -92,3 +92,21 @@ def test_long_audio_is_chunked_with_duration_weights(tiny_model):
     assert torch.allclose(normalised.norm(dim=1), torch.ones(1))
     with pytest.raises(ValueError, match="overlap_seconds"):
         tiny_model.embed(audio, chunk_seconds=3.0, overlap_seconds=3.0)
+
+
+def test_cache_merge_survives_a_planted_temporary_name(tmp_path):
+    """The merge wrote `<cache>.{pid}.tmp`, a name anyone can guess and plant beforehand (here a folder, which made
+    every merge fail); it now writes a fresh mkstemp file and leaves nothing behind."""
+    import os
+
+    from safetensors.numpy import load_file, save_file
+
+    from wavlmrawnet.evaluation.embedding import merge_cache_parts
+
+    cache_file = tmp_path / "model-fp32.safetensors"
+    save_file({"a": np.ones(4, np.float32)}, str(tmp_path / "model-fp32.part-1.safetensors"))
+    planted = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    planted.mkdir()
+    merge_cache_parts(cache_file)
+    assert np.array_equal(load_file(cache_file)["a"], np.ones(4, np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cache_file.name, planted.name])

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import BLOCK_PACKAGE_IMPORT, write_wav
+from conftest import BLOCK_PACKAGE_IMPORT, voice_like, write_flac_bomb, write_wav
 
 from wavlmrawnet.hub import upload_file_list
 
@@ -42,8 +42,8 @@ HANDLER_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
     out["embed_body"] = handler(raw("a1"))  # the raw request body
     out["embed_data_url"] = handler({"inputs": "data:audio/wav;base64," + b64("a1")})
     out["embed_stereo"] = handler({"inputs": b64("stereo_44k")})
-    out["embed_chunked"] = handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 3.0}})
-    out["embed_unchunked"] = handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 0}})
+    out["embed_chunked"] = handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 4.0}})
+    out["embed_unchunked"] = handler({"inputs": b64("long")})  # config.chunk_seconds (20 s) > 6 s: one window
     out["verify_same"] = handler({"inputs": {"enroll": b64("a1"), "test": raw("a1")}})
     pair = {"enroll": b64("a1"), "test": b64("b1")}
     out["verify_other"] = handler({"inputs": pair, "parameters": {"threshold": 0.99}})
@@ -65,8 +65,21 @@ HANDLER_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
         "threshold_on_embedding": handler({"inputs": b64("a1"), "parameters": {"threshold": 0.5}}),
         "bad_test_side": handler({"inputs": {"enroll": b64("a1"), "test": b64("empty")}}),
         "chunk_below_overlap": handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 1.0}}),
+        "chunk_zero": handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 0}}),
+        "chunk_tiny": handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 1e-5}}),
+        "chunk_huge": handler({"inputs": b64("long"), "parameters": {"chunk_seconds": 600}}),
+        "threshold_out_of_range": handler({"inputs": pair, "parameters": {"threshold": 5}}),
+        "silence_pair": handler({"inputs": {"enroll": b64("silence"), "test": b64("silence")}}),
+        "dc_vs_silence": handler({"inputs": {"enroll": b64("dc"), "test": b64("silence")}}),
+        "tone_pair": handler({"inputs": {"enroll": b64("tone"), "test": b64("tone")}}),
+        "flac_bomb": handler({"inputs": b64("bomb")}),
+        "rate_655k": handler({"inputs": raw("fast_rate")}),
     }
     out["after_errors"] = handler({"inputs": b64("b1")})  # the worker still answers
+    from concurrent.futures import ThreadPoolExecutor  # a server calls the handler from several threads at once
+    requests = [{"inputs": {"enroll": b64("a1"), "test": b64("b1")}}, {"inputs": b64("stereo_44k")}] * 6
+    with ThreadPoolExecutor(4) as pool:
+        out["concurrent"] = list(pool.map(handler, requests))
 
     from transformers import AutoModel
     AutoModel.from_pretrained(folder, trust_remote_code=True).save_pretrained(resaved)  # remote code saves again
@@ -86,11 +99,15 @@ def test_handler_from_a_saved_folder_in_a_fresh_process(tmp_path, saved_tiny_mod
         shutil.copyfile(f"{saved_tiny_model}/{name}", folder / name)
     audio = tmp_path / "audio"
     audio.mkdir()
-    voice = np.sin(np.linspace(0, 400, 16000)).astype(np.float32)
-    nan = voice.copy()
+    nan = voice_like(1.0, 16000, seed=5)
     nan[100] = np.nan
     sf.write(audio / "nan.wav", nan, 16000, subtype="FLOAT")
     sf.write(audio / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    sf.write(audio / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
+    sf.write(audio / "dc.wav", np.full(16000, 0.3, dtype=np.float32), 16000)
+    sf.write(audio / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000), 16000)
+    sf.write(audio / "fast_rate.wav", np.zeros(1000, dtype=np.float32), 655_350)  # libsndfile's highest rate
+    write_flac_bomb(audio / "bomb.flac")
     files = {
         "a1": write_wav(audio / "a1.wav", 1.5, 16000, seed=1),
         "b1": write_wav(audio / "b1.wav", 1.5, 16000, seed=7),
@@ -99,6 +116,11 @@ def test_handler_from_a_saved_folder_in_a_fresh_process(tmp_path, saved_tiny_mod
         "short": write_wav(audio / "short.wav", 0.05, 16000, seed=3),
         "empty": str(audio / "empty.wav"),
         "nan": str(audio / "nan.wav"),
+        "silence": str(audio / "silence.wav"),
+        "dc": str(audio / "dc.wav"),
+        "tone": str(audio / "tone.wav"),
+        "fast_rate": str(audio / "fast_rate.wav"),
+        "bomb": str(audio / "bomb.flac"),
     }
     resaved = tmp_path / "resaved"
     run = subprocess.run(
@@ -132,12 +154,12 @@ def test_handler_from_a_saved_folder_in_a_fresh_process(tmp_path, saved_tiny_mod
     assert all(set(answer) == {"error"} for answer in errors.values()), errors
     expected = {
         "not_base64": "not valid base64",
-        "not_audio": "not a readable audio file",
+        "not_audio": "inputs: not a readable audio file",
         "zero_bytes": "no audio (0 bytes)",
-        "empty_wav": "holds no samples",
+        "empty_wav": "inputs: the file holds no audio samples",
         "too_short": "too short",
         "nan": "NaN",
-        "too_long": "the limit is 2 s",
+        "too_long": "inputs is refused: it is 6.0 s long; the limit is 2.0 s",
         "no_inputs": '"inputs"',
         "not_a_dict": '"inputs"',
         "wrong_type": "got int",
@@ -146,12 +168,25 @@ def test_handler_from_a_saved_folder_in_a_fresh_process(tmp_path, saved_tiny_mod
         "unknown_parameter": "unknown parameters ['top_k']",
         "threshold_on_embedding": "applies to verification",
         "bad_test_side": "test:",
-        "chunk_below_overlap": "must be shorter than chunk_seconds",
+        "chunk_below_overlap": "parameters.chunk_seconds must be from 4 to 60, got 1",
+        "chunk_zero": "parameters.chunk_seconds must be from 4 to 60, got 0",
+        "chunk_tiny": "parameters.chunk_seconds must be from 4 to 60, got 1e-05",
+        "chunk_huge": "parameters.chunk_seconds must be from 4 to 60, got 600",
+        "threshold_out_of_range": "parameters.threshold must be from -1 to 1, got 5",
+        "silence_pair": "enroll: no speech found (silence",
+        "dc_vs_silence": "enroll: no speech found (silence",
+        "tone_pair": "enroll: no speech found (a steady sound",
+        "flac_bomb": "MAX_DECODED_VALUES",
+        "rate_655k": "655,350 Hz; accepted rates are 1,000 to 192,000 Hz (MAX_SAMPLE_RATE)",
     }
     for name, fragment in expected.items():
         assert fragment in errors[name]["error"], (name, errors[name])
     assert "internal error" not in json.dumps(errors)
+    assert "BytesIO" not in json.dumps(errors) and "object at 0x" not in json.dumps(errors)
     assert len(out["after_errors"]["embedding"]) == 256
+    for answer in out["concurrent"]:  # concurrent forwards answered "internal error: AttributeError ..." before
+        assert "error" not in answer, answer
+    assert len({round(a["score"], 5) for a in out["concurrent"] if "score" in a}) == 1
     assert (resaved / "handler.py").read_bytes() == (folder / "handler.py").read_bytes()
 
 
@@ -172,4 +207,4 @@ def test_handler_imports_only_what_remote_code_may():
             modules.update(alias.name.split(".")[0] for alias in node.names)
     third_party = modules - set(sys.stdlib_module_names)
     assert third_party <= {"torch", "transformers", "numpy", "soundfile", "soxr"}, third_party
-    assert {"transformers", "soundfile"} <= third_party
+    assert "transformers" in third_party  # audio is read by the folder's audio_io, through the pipelines' module

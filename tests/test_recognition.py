@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_wav
+from safetensors import safe_open
 from safetensors.numpy import save_file
 
 import wavlmrawnet.recognition.database as database_module
 from wavlmrawnet import ModelMismatchError, SpeakerDatabase, WavLMRawNetConfig, WavLMRawNetForXVector, model_identity
 
 DIM = 256
+V1 = "wavlmrawnet-speaker-database/1"  # the first format, without a checksum
 
 
 def unit(vector) -> np.ndarray:
@@ -78,8 +80,15 @@ def test_remove_and_bad_input_give_clear_errors(database):
         database.add("cyd", np.full(DIM, np.nan))
     with pytest.raises(ValueError, match="all zeros"):
         database.add("cyd", np.zeros(DIM))
-    with pytest.raises(ValueError, match="unknown"):
-        database.add("unknown", np.ones(DIM))
+    for name in ("unknown", "Unknown", "UNKNOWN"):  # each reads as the no-match answer
+        with pytest.raises(ValueError, match="answer for no match"):
+            database.add(name, np.ones(DIM))
+    for name, reason in (("a\nb", "control characters"), ("a\tb", "control characters"), (" ann", "spaces"),
+                         ("x" * 101, "at most 100 characters"), ("", "non-empty")):  # fmt: skip
+        with pytest.raises(ValueError, match=reason):
+            database.add(name, np.ones(DIM))
+    with pytest.raises(KeyError, match=r"'xxxx.*\.\.\. \(100000 characters\) is not enrolled"):
+        database.remove("x" * 100_000)  # the message does not echo the whole name
     with pytest.raises(ValueError, match="top_k"):
         database.search(np.ones(DIM), top_k=0)
     assert database.names == ["bob"]  # failed adds changed nothing
@@ -154,6 +163,76 @@ def test_a_failed_save_leaves_the_old_file_whole(tmp_path, database, monkeypatch
     assert SpeakerDatabase.load(path).names == ["ann"]
 
 
+def test_damaged_databases_are_refused_with_the_reason(tmp_path, tiny_model, database):
+    """Random bytes over the file's tail, NaN sums, a stored "unknown" name or a wrong dimension: a ValueError
+    that names the damage, never a database that answers `0.0000` or `nan`."""
+    database.add("allison", np.ones(DIM))
+    database.add("bob", -np.ones(DIM) + np.eye(DIM)[0])
+    path = database.save(tmp_path / "speakers.safetensors")
+    good = path.read_bytes()
+    rng = np.random.default_rng(0)
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(good[:-100] + rng.integers(0, 256, 100, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match="checksum does not match"):
+        SpeakerDatabase.load(flipped, tiny_model)
+
+    def write(name, names, sums, counts, fmt=database_module.FORMAT, checksum=True, dim=DIM):
+        metadata = {"format": fmt, "model_identity": database.identity, "threshold": "0.5", "names": json.dumps(names)}
+        tensors = {"sums": np.asarray(sums, np.float64).reshape(len(names), dim), "counts": np.asarray(counts)}
+        if checksum:  # a consistent checksum: the values themselves must be checked
+            metadata["checksum"] = database_module._checksum(metadata, tensors)
+        save_file(tensors, str(tmp_path / name), metadata=metadata)
+        return tmp_path / name
+
+    nan_sums = np.ones((2, DIM))
+    nan_sums[1, 5] = np.nan
+    cases = {
+        "NaN or infinite": write("nan.safetensors", ["allison", "bob"], nan_sums, [1, 1]),
+        "NaN or infinite ": write("nan_v1.safetensors", ["allison", "bob"], nan_sums, [1, 1], V1, False),
+        "answer for no match": write("unknown.safetensors", ["allison", "Unknown"], np.ones((2, DIM)), [1, 1]),
+        "control characters": write("newline.safetensors", ["al\nlison"], np.ones((1, DIM)), [1]),
+        "count below 1": write("count.safetensors", ["allison"], np.ones((1, DIM)), [0]),
+        "all zeros": write("zeros.safetensors", ["allison"], np.zeros((1, DIM)), [1]),
+        "255 dimensions": write("dim.safetensors", ["allison"], np.ones((1, DIM - 1)), [1], dim=DIM - 1),
+        "appears twice": write("twice.safetensors", ["allison", "allison"], np.ones((2, DIM)), [1, 1]),
+    }  # fmt: skip
+    for reason, damaged in cases.items():
+        with pytest.raises(ValueError, match=f"damaged speaker database.*{reason.strip()}"):
+            SpeakerDatabase.load(damaged, tiny_model)
+    # A database of the first format (no checksum) with valid values still loads, and gains a checksum when saved.
+    v1 = write("v1.safetensors", ["allison"], np.ones((1, DIM)), [2], V1, False)
+    loaded = SpeakerDatabase.load(v1, tiny_model)
+    assert loaded.names == ["allison"] and loaded.count("allison") == 2
+    with safe_open(str(loaded.save(v1)), framework="numpy") as handle:
+        assert handle.metadata()["checksum"].startswith("sha256:")
+
+
+def test_save_keeps_the_file_mode(tmp_path, database):
+    """mkstemp creates 0600 and the rename kept it: a shared 0644 database became private after each save."""
+    database.add("ann", np.ones(DIM))
+    path = database.save(tmp_path / "speakers.safetensors")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # a new file: what open() would give
+    for mode in (0o644, 0o640, 0o664):
+        path.chmod(mode)
+        database.add("bob", -np.ones(DIM) + np.eye(DIM)[0]) if "bob" not in database else database.add(
+            "bob", -np.ones(DIM)
+        )
+        database.save(path)
+        assert path.stat().st_mode & 0o777 == mode
+
+
+def test_the_lock_serialises_writers_in_one_process(tmp_path, database):
+    path = tmp_path / "speakers.safetensors"
+    with SpeakerDatabase.lock(path):
+        with pytest.raises(RuntimeError, match="locked by another writer.*speakers.safetensors.lock"):
+            with SpeakerDatabase.lock(path, timeout=0.2):
+                pass  # filelock's lock is per path and thread-reentrant: a second FileLock object still waits
+    with SpeakerDatabase.lock(path, timeout=0.2):  # released
+        pass
+
+
 # ----------------------------------------------------------------------------------------------- command line
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -185,6 +264,12 @@ def test_enroll_and_identify_commands(tmp_path, saved_tiny_model):
     answers = json.loads(found.stdout)
     assert [a["speaker"] for a in answers] == ["ann", "bob"]
     assert answers[1]["score"] == pytest.approx(1.0, abs=1e-4) and len(answers[0]["candidates"]) == 2
+    import soundfile as sf
+
+    sf.write(tmp_path / "silence.wav", np.zeros(16000, np.float32), 16000)
+    silent = cli("identify", *runtime, files["query"], str(tmp_path / "silence.wav"))  # was "top: ann 1.0000"-style
+    assert silent.returncode == 1 and "silence.wav: no speech found (silence" in silent.stderr
+    assert silent.stdout.count("\t") == 2 and "silence.wav" not in silent.stdout  # the good file is answered
     strict = cli("identify", *runtime, "--threshold", "1.01", files["bob1"])
     assert strict.returncode == 0 and "\tunknown\t" in strict.stdout
 
@@ -199,3 +284,26 @@ def test_enroll_and_identify_commands(tmp_path, saved_tiny_model):
     (tmp_path / "corrupt.safetensors").write_bytes(b"garbage")
     corrupt = cli("identify", *runtime[:-1], str(tmp_path / "corrupt.safetensors"), files["query"])
     assert corrupt.returncode == 1 and "not a readable speaker database" in corrupt.stderr
+
+
+@pytest.mark.slow
+def test_concurrent_enroll_processes_lose_no_speaker(tmp_path, saved_tiny_model):
+    """Two `wavlmrawnet enroll` processes on one --db, different speakers, started together: both speakers are in
+    the database afterwards, every round (without the lock one was lost in every round)."""
+    files = {s: [write_wav(tmp_path / f"{s}{i}.wav", 1.0, 16000, seed=seed + i) for i in range(3)]
+             for s, seed in (("ann", 10), ("bob", 20))}  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for round_index in range(3):
+        db = tmp_path / f"round{round_index}.safetensors"
+        runtime = ["--model", saved_tiny_model, "--dtype", "fp32", "--db", str(db)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "wavlmrawnet", "enroll", *runtime, "--speaker", speaker, *paths],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            )
+            for speaker, paths in files.items()
+        ]  # fmt: skip
+        outputs = [process.communicate(timeout=300) for process in processes]
+        assert [p.returncode for p in processes] == [0, 0], outputs
+        assert sorted(SpeakerDatabase.load(db).names) == ["ann", "bob"], (round_index, outputs)
+        assert SpeakerDatabase.load(db).count("ann") == SpeakerDatabase.load(db).count("bob") == 3

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import write_wav
+from tests.conftest import write_flac_bomb, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "space" / "app.py"
@@ -84,7 +84,16 @@ def recordings(tmp_path_factory) -> dict[str, str]:
     sf.write(folder / "no_samples.wav", np.zeros(0, dtype=np.float32), 16000)  # a valid header, no audio
     (folder / "zero_bytes.wav").write_bytes(b"")
     (folder / "not_audio.wav").write_bytes(b"RIFF but not really a wav file")
+    sf.write(folder / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
+    sf.write(folder / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000), 16000)
+    sf.write(folder / "fast_rate.wav", np.zeros(1000, dtype=np.float32), 655_350)
+    (folder / "oversized.wav").write_bytes(b"\0" * (2 * 2**20))  # over the fixture's 1 MB upload limit
     return {
+        "silence": str(folder / "silence.wav"),
+        "tone": str(folder / "tone.wav"),
+        "fast_rate": str(folder / "fast_rate.wav"),
+        "bomb": write_flac_bomb(folder / "bomb.flac"),
+        "oversized": str(folder / "oversized.wav"),
         "alice": write_wav(folder / "alice.wav", 1.5, 16000, seed=1),
         "alice_again": write_wav(folder / "alice_again.wav", 2.0, 16000, seed=1),
         "alice_stereo_44k": write_wav(folder / "alice_stereo_44k.wav", 1.5, 44100, seed=1, channels=2),
@@ -99,9 +108,14 @@ def recordings(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def space_url(space_model, tmp_path_factory):
-    # --max-seconds 3 makes the 4 s recording "too long" without a 10-minute file.
-    process, url = start_app(space_model, tmp_path_factory.mktemp("space_log") / "app.log", "--max-seconds", "3")
+def space_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("space_log") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def space_url(space_model, space_log):
+    # --max-seconds 3 makes the 4 s recording "too long" without a 10-minute file; 1 MB uploads, a 2 MB one too big.
+    process, url = start_app(space_model, space_log, "--max-seconds", "3", "--max-file-size", "1mb")
     yield url
     stop_app(process)
 
@@ -132,12 +146,21 @@ def test_verify_and_identify_through_gradio_client(space_url, recordings):
         "zero_bytes": "Recording 2 is not a readable audio file",
         "not_audio": "Recording 2 is not a readable audio file",
         "too_short": "too short",
-        "long": r"Recording 2 is 4\.0 s long; recordings up to 3\.0 s are accepted",
+        "long": r"Recording 2 is refused: it is 4\.0 s long; the limit is 3\.0 s",
+        "silence": r"Recording 2: no speech found \(silence",
+        "tone": r"Recording 2: no speech found \(a steady sound",
+        "fast_rate": r"Recording 2 is refused: its sampling rate is 655,350 Hz; accepted rates are 1,000 to 192,000",
+        "bomb": r"Recording 2 is refused: it is 40\.0 s long; the limit is 3\.0 s",
     }
     for name, message in bad.items():
         with pytest.raises(AppError, match=message) as raised:
             verify("alice", name)
         assert "Traceback" not in str(raised.value) and "/tmp/" not in str(raised.value)
+        assert "BytesIO" not in str(raised.value) and "audio.T" not in str(raised.value)
+    with pytest.raises(AppError, match="Recording 1: no speech found"):
+        verify("silence", "silence")  # was "Same speaker, score 1.0000"
+    with pytest.raises(Exception, match="(?i)too large|exceeds|413|maximum"):
+        verify("alice", "oversized")  # Gradio refuses the upload itself: nothing is stored or decoded
 
     listing = client.predict("alice", [handle_file(recordings["alice"])], None, api_name="/enroll")
     assert "| alice | 1 |" in listing
@@ -165,6 +188,18 @@ def test_verify_and_identify_through_gradio_client(space_url, recordings):
     listing = client.predict("bob", None, api_name="/remove")
     assert "bob" not in listing and "| alice | 3 |" in listing
 
+    # Names: Markdown/HTML is escaped (shown as text); "Unknown" and a newline are refused; long names are cut.
+    markup = "<b>Eve</b> | **x**"
+    listing = client.predict(markup, [handle_file(recordings["bob"])], None, api_name="/enroll")
+    assert r"| \<b\>Eve\</b\> \| \*\*x\*\* | 1 |" in listing
+    for name, message in (("Unknown", "answer for no match"), ("UNKNOWN", "answer for no match"),
+                          ("a\nb", "control characters")):  # fmt: skip
+        with pytest.raises(AppError, match=message):
+            client.predict(name, [handle_file(recordings["bob"])], None, api_name="/enroll")
+    with pytest.raises(AppError) as raised:
+        client.predict("x" * 100_000, None, api_name="/remove")
+    assert len(str(raised.value)) < 500 and "(100000 characters)" in str(raised.value)
+
 
 def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
@@ -174,8 +209,10 @@ def find_chromium() -> str | None:
 
 
 @pytest.mark.slow
-def test_verify_in_headless_chromium(space_url, recordings, tmp_path):
-    """Upload two files in the page, press Verify, read the decision, and keep a screenshot."""
+def test_verify_in_headless_chromium(space_url, space_log, recordings, tmp_path):
+    """Upload two files in the page, press Verify, read the decision, and keep a screenshot; the page states what
+    the model is (a warning here: the tiny model has no card) and that its code runs; a name with markup is shown as
+    text."""
     chromium = find_chromium()
     if chromium is None:  # `make browser` installs Debian's chromium (`make test` runs it)
         pytest.skip("no Chromium found (install Debian's chromium package: `make browser`)")
@@ -204,9 +241,24 @@ def test_verify_in_headless_chromium(space_url, recordings, tmp_path):
             page.locator("#verify-button").click()
             expect(page.get_by_text("Recording 2 is empty: it holds no audio samples")).to_be_visible(timeout=60_000)
             assert "Traceback" not in page.content()
+            info = page.locator("#model-info").inner_text()
+            assert "trust_remote_code=True" in info and "the local folder" in info
+            expect(page.locator("#model-warning")).to_contain_text("No model card")
+            # Enrol a name holding Markdown and HTML: the list shows it as typed, with no <b> element and no broken
+            # table (one row, two cells).
+            page.get_by_role("tab", name="Identify").click()
+            page.locator("#enroll-name textarea, #enroll-name input").first.fill("<b>Mallory</b> | **x**")
+            page.locator("#enroll-clips input[type=file]").set_input_files(recordings["bob"])
+            page.locator("#enroll-button").click()
+            enrolled = page.locator("#enrolled")
+            expect(enrolled).to_contain_text("<b>Mallory</b> | **x**", timeout=60_000)
+            assert enrolled.locator("b, strong").count() == 0
+            assert enrolled.locator("tbody tr").count() == 1 and enrolled.locator("tbody td").count() == 2
         finally:
             browser.close()
     assert "Different speakers" in text and f"threshold {THRESHOLD:.3f}" in text
+    log = space_log.read_text()
+    assert "refused verify: Recording 2 is empty" in log and "Traceback" not in log  # one line per refusal
     assert screenshot.stat().st_size > 10_000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {screenshot}")
     if target := os.environ.get("WAVLMRAWNET_SCREENSHOT"):  # e.g. space/screenshot.png, shown in the README
@@ -250,6 +302,10 @@ def test_app_without_a_model_says_how_to_give_one(tmp_path):
         [sys.executable, str(APP), "--model", str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 2 and "is not a model folder (no config.json)" in run.stderr
+    run = subprocess.run(  # a Hub id runs its repository's code: it must be pinned
+        [sys.executable, str(APP), "--model", "someone/wavlmrawnet"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2 and "is a Hub id without a revision: pin one with --revision COMMIT" in run.stderr
 
 
 def load_app_module():
@@ -278,3 +334,50 @@ def test_calibrated_model_shows_the_probability(tmp_path, saved_tiny_model, reco
     assert result["probability"] < 0.5 < first["probability"] and result["same_speaker"] is False
     with pytest.raises(gr.Error, match="Recording 1: no recording was given"):
         recognizer.verify(None, recordings["bob"])
+
+
+def test_the_page_summarises_the_model_card_and_warns_about_a_demo_model(tmp_path):
+    """The card's training data and EER reach the page; a synthetic-data (demo) card, or none, brings a warning."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from wavlmrawnet.model_card.generator import SYNTHETIC_TAG
+
+    app = load_app_module()
+    result = EvalResult(task_type="audio-classification", dataset_type="voxceleb", dataset_name="VoxCeleb1-O",
+                        dataset_split="test", metric_type="eer", metric_value=1.23)  # fmt: skip
+
+    def card(tags, results):
+        data = ModelCardData(tags=tags, datasets=["voxceleb2"], eval_results=results, model_name="m")
+        ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n# m\n").save(tmp_path / "README.md")
+        return app.card_summary(tmp_path)
+
+    summary, warning = card(["speaker-verification"], [result])
+    assert summary == "Trained on: voxceleb2. EER 1.23 % on VoxCeleb1\\-O, test." and warning is None
+    summary, warning = card([SYNTHETIC_TAG], [result])
+    assert warning.startswith("Demo model: trained and calibrated on synthetic speech only")
+    assert "Do not use it to verify real people" in warning
+    _, warning = card(["speaker-verification"], None)
+    assert "reports no evaluation" in warning
+    (tmp_path / "README.md").unlink()
+    summary, warning = app.card_summary(tmp_path)
+    assert summary == "The model has no model card." and warning.startswith("No model card")
+    assert app.as_text("<b>a</b> | **b**") == r"\<b\>a\</b\> \| \*\*b\*\*"
+
+
+@pytest.mark.slow
+def test_concurrent_endpoints_share_the_model_safely(space_model, recordings):
+    """Gradio runs different endpoints at once in worker threads: concurrent forwards on the one model corrupted
+    each other (AttributeError / IndexError) before the Recognizer ran them one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recognizer = load_app_module().Recognizer(str(space_model), max_seconds=3.0)
+    _, database = recognizer.enroll("alice", [recordings["alice"]], None, None)
+
+    def call(index):
+        if index % 2:
+            return recognizer.verify(recordings["alice"], recordings["alice_stereo_44k"])[1]["score"]
+        return recognizer.identify(recordings["alice_again"], database)[2]["score"]
+
+    with ThreadPoolExecutor(4) as pool:
+        scores = list(pool.map(call, range(12)))
+    assert len({round(score, 5) for score in scores[1::2]}) == 1 and len({round(s, 5) for s in scores[::2]}) == 1

@@ -8,13 +8,14 @@ faster twins in `fast_*`) -> `training` / `evaluation` -> `recognition` -> `mode
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioXVector
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .audio_io import AudioDecodingError, audio_duration, load_audio
+from .audio_io import AudioDecodingError, AudioLimitError, audio_duration, load_audio
 from .configuration_wavlmrawnet import PRESETS, WavLMRawNetConfig
 from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from .modeling_wavlmrawnet import WavLMRawNetForXVector, WavLMRawNetPreTrainedModel
 from .pipeline_wavlmrawnet import SpeakerEmbeddingPipeline, SpeakerVerificationPipeline
 from .precision import Precision, describe_cpu, resolve_precision
 from .recognition import ModelMismatchError, SpeakerDatabase, fit_calibration, model_identity, resolve_model
+from .speech_check import NoSpeechError
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ if "speaker-verification" not in PIPELINE_REGISTRY.get_supported_tasks():
 __all__ = [
     "PRESETS",
     "AudioDecodingError",
+    "AudioLimitError",
+    "NoSpeechError",
     "ModelMismatchError",
     "Precision",
     "SpeakerDatabase",

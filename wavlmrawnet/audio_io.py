@@ -6,6 +6,19 @@ distributed in. Those are decoded with PyAV (`pip install "wavlmrawnet[m4a]"`; i
 only when needed, so this module travels with the remote code and a model from the Hub needs no PyAV.
 
 Sources are a path, or the `bytes` of an encoded file (a `datasets` `Audio(decode=False)` entry holds either).
+
+Decode limits, the one place they are stated (every entry point reads through here: the feature extractor and so
+the pipelines, the command line, training, the Inference Endpoints handler and the Space):
+
+- `MAX_SAMPLE_RATE` / `MIN_SAMPLE_RATE`: the sampling rate, in Hz;
+- `MAX_CHANNELS`: the channel count;
+- `MAX_DECODED_VALUES`: samples x channels, what decoding costs (10 minutes of 48 kHz stereo);
+- and, where the caller gives one, `max_seconds`.
+
+They are checked on the header (libsndfile's `info`, or PyAV's stream) before anything is decoded, and again while
+decoding block by block, so a file whose header understates its length is stopped at the limit. A file over a
+limit raises `AudioLimitError`, which names the limit. Decoding keeps one block of all channels at a time and mixes
+it down as it goes (`mono=True`), so a multi-channel file never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -13,11 +26,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+MAX_SAMPLE_RATE = 192_000  # Hz: the highest rate of common studio audio; libsndfile accepts up to 655,350
+MIN_SAMPLE_RATE = 1_000  # Hz
+MAX_CHANNELS = 8  # 7.1 surround
+MAX_DECODED_VALUES = 600 * 48_000 * 2  # samples x channels: 10 min of 48 kHz stereo, 230 MB as float32
+DECODE_BLOCK_FRAMES = 1 << 16  # frames read per block
 
 _INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
 
@@ -29,6 +49,52 @@ class AudioDecodingError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot read audio file {self.path!r}: {reason}")
+
+
+class AudioLimitError(AudioDecodingError):
+    """Audio outside a decode limit (sampling rate, channels, decoded size, duration): refused before it is decoded
+    whole. The message names the limit."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        ValueError.__init__(self, f"{self.path} is refused: {reason}")
+
+
+def check_audio_limits(
+    name: str,
+    sampling_rate: int,
+    channels: int,
+    frames: int | None = None,
+    max_seconds: float | None = None,
+    max_values: int | None = None,
+) -> None:
+    """Raises `AudioLimitError` when the sampling rate, the channel count, the decoded size (`frames` x `channels`)
+    or the duration is outside the limits stated at the top of this module; `frames` None skips the last two."""
+    if not MIN_SAMPLE_RATE <= sampling_rate <= MAX_SAMPLE_RATE:
+        raise AudioLimitError(
+            name,
+            f"its sampling rate is {sampling_rate:,} Hz; accepted rates are {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,}"
+            " Hz (MAX_SAMPLE_RATE)",
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioLimitError(name, f"it has {channels} channels; at most {MAX_CHANNELS} are accepted (MAX_CHANNELS)")
+    if frames is None:
+        return
+    max_values = MAX_DECODED_VALUES if max_values is None else max_values
+    seconds = frames / sampling_rate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioLimitError(name, f"it is {_seconds(seconds)} long; the limit is {_seconds(max_seconds)}")
+    if frames * channels > max_values:
+        raise AudioLimitError(
+            name,
+            f"it decodes to {frames * channels:,} samples x channels ({_seconds(seconds)} at {sampling_rate:,} Hz, "
+            f"{channels} channel(s)); the limit is {max_values:,} (MAX_DECODED_VALUES, 10 min of 48 kHz stereo)",
+        )
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s"  # "601.0 s" against "600.0 s": minutes would round both to "10 min"
 
 
 def to_float32(audio: Any) -> np.ndarray:
@@ -72,8 +138,14 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def check_sampling_rate(sampling_rate: Any) -> int:
+    """A sampling rate as an int, within `MIN_SAMPLE_RATE`..`MAX_SAMPLE_RATE`, else a ValueError."""
     if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be a positive integer in Hz, got {sampling_rate!r}")
+    if not MIN_SAMPLE_RATE <= sampling_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"sampling_rate {int(sampling_rate):,} Hz is outside the accepted {MIN_SAMPLE_RATE:,} to "
+            f"{MAX_SAMPLE_RATE:,} Hz (MAX_SAMPLE_RATE)"
+        )
     return int(sampling_rate)
 
 
@@ -103,9 +175,18 @@ def _import_av(name: str, soundfile_error: Exception):
         import av
     except ImportError:
         raise AudioDecodingError(
-            name, f"not a readable audio file for libsndfile ({soundfile_error}) and PyAV is missing; {PYAV_HINT}"
+            name,
+            f"not a readable audio file for libsndfile ({_reason(soundfile_error)}) and PyAV is missing; {PYAV_HINT}",
         ) from None
     return av
+
+
+def _reason(error: Exception) -> str:
+    """A library's error as a person reads it: libsndfile's and FFmpeg's own words, without the object reprs and
+    temporary paths they put in front ("Error opening <_io.BytesIO object at 0x...>: Format not recognised.")."""
+    text = getattr(error, "error_string", None) or getattr(error, "strerror", None) or str(error)
+    text = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "the data", str(text))
+    return text.strip().rstrip(".") or type(error).__name__
 
 
 @contextlib.contextmanager
@@ -121,33 +202,89 @@ def _pyav_audio_stream(source: AudioSource, name: str, soundfile_error: Exceptio
         raise
     except Exception as error:  # av.error.FFmpegError and friends
         raise AudioDecodingError(
-            name, f"not a readable audio file (libsndfile: {soundfile_error}; PyAV: {error})"
+            name, f"not a readable audio file (libsndfile: {_reason(soundfile_error)}; PyAV: {_reason(error)})"
         ) from error
 
 
-def _pyav_decode(source: AudioSource, name: str, soundfile_error: Exception) -> tuple[np.ndarray, int]:
-    """(channels-first float32 samples, sampling rate) decoded with PyAV (FFmpeg)."""
+class _Blocks:
+    """Collects decoded blocks (frames, channels) and counts them against the limits: mixed down to mono as they
+    come when `mono`, else kept channels-first. With the length from the header (`expected`), blocks are written into
+    one array allocated up front, so the samples are never held twice (as a list of blocks and their concatenation);
+    a stream longer than its header said continues in a list, still counted against the limits."""
+
+    def __init__(self, name: str, rate: int, channels: int, mono: bool, max_seconds: float | None, expected=None):
+        self.name, self.rate, self.channels, self.mono, self.max_seconds = name, rate, channels, mono, max_seconds
+        self.frames, self.parts = 0, []
+        self.buffer = np.empty((1 if mono else channels, expected), np.float32) if expected else None
+
+    def add(self, block: np.ndarray) -> None:  # block: (frames, channels) float32
+        start, self.frames = self.frames, self.frames + len(block)
+        check_audio_limits(self.name, self.rate, self.channels, self.frames, self.max_seconds)
+        if self.buffer is not None and self.frames <= self.buffer.shape[1]:
+            if self.mono:
+                np.mean(block, axis=1, out=self.buffer[0, start : self.frames])
+            else:
+                self.buffer[:, start : self.frames] = block.T
+            return
+        if self.buffer is not None:  # longer than the header said: keep what is there, go on in a list
+            self.parts, self.buffer = [self.buffer[:, :start]], None
+        self.parts.append(block.mean(axis=1)[None] if self.mono else np.ascontiguousarray(block.T))
+
+    def audio(self) -> np.ndarray:
+        if self.frames == 0:
+            raise AudioDecodingError(self.name, "the file holds no audio samples")
+        if self.buffer is not None:
+            return self.buffer[:, : self.frames]
+        return np.concatenate(self.parts, axis=-1).astype(np.float32, copy=False)
+
+
+def _pyav_decode(
+    source: AudioSource, name: str, soundfile_error: Exception, mono: bool = False, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
+    """(channels-first float32 samples, sampling rate) decoded with PyAV (FFmpeg), frame by frame within the limits."""
     with _pyav_audio_stream(source, name, soundfile_error) as (av, container, stream):
-        rate = stream.codec_context.sample_rate or stream.rate
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        channels = int(stream.codec_context.channels or len(stream.layout.channels) or 0)
+        frames = None
+        if stream.duration is not None and stream.time_base is not None:
+            frames = int(stream.duration * stream.time_base * rate)
+        check_audio_limits(name, rate, channels, frames, max_seconds)
+        blocks = _Blocks(name, rate, channels, mono, max_seconds)
         # Planar float output: (channels, samples) per frame, whatever the codec's sample format.
         resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-        chunks = []
         for frame in container.decode(stream):
             for converted in resampler.resample(frame):
-                chunks.append(converted.to_ndarray())
+                blocks.add(converted.to_ndarray().T)
         for converted in resampler.resample(None):  # flush
-            chunks.append(converted.to_ndarray())
-    if not chunks:
-        raise AudioDecodingError(name, "the file holds no audio samples")
-    return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), int(rate)
+            blocks.add(converted.to_ndarray().T)
+    return blocks.audio(), rate
 
 
-def read_audio(source: AudioSource, name: str | None = None) -> tuple[np.ndarray, int]:
-    """The samples as a channels-first float32 array in [-1, 1] and the file's sampling rate.
+def _soundfile_decode(source: AudioSource, name: str, mono: bool, max_seconds: float | None):
+    """libsndfile: the header is checked against the limits, then the samples are read block by block."""
+    with sf.SoundFile(_file_input(source)) as audio_file:
+        rate, channels = int(audio_file.samplerate), int(audio_file.channels)
+        frames = audio_file.frames if 0 < audio_file.frames < (1 << 62) else None  # unknown length: counted
+        check_audio_limits(name, rate, channels, frames, max_seconds)
+        blocks = _Blocks(name, rate, channels, mono, max_seconds, expected=frames)
+        while True:
+            block = audio_file.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            blocks.add(block)
+    return blocks.audio(), rate
+
+
+def read_audio(
+    source: AudioSource, name: str | None = None, mono: bool = False, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
+    """The samples as a channels-first float32 array in [-1, 1] (one channel with `mono=True`, the channels' mean)
+    and the file's sampling rate, within the decode limits (module docstring) and `max_seconds`.
 
     soundfile first; PyAV (FFmpeg) only when libsndfile cannot read the format (m4a/AAC, ...).
 
     Raises:
+        AudioLimitError: a sampling rate, channel count, decoded size or duration over its limit.
         AudioDecodingError: missing file, unreadable / corrupt data, no samples, or PyAV needed but not installed.
     """
     name = _name(source, name)
@@ -155,19 +292,23 @@ def read_audio(source: AudioSource, name: str | None = None) -> tuple[np.ndarray
     if isinstance(source, (bytes, bytearray)) and not source:
         raise AudioDecodingError(name, "the audio entry holds zero bytes")
     try:
-        audio, rate = sf.read(_file_input(source), dtype="float32", always_2d=True)
-        audio = audio.T
-    except Exception as error:  # LibsndfileError, RuntimeError, TypeError
-        audio, rate = _pyav_decode(source, name, error)
+        audio, rate = _soundfile_decode(source, name, mono, max_seconds)
+    except AudioDecodingError:
+        raise
+    except Exception as error:  # LibsndfileError, RuntimeError, TypeError: not a format libsndfile reads
+        audio, rate = _pyav_decode(source, name, error, mono, max_seconds)
     if audio.shape[-1] == 0:
         raise AudioDecodingError(name, "the file holds no audio samples")
     return audio, int(rate)
 
 
-def load_audio(source: AudioSource, sampling_rate: int = 16000, name: str | None = None) -> np.ndarray:
-    """Mono float32 samples at `sampling_rate` (soxr), from a path or encoded bytes; see `read_audio`."""
-    audio, rate = read_audio(source, name)
-    return resample(to_mono(audio), rate, sampling_rate)
+def load_audio(
+    source: AudioSource, sampling_rate: int = 16000, name: str | None = None, max_seconds: float | None = None
+) -> np.ndarray:
+    """Mono float32 samples at `sampling_rate` (soxr), from a path or encoded bytes, within the decode limits and
+    `max_seconds`; see `read_audio`."""
+    audio, rate = read_audio(source, name, mono=True, max_seconds=max_seconds)
+    return resample(audio[0], rate, sampling_rate)
 
 
 def audio_duration(source: AudioSource, name: str | None = None) -> float:
@@ -184,7 +325,7 @@ def audio_duration(source: AudioSource, name: str | None = None) -> float:
             return float(stream.duration * stream.time_base)
         if container.duration is not None:
             return container.duration / av.time_base
-    audio, rate = _pyav_decode(source, name, soundfile_error)  # no duration in the container: decode
+    audio, rate = _pyav_decode(source, name, soundfile_error, mono=True)  # no duration in the container: decode
     return audio.shape[-1] / rate
 
 

@@ -14,7 +14,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
-from .audio_io import check_sampling_rate, load_audio, resample, to_float32, to_mono
+from .audio_io import check_audio_limits, check_sampling_rate, load_audio, resample, to_float32, to_mono
 
 logger = logging.get_logger(__name__)
 
@@ -101,6 +101,7 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
             waveform = to_float32(audio)
             if waveform.ndim == 0 or waveform.size == 0:
                 raise ValueError(f"{self._label(name)}is empty (no samples)")
+            channels = waveform.shape[0] if waveform.ndim == 2 else 1
             waveform = to_mono(waveform)
             if sampling_rate is None:
                 logger.warning_once(
@@ -108,7 +109,9 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
                     "`sampling_rate=` to avoid silent errors."
                 )
                 sampling_rate = self.sampling_rate
-            waveform = resample(waveform, check_sampling_rate(sampling_rate), self.sampling_rate)
+            rate = check_sampling_rate(sampling_rate)
+            check_audio_limits(name or "audio", rate, channels, waveform.shape[-1])  # the decode limits, as files
+            waveform = resample(waveform, rate, self.sampling_rate)
         self.validate(waveform, name)
         return waveform
 

@@ -11,76 +11,79 @@ Requests (JSON, or the raw audio bytes as the body):
     {"inputs": ..., "parameters": {"threshold": 0.4, "chunk_seconds": 20}}
 
 Audio is any file soundfile reads (wav, flac, ogg, ...), any rate and channel count; base64 may be a `data:` URL.
-Bad input (not base64, not audio, empty, too short, NaN, longer than `MAX_AUDIO_SECONDS`, unknown keys) is answered
-with `{"error": "..."}`, never an exception.
+It is read with the model's `audio_io` (remote code), within its decode limits (sampling rate, channels, decoded
+samples x channels) and `MAX_AUDIO_SECONDS`, checked on the header before anything is decoded. A recording without
+speech (silence, DC, hum, a steady tone) is refused rather than scored (`speech_check.py`). Parameters are checked
+against `parameter_ranges(config)`. Bad input (not base64, not audio, empty, too short, NaN, over a limit, no
+speech, unknown keys, a parameter out of range) is answered with `{"error": "..."}`, never an exception, and the
+worker logs one line.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
+import logging
 import sys
+import threading
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from transformers import pipeline
 
 MAX_AUDIO_SECONDS = 600.0
+MAX_CHUNK_SECONDS = 60.0  # longer windows give up what chunking is for: memory bounded whatever the length
 PARAMETERS = ("threshold", "chunk_seconds")
+logger = logging.getLogger(__name__)
 
 
 class BadRequest(ValueError):
     """The request cannot be answered as sent; its message goes back to the caller."""
 
 
-def decode_audio(value: Any, field: str, max_seconds: float = MAX_AUDIO_SECONDS) -> dict:
-    """Base64 text (or a `data:` URL) or raw bytes of an audio file -> `{"array": (channels, samples), ...}`."""
+def decode_base64(value: Any, field: str) -> bytes:
+    """Base64 text (or a `data:` URL) or raw bytes -> the bytes of the audio file."""
     if isinstance(value, str):
         text = value.split(",", 1)[1] if value.startswith("data:") else value
         try:
             data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise BadRequest(f"{field}: not valid base64 ({error})") from error
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"{field}: not valid base64") from None
     elif isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
     else:
         raise BadRequest(f"{field}: expected base64 text or raw audio bytes, got {type(value).__name__}")
     if not data:
         raise BadRequest(f"{field}: no audio (0 bytes)")
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as audio_file:
-            seconds = audio_file.frames / audio_file.samplerate
-            if seconds > max_seconds:
-                raise BadRequest(f"{field}: audio is {seconds:.1f} s long; the limit is {max_seconds:.0f} s")
-            audio = audio_file.read(dtype="float32", always_2d=True)
-            rate = audio_file.samplerate
-    except BadRequest:
-        raise
-    except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError
-        raise BadRequest(f"{field}: not a readable audio file ({error})") from error
-    if audio.shape[0] == 0:
-        raise BadRequest(f"{field}: the audio holds no samples")
-    return {"array": np.ascontiguousarray(audio.T), "sampling_rate": rate, "path": field}
+    return data
 
 
-def _parameters(data: dict) -> dict:
+def parameter_ranges(config) -> dict[str, tuple[float, float]]:
+    """The accepted range of each parameter, inclusive. `chunk_seconds` must leave room for the model's window
+    overlap (`config.chunk_overlap_seconds`) twice over, so consecutive windows advance by at least the overlap, and
+    stay at most `MAX_CHUNK_SECONDS`, so memory stays bounded: chunking cannot be turned off from a request."""
+    overlap = float(getattr(config, "chunk_overlap_seconds", 0.0) or 0.0)
+    return {"threshold": (-1.0, 1.0), "chunk_seconds": (max(2.0 * overlap, 1.0), MAX_CHUNK_SECONDS)}
+
+
+def check_parameters(data: dict, ranges: dict[str, tuple[float, float]]) -> dict:
+    """`data["parameters"]`, each a finite number within its range, else a `BadRequest` naming the parameter."""
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise BadRequest(f"parameters must be an object, got {type(parameters).__name__}")
-    unknown = sorted(set(parameters) - set(PARAMETERS))
+    unknown = sorted(str(name)[:40] for name in set(parameters) - set(PARAMETERS))
     if unknown:
         raise BadRequest(f"unknown parameters {unknown}; known: {list(PARAMETERS)}")
     checked = {}
     for name, value in parameters.items():
         if value is None:
             continue
+        low, high = ranges[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise BadRequest(f"parameters.{name} must be a finite number, got {value!r}")
-        if name == "chunk_seconds" and value < 0:
-            raise BadRequest(f"parameters.chunk_seconds must be >= 0 (0 = no chunking), got {value}")
+            raise BadRequest(f"parameters.{name} must be a finite number from {low:g} to {high:g}, got {value!r:.40}")
+        if not low <= value <= high:
+            raise BadRequest(f"parameters.{name} must be from {low:g} to {high:g}, got {value:g}")
         checked[name] = float(value)
     return checked
 
@@ -105,42 +108,65 @@ class EndpointHandler:
         self.embedder = embedding_class(
             model=self.verifier.model, feature_extractor=self.verifier.feature_extractor, device=self.verifier.device
         )
+        # The model folder's audio reader (remote code beside this file): the same decode limits as every entry point.
+        self.load_audio = sys.modules[type(self.verifier.feature_extractor).__module__].load_audio
+        self.parameter_ranges = parameter_ranges(self.verifier.model.config)
+        # The server may call the handler from several threads at once; the model's forward keeps per-call state on
+        # its modules, so concurrent forwards corrupted each other (AttributeError / IndexError answers under load).
+        # Requests are decoded and checked concurrently; the model runs one request at a time.
+        self.model_lock = threading.Lock()
 
     def __call__(self, data: Any) -> dict:
         """`{"inputs": audio}` -> embedding, `{"inputs": {"enroll": audio, "test": audio}}` -> verification.
 
-        Never raises: a bad request gets `{"error": message}`, anything else `{"error": "internal error: ..."}`.
+        Never raises: a bad request gets `{"error": message}` (and one log line), anything else
+        `{"error": "internal error: ..."}` with the traceback in the log.
         """
         try:
             return self._answer(data)
-        except ValueError as error:  # BadRequest, or the feature extractor's checks: empty, NaN, too short, ...
+        except ValueError as error:  # BadRequest, the decode limits, no speech, the feature extractor's checks
+            logger.warning("refused request: %.300s", error)
             return {"error": str(error)}
         except Exception as error:  # the worker must survive any single request
+            logger.exception("internal error")
             return {"error": f"internal error: {type(error).__name__}: {error}"}
+
+    def read(self, value: Any, field: str) -> dict:
+        """Base64 or raw bytes -> `{"array": mono float32 at the model's rate, "sampling_rate", "path": field}`."""
+        rate = self.verifier.feature_extractor.sampling_rate
+        try:
+            waveform = self.load_audio(decode_base64(value, field), rate, name=field, max_seconds=self.max_seconds)
+        except ValueError as error:
+            if type(error).__name__ == "AudioDecodingError":  # "cannot read audio file 'inputs': ..." -> "inputs: ..."
+                raise BadRequest(f"{field}: {error.reason}") from None
+            raise  # AudioLimitError ("inputs is refused: ..., the limit is ..."), BadRequest
+        return {"array": waveform, "sampling_rate": rate, "path": field}
 
     def _answer(self, data: Any) -> dict:
         if isinstance(data, (bytes, bytearray)):
             data = {"inputs": data}
         if not isinstance(data, dict) or "inputs" not in data:
             raise BadRequest('the request must be an object with "inputs" (base64 audio, or {"enroll", "test"})')
-        parameters = _parameters(data)
+        parameters = check_parameters(data, self.parameter_ranges)
         inputs = data["inputs"]
         chunk = {"chunk_seconds": parameters["chunk_seconds"]} if "chunk_seconds" in parameters else {}
         if isinstance(inputs, dict):
             missing = [key for key in ("enroll", "test") if key not in inputs]
-            extra = sorted(set(inputs) - {"enroll", "test"})
+            extra = sorted(str(key)[:40] for key in set(inputs) - {"enroll", "test"})
             if missing or extra:
                 raise BadRequest(f'verification takes inputs {{"enroll", "test"}}; missing {missing}, unknown {extra}')
-            enroll = decode_audio(inputs["enroll"], "enroll", self.max_seconds)
-            test = decode_audio(inputs["test"], "test", self.max_seconds)
-            result = self.verifier((enroll, test), threshold=parameters.get("threshold"), **chunk)
+            enroll = self.read(inputs["enroll"], "enroll")
+            test = self.read(inputs["test"], "test")
+            with self.model_lock:
+                result = self.verifier((enroll, test), threshold=parameters.get("threshold"), **chunk)
             return {key: _plain(value) for key, value in result.items()}
         if "threshold" in parameters:
             raise BadRequest('parameters.threshold applies to verification ({"enroll", "test"}), not to embeddings')
-        audio = decode_audio(inputs, "inputs", self.max_seconds)
-        embedding = self.embedder(audio, **chunk)
+        audio = self.read(inputs, "inputs")
+        with self.model_lock:
+            embedding = self.embedder(audio, **chunk)
         return {
             "embedding": [float(x) for x in embedding],
             "dimension": int(embedding.shape[0]),
-            "duration_seconds": audio["array"].shape[1] / audio["sampling_rate"],
+            "duration_seconds": audio["array"].shape[-1] / audio["sampling_rate"],
         }

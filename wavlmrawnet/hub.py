@@ -53,6 +53,7 @@ REMOTE_CODE_FILES = (
     "precision.py",  # the compute precision, from the hardware
     "feature_extraction_wavlmrawnet.py",
     "audio_io.py",  # reading and resampling audio
+    "speech_check.py",  # imported by the pipelines: no speech, no score
     "pipeline_wavlmrawnet.py",
     "handler.py",  # the Inference Endpoints handler
 )

@@ -20,6 +20,8 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
+from .speech_check import NoSpeechError, check_speech
+
 logger = logging.get_logger(__name__)
 
 
@@ -55,8 +57,10 @@ class SpeakerEmbeddingPipeline(Pipeline):
     Options: `sampling_rate`, `normalize` (default True), `chunk_seconds` (long-audio window; default from the
     config, 0 = off), `batch_size`, `precision` ("auto" by default: bf16 autocast where the hardware runs bf16
     natively, else fp32; or "fp32", "bf16", "fp16"), `vad` (False by default; True removes silence with silero-vad,
-    `pip install "wavlmrawnet[vad]"`, or pass a callable `(waveform, sampling_rate) -> waveform`), given to
-    `pipeline(...)` or to each call. `model=` may be a folder or a Hub id (`revision=` picks a branch, tag or commit).
+    `pip install "wavlmrawnet[vad]"`, or pass a callable `(waveform, sampling_rate) -> waveform`), `require_speech`
+    (True by default: a recording without speech, such as silence, DC, hum or a steady tone, raises `NoSpeechError`,
+    a ValueError; see `speech_check.py`), given to `pipeline(...)` or to each call. `model=` may be a folder or a Hub
+    id (`revision=` picks a branch, tag or commit).
     """
 
     _load_processor = False
@@ -65,11 +69,20 @@ class SpeakerEmbeddingPipeline(Pipeline):
     _load_tokenizer = False
 
     def _sanitize_parameters(
-        self, sampling_rate=None, normalize=None, chunk_seconds=None, precision=None, vad=None, **kwargs
+        self,
+        sampling_rate=None,
+        normalize=None,
+        chunk_seconds=None,
+        precision=None,
+        vad=None,
+        require_speech=None,
+        **kwargs,
     ):
         preprocess_params = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
         if vad is not None:
             preprocess_params["vad"] = silence_remover(vad)
+        if require_speech is not None:
+            preprocess_params["require_speech"] = bool(require_speech)
         forward_params = {} if chunk_seconds is None else {"chunk_seconds": chunk_seconds}
         if precision is not None:
             forward_params["precision"] = precision
@@ -81,15 +94,22 @@ class SpeakerEmbeddingPipeline(Pipeline):
             raise ValueError("a 2-D array is one multi-channel recording; pass `sampling_rate=` with array inputs")
         return super().__call__(inputs, **kwargs)
 
-    def preprocess(self, audio, sampling_rate=None, vad=None):
+    def preprocess(self, audio, sampling_rate=None, vad=None, require_speech=True):
         audio = _as_audio_dict(audio, sampling_rate)
+        rate = self.feature_extractor.sampling_rate
+        name = (
+            audio if isinstance(audio, (str, os.PathLike)) else audio.get("path") if isinstance(audio, dict) else None
+        )
+        where = str(name or "audio")
+        waveform = self.feature_extractor.prepare_one(audio)  # read within the decode limits, mono, validated
         if vad is not None:
-            rate = self.feature_extractor.sampling_rate
-            name = audio if isinstance(audio, (str, os.PathLike)) else None
-            speech = vad(self.feature_extractor.prepare_one(audio), rate)
-            self.feature_extractor.validate(np.asarray(speech), f"{name or 'audio'} (speech only, after vad)")
-            audio = {"array": speech, "sampling_rate": rate}
-        features = self.feature_extractor(audio, return_tensors="pt", return_attention_mask=True)
+            waveform = np.asarray(vad(waveform, rate))
+            self.feature_extractor.validate(waveform, f"{where} (speech only, after vad)")
+        if require_speech:  # silence, DC, hum or a steady tone: no embedding, so no confident score
+            check_speech(waveform, rate, where)
+        features = self.feature_extractor(
+            {"array": waveform, "sampling_rate": rate}, return_tensors="pt", return_attention_mask=True
+        )
         return {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
 
     def _forward(self, model_inputs, chunk_seconds=None, precision="auto"):
@@ -164,4 +184,10 @@ CUSTOM_PIPELINES = {
     },
 }
 
-__all__ = ["CUSTOM_PIPELINES", "SpeakerEmbeddingPipeline", "SpeakerVerificationPipeline", "silence_remover"]
+__all__ = [
+    "CUSTOM_PIPELINES",
+    "NoSpeechError",
+    "SpeakerEmbeddingPipeline",
+    "SpeakerVerificationPipeline",
+    "silence_remover",
+]

@@ -12,18 +12,22 @@ import threading
 import numpy as np
 import torch
 
+from . import speech_check
+
 __all__ = ["VAD_RATE", "NoSpeechError", "remove_silence", "speech_regions"]
 
 VAD_RATE = 16000  # silero-vad runs at 16 kHz; other rates are resampled for detection only
 _LOCK = threading.Lock()  # the model keeps state between windows: one detection at a time
 
 
-class NoSpeechError(ValueError):
-    """The VAD found no speech in a recording (it is never replaced by empty audio or by the whole clip)."""
+class NoSpeechError(speech_check.NoSpeechError):
+    """The VAD found no speech in a recording (it is never replaced by empty audio or by the whole clip); a kind of
+    `speech_check.NoSpeechError`, so one `except` catches both."""
 
     def __init__(self, where: str = "audio"):
+        self.where = where
         self.reason = "no speech found by the VAD (silence or noise only); run without --vad / vad=False to embed it"
-        super().__init__(f"{where}: {self.reason}")
+        ValueError.__init__(self, f"{where}: {self.reason}")
 
 
 @functools.cache

@@ -48,7 +48,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--vad",
         action="store_true",
-        help='remove silence before embedding (silero-vad: pip install "wavlmrawnet[vad]"); no speech is a failure',
+        help='remove silence before embedding (silero-vad: pip install "wavlmrawnet[vad]"); no speech is a failure '
+        "(without --vad, a cheap check still fails files that hold no speech: silence, DC, hum, a steady tone)",
     )
 
 
@@ -135,5 +136,6 @@ def embed_inputs(args, files: list[str], model, extractor, precision, progress: 
         precision=precision,
         progress=progress,
         vad=args.vad,
+        require_speech=True,  # a file without speech (silence, hum, a tone) fails instead of scoring
         **options,
     )

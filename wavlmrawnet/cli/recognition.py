@@ -13,23 +13,29 @@ from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, embe
 def cmd_enroll(args) -> int:
     import numpy as np
 
-    from ..recognition import SpeakerDatabase
+    from ..recognition import SpeakerDatabase, check_speaker_name
 
+    check_speaker_name(args.speaker)  # before minutes of embedding
     files, failures = collect_audio(args.inputs)
     model, extractor, precision = load(args)
     database_path = Path(args.db)
-    database = (
-        SpeakerDatabase.load(database_path, model) if database_path.exists() else SpeakerDatabase.for_model(model)
-    )
+    if database_path.exists():  # a wrong model or a damaged file fails now, not after embedding
+        SpeakerDatabase.load(database_path, model)
     result = embed_inputs(args, files, model, extractor, precision)
     failures.update(result.failures)
     if failures:  # a speaker is enrolled from all of its files or not at all
         report_failures(failures)
         print(f"error: {args.speaker!r} was not enrolled; {database_path} is unchanged", file=sys.stderr)
         return EXIT_FAILED_INPUTS
-    updated = args.speaker in database
-    database.add(args.speaker, np.stack([result.embeddings[path] for path in files]))
-    database.save(database_path)
+    # Read-modify-write under the file's lock: another `enroll` on the same --db waits, then adds to what this one
+    # wrote (reading before embedding and saving after lost one writer's speaker).
+    with SpeakerDatabase.lock(database_path):
+        database = (
+            SpeakerDatabase.load(database_path, model) if database_path.exists() else SpeakerDatabase.for_model(model)
+        )
+        updated = args.speaker in database
+        database.add(args.speaker, np.stack([result.embeddings[path] for path in files]))
+        database.save(database_path)
     print(
         f"{'updated' if updated else 'enrolled'} {args.speaker!r} from {len(files)} file(s) "
         f"({database.count(args.speaker)} in all); {database_path} holds {len(database)} speaker(s)"

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..audio_io import AudioDecodingError, audio_duration, load_audio
 from ..precision import Precision, resolve_precision
+from ..speech_check import check_speech
 
 
 @dataclass
@@ -99,9 +101,15 @@ def merge_cache_parts(cache_file: Path) -> None:
     cache = load_file(cache_file) if cache_file.exists() else {}
     for part in parts:
         cache.update(load_file(part))
-    temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
-    save_file(cache, str(temporary))
-    os.replace(temporary, cache_file)
+    # mkstemp: a fresh, unpredictable name opened O_EXCL (a `.{pid}.tmp` name could be planted as a symlink)
+    handle, temporary = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(cache, temporary)
+        os.replace(temporary, cache_file)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
     for part in parts:
         part.unlink(missing_ok=True)
 
@@ -148,6 +156,7 @@ def embed_files(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     vad: bool = False,
+    require_speech: bool = False,
     flush_seconds: float = 60.0,
     distributed: bool | None = None,
 ) -> EmbeddingResult:
@@ -158,7 +167,8 @@ def embed_files(
     "bf16" or a resolved [`Precision`]. With `cache_dir`, embeddings are stored in
     `<cache_dir>/<model fingerprint>-<precision>.safetensors` keyed by path, size and modification time, and reused.
     With `vad=True`, silence is removed first (`wavlmrawnet.vad`, the `[vad]` extra); a file without speech, or too
-    short once its silence is removed, is a failure.
+    short once its silence is removed, is a failure. With `require_speech=True` (the command line's default), a file
+    without speech (silence, DC, hum, a steady tone: `wavlmrawnet.speech_check`) is a failure, not an embedding.
 
     While embedding, new cache entries are written every `flush_seconds` to part files beside the cache (atomically),
     so a killed run resumes without recomputing them. Under several processes (see the module docstring) each rank
@@ -243,6 +253,8 @@ def embed_files(
                     if vad:
                         waveform = remove_silence(waveform, feature_extractor.sampling_rate, where=path)
                         feature_extractor.validate(waveform, f"{path} (speech only, after --vad)")
+                    if require_speech:
+                        check_speech(waveform, feature_extractor.sampling_rate, path)
                 except ValueError as error:  # AudioDecodingError is a ValueError
                     result.failures[path] = getattr(error, "reason", None) or str(error)
                     continue

@@ -1,22 +1,42 @@
-"""Enrolled speakers for identification: one averaged, L2-normalised embedding per speaker, searched by matmul."""
+"""Enrolled speakers for identification: one averaged, L2-normalised embedding per speaker, searched by matmul.
+
+The file is safetensors with a SHA-256 checksum over its contents in the metadata, verified on load; writers that
+share a file take its lock (`SpeakerDatabase.lock`, a `filelock` lock file beside it) across read-modify-write, so
+two concurrent `wavlmrawnet enroll` runs both land.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-__all__ = ["ModelMismatchError", "SpeakerDatabase", "UNKNOWN_SPEAKER", "model_identity"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "ModelMismatchError",
+    "SpeakerDatabase",
+    "UNKNOWN_SPEAKER",
+    "check_speaker_name",
+    "model_identity",
+    "shown_name",
+]
 
 UNKNOWN_SPEAKER = "unknown"
-FORMAT = "wavlmrawnet-speaker-database/1"
+FORMAT = "wavlmrawnet-speaker-database/2"  # /2 adds the checksum
+FORMAT_V1 = "wavlmrawnet-speaker-database/1"  # still read: no checksum, every value is checked
+MAX_NAME_LENGTH = 100
+LOCK_TIMEOUT_SECONDS = 600.0
 # Config keys that do not change the embeddings: calibrating a model or moving its threshold keeps its database.
 _DECISION_KEYS = frozenset(
     ("verification_threshold", "calibration", "p_target", "auto_map", "custom_pipelines", "transformers_version",
@@ -26,6 +46,35 @@ _DECISION_KEYS = frozenset(
 
 class ModelMismatchError(ValueError):
     """The database's embeddings come from another model than the one given."""
+
+
+def shown_name(name, limit: int = 40) -> str:
+    """`repr` of a name for a message, cut to `limit` characters: a 100,000-character name is not echoed whole."""
+    text = name if isinstance(name, str) else str(name)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def check_speaker_name(name) -> str:
+    """Returns `name` if it can be a speaker's name, else raises a ValueError that says why.
+
+    A name is shown in tables, TSV lines and titles, and "unknown" is the answer for no match, so it must be a
+    non-empty string of at most `MAX_NAME_LENGTH` characters, without leading or trailing spaces, without control or
+    line-separator characters (a newline or tab would break `identify`'s TSV output), and not "unknown" in any
+    letter case.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a speaker name must be a non-empty string, got {shown_name(name)}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a speaker name is at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    if name != name.strip():
+        raise ValueError(f"a speaker name must not start or end with spaces, got {shown_name(name)}")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
+        raise ValueError(
+            f"a speaker name must not hold control characters (newline, tab, ...), got {shown_name(name)}"
+        )
+    if name.casefold() == UNKNOWN_SPEAKER:
+        raise ValueError(f"{name!r} reads as the answer for no match ({UNKNOWN_SPEAKER!r}); choose another name")
+    return name
 
 
 def model_identity(model) -> str:
@@ -55,6 +104,17 @@ def _as_matrix(embeddings, dim: int | None, what: str) -> np.ndarray:
     if (norms == 0).any():
         raise ValueError(f"{what}: an embedding is all zeros")
     return matrix / norms
+
+
+def _checksum(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the metadata (sorted) and each tensor's name, dtype, shape and bytes: any changed byte of the
+    contents changes it."""
+    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode())
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
+        digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 class SpeakerDatabase:
@@ -115,13 +175,13 @@ class SpeakerDatabase:
 
     def _row(self, name: str) -> int:
         if name not in self._rows:
-            raise KeyError(f"speaker {name!r} is not enrolled; enrolled: {self._preview()}")
+            raise KeyError(f"speaker {shown_name(name)} is not enrolled; enrolled: {self._preview()}")
         return self._rows[name]
 
     def _preview(self) -> str:
         if not self._names:
             return "none (the database is empty)"
-        shown = ", ".join(repr(n) for n in self._names[:10])
+        shown = ", ".join(shown_name(n) for n in self._names[:10])
         return shown + (f" and {len(self._names) - 10} more" if len(self._names) > 10 else "")
 
     @property
@@ -135,10 +195,7 @@ class SpeakerDatabase:
     def add(self, name: str, embeddings) -> None:
         """Enrols `name` from one (d,) or several (n, d) embeddings, or adds them to its utterances: the speaker's
         embedding is the renormalised mean of all its normalised utterance embeddings."""
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"a speaker name must be a non-empty string, got {name!r}")
-        if name == UNKNOWN_SPEAKER:
-            raise ValueError(f"{UNKNOWN_SPEAKER!r} is the answer for no match; choose another speaker name")
+        check_speaker_name(name)
         matrix = _as_matrix(embeddings, self.dim, f"speaker {name!r}")
         if name in self._rows:
             row = self._rows[name]
@@ -202,8 +259,35 @@ class SpeakerDatabase:
         return answers
 
     # ------------------------------------------------------------------ files
+    @staticmethod
+    def lock(path: str | os.PathLike, timeout: float = LOCK_TIMEOUT_SECONDS) -> contextlib.AbstractContextManager:
+        """The database file's write lock (`<path>.lock`, a `filelock.FileLock`): hold it from `load` to `save` so
+        that concurrent writers never overwrite each other's update. Waiting longer than `timeout` seconds raises a
+        `RuntimeError` that names the lock file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=timeout)
+
+        @contextlib.contextmanager
+        def held():
+            try:
+                lock.acquire()
+            except Timeout:
+                raise RuntimeError(
+                    f"speaker database {path} is locked by another writer for over {timeout:.0f} s "
+                    f"(lock file {lock.lock_file}); try again when it has finished"
+                ) from None
+            try:
+                yield
+            finally:
+                lock.release()
+
+        return held()
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Writes the database as safetensors; the file appears complete or not at all (temporary file + rename)."""
+        """Writes the database as safetensors with a checksum of its contents; the file appears complete or not at
+        all (temporary file + rename) and keeps the permissions of the file it replaces (a new file gets the usual
+        mode, 0666 less the umask). Concurrent writers must hold `lock(path)` from `load` to `save`."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {
@@ -213,10 +297,18 @@ class SpeakerDatabase:
             "names": json.dumps(self._names),
         }
         tensors = {"sums": self._sums.astype(np.float64), "counts": self._counts.astype(np.int64)}
+        metadata["checksum"] = _checksum(metadata, tensors)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
         try:
             save_file(tensors, temporary, metadata=metadata)
+            os.chmod(temporary, mode)  # mkstemp creates 0600, and the rename would keep it
             os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):
@@ -226,7 +318,10 @@ class SpeakerDatabase:
     @classmethod
     def load(cls, path: str | os.PathLike, model=None) -> SpeakerDatabase:
         """Reads a saved database. With `model`, refuses (`ModelMismatchError`) one enrolled with another model and
-        takes the model's current threshold. A file that is not a speaker database is a `ValueError`."""
+        takes the model's current threshold. A file that is not a speaker database, fails its checksum or holds an
+        invalid value (NaN, a wrong dimension, a bad count, an invalid or duplicate name) is a `ValueError` that
+        says so. Files of the first format (no checksum) are read, with every value checked, and gain a checksum
+        when next saved."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"speaker database {path} does not exist")
@@ -236,17 +331,47 @@ class SpeakerDatabase:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
             raise ValueError(f"{path} is not a readable speaker database (corrupt?): {error}") from None
-        if metadata.get("format") != FORMAT:
+        if metadata.get("format") not in (FORMAT, FORMAT_V1):
             raise ValueError(f"{path} is not a wavlmrawnet speaker database (format {metadata.get('format')!r})")
+        damaged = f"{path} is a damaged speaker database"
+        if metadata["format"] == FORMAT:
+            stored = metadata.get("checksum")
+            if stored != _checksum({k: v for k, v in metadata.items() if k != "checksum"}, tensors):
+                raise ValueError(
+                    f"{damaged}: its checksum does not match its contents (changed or corrupted after it was "
+                    "written); restore a backup or enrol the speakers again"
+                )
         try:
             names = json.loads(metadata["names"])
             sums, counts = tensors["sums"], tensors["counts"]
             threshold = float(metadata["threshold"])
             identity = metadata["model_identity"]
         except (KeyError, ValueError) as error:
-            raise ValueError(f"{path} is a damaged speaker database: {error!r}") from None
-        if sums.ndim != 2 or len(names) != len(sums) or counts.shape != (len(names),) or len(set(names)) != len(names):
-            raise ValueError(f"{path} is a damaged speaker database: names, embeddings and counts disagree")
+            raise ValueError(f"{damaged}: {error!r}") from None
+        if not isinstance(names, list) or sums.ndim != 2 or len(names) != len(sums) or counts.shape != (len(names),):
+            raise ValueError(f"{damaged}: names, embeddings and counts disagree")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{damaged}: a speaker name appears twice")
+        for name in names:
+            try:
+                check_speaker_name(name)
+            except ValueError as error:
+                raise ValueError(f"{damaged}: invalid stored name: {error}") from None
+        if sums.dtype.kind != "f" or counts.dtype.kind not in "iu":
+            raise ValueError(f"{damaged}: embeddings must be floats and counts integers")
+        if not np.isfinite(sums).all() or not np.isfinite(threshold):
+            raise ValueError(f"{damaged}: it holds NaN or infinite values")
+        if (counts < 1).any():
+            raise ValueError(f"{damaged}: a speaker has a count below 1")
+        if len(sums) and (np.linalg.norm(sums, axis=1) < 1e-6).any():
+            raise ValueError(f"{damaged}: a speaker's embedding is all zeros")
+        if not isinstance(identity, str) or not identity:
+            raise ValueError(f"{damaged}: no model identity")
+        if model is not None and sums.shape[1] != model.config.embedding_dim:
+            raise ValueError(
+                f"{damaged}: its embeddings have {sums.shape[1]} dimensions, the model's have "
+                f"{model.config.embedding_dim}"
+            )
         database = cls(identity, sums.shape[1], threshold)
         if model is not None:
             expected = model_identity(model)
