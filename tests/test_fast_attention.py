@@ -525,3 +525,32 @@ def test_inference_linear_follows_autocast():
     x, weight = torch.randn(4, 16), torch.randn(8, 16)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert inference_linear(x, weight, None).dtype == torch.bfloat16
+
+
+def test_concurrent_calls_on_one_model_give_each_its_own_embeddings():
+    """Threads of a server share one model: the running layer sum's hooks and the feed-forward's pooled mode are
+    state on shared modules, so concurrent calls take turns there (without it they mixed their sums or failed)."""
+    import threading
+
+    model = tiny_model().eval()
+    clips = [torch.randn(1, 16000 + 4000 * i, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    with torch.inference_mode():
+        expected = [model(clip).embeddings for clip in clips]
+    results, errors = {}, []
+
+    def run(index: int) -> None:
+        try:
+            with torch.inference_mode():
+                for _ in range(3):
+                    results[index] = model(clips[index]).embeddings
+        except Exception as error:  # reported below, with the thread's index
+            errors.append((index, repr(error)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clips))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for index, embedding in expected.items() if isinstance(expected, dict) else enumerate(expected):
+        assert torch.allclose(results[index], embedding, atol=1e-6), index

@@ -10,6 +10,8 @@ as the reference (`modeling_wavlmrawnet.py`, `layers.py`), to fp32 rounding.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -125,9 +127,15 @@ def running_sum_features(
     num_frames = int(wavlm._get_feat_extract_output_lengths(input_values.shape[1]))
     frame_mask = wavlm._get_feature_vector_attention_mask(num_frames, attention_mask)
     weights = model.wavlm_pooling.normalized_weights()
-    with RunningLayerSum(wavlm.encoder, weights, frame_mask, project_after_pooling=not output_hidden_states) as total:
-        outputs = wavlm(input_values, attention_mask=wavlm_mask, output_hidden_states=bool(output_hidden_states))
+    # The running sum hooks WavLM's layers and puts the last feed-forward in its pooled mode for the call: state on
+    # shared modules, so concurrent calls on one model (a server's threads) take turns here.
+    with _RUNNING_SUM_LOCKS.setdefault(wavlm, threading.Lock()):
+        with RunningLayerSum(wavlm.encoder, weights, frame_mask, not output_hidden_states) as total:
+            outputs = wavlm(input_values, attention_mask=wavlm_mask, output_hidden_states=bool(output_hidden_states))
     return total.total, outputs
+
+
+_RUNNING_SUM_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # WavLM module -> its lock
 
 
 def length_groups(lengths: torch.Tensor, attention_mask: torch.Tensor, max_gap: float) -> list[torch.Tensor] | None:
