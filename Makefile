@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch. On a CUDA machine: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint browser clean
+.PHONY: install demo test test-fast lint docs browser clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) demo.py
 
-test: install lint browser
+test: install lint docs browser
 	$(PY) -m pytest -q
+
+# The documentation site (mkdocs-material, mkdocstrings; the dev extra) into site/. --strict: a broken link, anchor or
+# API reference fails the build. The configuration and command-line references are generated from the code.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # Debian's chromium for the browser test in tests/test_space.py: installed when missing, where apt-get can (as root).
 browser:
@@ -38,4 +43,4 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache site
