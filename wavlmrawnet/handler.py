@@ -37,7 +37,7 @@ class BadRequest(ValueError):
 
 
 def decode_audio(value: Any, field: str, max_seconds: float = MAX_AUDIO_SECONDS) -> dict:
-    """Base64 text (or a `data:` URL) or raw bytes of an audio file -> `{"array": (channels, samples), ...}`."""
+    """Base64 text (or a `data:` URL) or raw bytes of an audio file -> `{"bytes", "path": field, "seconds"}`."""
     if isinstance(value, str):
         text = value.split(",", 1)[1] if value.startswith("data:") else value
         try:
@@ -50,20 +50,17 @@ def decode_audio(value: Any, field: str, max_seconds: float = MAX_AUDIO_SECONDS)
         raise BadRequest(f"{field}: expected base64 text or raw audio bytes, got {type(value).__name__}")
     if not data:
         raise BadRequest(f"{field}: no audio (0 bytes)")
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as audio_file:
-            seconds = audio_file.frames / audio_file.samplerate
-            if seconds > max_seconds:
-                raise BadRequest(f"{field}: audio is {seconds:.1f} s long; the limit is {max_seconds:.0f} s")
-            audio = audio_file.read(dtype="float32", always_2d=True)
-            rate = audio_file.samplerate
-    except BadRequest:
-        raise
+    try:  # the header only: the limit is checked before anything is decoded
+        info = sf.info(io.BytesIO(data))
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError
         raise BadRequest(f"{field}: not a readable audio file ({error})") from error
-    if audio.shape[0] == 0:
+    seconds = info.frames / info.samplerate
+    if seconds > max_seconds:
+        raise BadRequest(f"{field}: audio is {seconds:.1f} s long; the limit is {max_seconds:.0f} s")
+    if info.frames == 0:
         raise BadRequest(f"{field}: the audio holds no samples")
-    return {"array": np.ascontiguousarray(audio.T), "sampling_rate": rate, "path": field}
+    # The pipeline's feature extractor decodes the bytes with audio_io.load_audio, the one place audio is read.
+    return {"bytes": data, "path": field, "seconds": seconds}
 
 
 def _parameters(data: dict) -> dict:
@@ -142,5 +139,5 @@ class EndpointHandler:
         return {
             "embedding": [float(x) for x in embedding],
             "dimension": int(embedding.shape[0]),
-            "duration_seconds": audio["array"].shape[1] / audio["sampling_rate"],
+            "duration_seconds": audio["seconds"],
         }
