@@ -42,6 +42,7 @@ def test_require_and_import_module(monkeypatch):
     assert set(EXTRAS) == {"train", "eval", "onnx", "vad", "space", "m4a"}
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers
 def test_import_wavlmrawnet_loads_no_extra():
     # (accelerate is left out: transformers imports it wherever it is installed)
     modules = ("datasets", "matplotlib", "tensorboard", "onnx", "onnxruntime", "gradio", "av", "silero_vad")
