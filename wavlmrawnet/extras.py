@@ -29,7 +29,8 @@ class MissingExtraError(ImportError):
         self.extra, self.missing = extra, missing
         what = feature or "this feature"
         super().__init__(
-            f'{what} needs the "{extra}" extra: pip install "wavlmrawnet[{extra}]" (missing: {", ".join(missing)})'
+            f'{what} needs the "{extra}" extra: pip install "wavlmrawnet[{extra}]" (in a clone: pip install -e '
+            f'".[{extra}]"; missing: {", ".join(missing)})'
         )
 
 
