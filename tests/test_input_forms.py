@@ -90,7 +90,6 @@ def test_datasets_decoded_audio_column(tiny_model, saved_dataset):
     assert np.allclose(extractor(decoded["audio"], return_tensors="np")["input_values"], reference, atol=1e-4)
 
 
-@pytest.mark.slow  # ~7 s: a dozen embeddings through two pipelines and embed_files
 def test_pipelines_and_embed_files_take_every_form(embedder, saved_tiny_model, tiny_model, wav_files, saved_dataset):
     path = wav_files["stereo_44k"]
     reference = embedder(path)
