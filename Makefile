@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch. On a CUDA machine: make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint browser clean
+.PHONY: install demo test test-fast lint docs browser clean
 
 install: $(VENV)/.installed
 
@@ -19,14 +19,21 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) demo.py
 
-test: install lint browser
+test: install lint docs browser
 	$(PY) -m pytest -q
 
-# Debian's chromium for the browser test in tests/test_space.py: installed when missing, where apt-get can (as root).
+# The documentation site (mkdocs-material, mkdocstrings; the dev extra) into site/. --strict: a broken link, anchor or
+# API reference fails the build. The configuration and command-line references are generated from the code.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# Debian's chromium (the browser tests) and espeak-ng (real speech for the no-speech check): installed when missing,
+# where apt-get can (as root). Where they cannot be had, those tests skip, except under CI=true, where they fail.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "note: chromium is missing and could not be installed here; the browser test will be skipped"
+	@missing=""; for tool in chromium espeak-ng; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+		echo "note:$$missing missing and could not be installed here; the tests that need them will be skipped"
 
 # ruff: pycodestyle, pyflakes and import order at line length 119, and the formatter (pyproject.toml).
 lint: install
@@ -38,4 +45,4 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache site

@@ -1,67 +1,9 @@
-"""Train WavLMRawNet: `accelerate launch train.py --config configs/<name>.yaml` (or plain `python train.py ...`).
+"""Train WavLMRawNet: the same as `wavlmrawnet train` (see `wavlmrawnet/train.py`); kept for `python train.py` and
+`accelerate launch train.py --config configs/<name>.yaml`."""
 
-Multi-GPU: `accelerate launch --multi_gpu --num_processes N train.py --config ...`; two CPU processes:
-`torchrun --nproc_per_node 2 train.py --config ...`. The logic lives in `wavlmrawnet/training/`.
-"""
+import sys
 
-import argparse
-import json
-import logging
-
-from wavlmrawnet.training.config import ConfigError, TrainConfig
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML file with model/data/training sections (see configs/)")
-    parser.add_argument("--output-dir", help="overrides training.output_dir")
-    parser.add_argument("--max-steps", type=int, help="overrides training.max_steps")
-    parser.add_argument(
-        "--mixed-precision",
-        choices=["auto", "no", "fp32", "bf16", "fp16"],
-        help="overrides training.mixed_precision (auto: bf16 where the hardware runs it natively, else fp32 on CPUs "
-        "and fp16 on GPUs without bf16; no = fp32)",
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    parser.add_argument(
-        "--skip-bad-audio",
-        action="store_true",
-        help="drop unreadable/empty/too-short files (listed in output_dir/bad_audio.tsv) instead of refusing to start",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override any config value, e.g. --set training.batch_size=16 (repeatable)",
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides)
-    for flag, key in (
-        ("output_dir", "training.output_dir"),
-        ("max_steps", "training.max_steps"),
-        ("mixed_precision", "training.mixed_precision"),
-    ):
-        if getattr(args, flag) is not None:
-            overrides.append(f"{key}={getattr(args, flag)}")
-    if args.skip_bad_audio:
-        overrides.append("data.skip_bad_audio=true")
-    try:
-        config = TrainConfig.from_yaml(args.config, overrides)
-    except (ConfigError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
-    from wavlmrawnet.training.trainer import train  # imported after the config is known to be valid: it is slow
-
-    summary = train(config, resume=args.resume)
-    if summary.get("final_model"):
-        print(json.dumps(summary, indent=2))
-
+from wavlmrawnet.train import main, parse_args  # noqa: F401 (parse_args: the tests' entry point)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(prog="train.py"))

@@ -284,3 +284,28 @@ def test_model_card_states_the_calibration_and_the_actual_dcf(tmp_path, tiny_mod
     assert "The scores are calibrated" not in render_model_card(
         tmp_path / "plain", [tmp_path / "model" / "dev_results.json"]
     )
+
+
+def test_verify_prints_llr_and_probability_of_a_calibrated_model(tmp_path, tiny_model, wav_files, capsys):
+    """`wavlmrawnet verify` on a calibrated model prints what the pipeline returns: llr and probability."""
+    from wavlmrawnet.cli import main
+
+    folder = tmp_path / "calibrated"
+    config = tiny_model.config
+    before = config.calibration, config.p_target
+    config.calibration, config.p_target = {"scale": 8.0, "offset": -4.0}, 0.05
+    try:
+        tiny_model.save_pretrained(folder)
+    finally:
+        config.calibration, config.p_target = before
+    first, second = wav_files["mono_16k"], wav_files["mono_8k"]
+    assert main(["verify", "--model", str(folder), first, second, "--json", "--dtype", "fp32"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    verifier = pipeline("speaker-verification", model=str(folder), trust_remote_code=True, precision="fp32")
+    expected = verifier((first, second))
+    assert decision["llr"] == pytest.approx(8.0 * decision["score"] - 4.0)
+    assert decision["llr"] == pytest.approx(expected["llr"], abs=1e-4)
+    assert decision["probability"] == pytest.approx(expected["probability"], abs=1e-4)
+    assert main(["verify", "--model", str(folder), first, second, "--dtype", "fp32"]) == 0
+    line = capsys.readouterr().out
+    assert f"llr {decision['llr']:.4f}" in line and f"probability {decision['probability']:.4f}" in line

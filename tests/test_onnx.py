@@ -28,8 +28,11 @@ def padded_batch(lengths: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def pytorch_embeddings(model, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The model on what the feature extractor makes of the raw audio (the graph normalises it itself)."""
+    extractor = model.default_feature_extractor()
+    normalized = np.stack([extractor.normalize(row, row_mask) for row, row_mask in zip(values, mask)])
     with torch.inference_mode():
-        return model(torch.from_numpy(values), attention_mask=torch.from_numpy(mask)).embeddings.numpy()
+        return model(torch.from_numpy(normalized), attention_mask=torch.from_numpy(mask)).embeddings.numpy()
 
 
 def onnx_embeddings(path, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -136,3 +139,37 @@ def test_bad_arguments_raise_clear_errors(tiny, tmp_path):
         export_onnx(tmp_path / "missing", tmp_path / "model.onnx")
     with pytest.raises(TypeError, match="WavLMRawNetForXVector"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
+
+
+def test_docs_onnxruntime_example_needs_no_torch(tiny, exported, wav_files):
+    """docs/examples/onnx_embed.py (shown on the Inference page) on the exported graph, run where torch and
+    transformers cannot be imported: the same cosine as PyTorch through the feature extractor on the same files."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "onnx_embed.py"
+    first, second = wav_files["mono_16k"], wav_files["stereo_16k"]
+    blocker = (
+        "import runpy, sys; sys.modules.update(torch=None, transformers=None, wavlmrawnet=None); "
+        f"sys.argv = [{str(example)!r}, {str(exported)!r}, {first!r}, {second!r}]; "
+        f"runpy.run_path({str(example)!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cosine = float(done.stdout.split()[-1])
+
+    was_training = tiny.training
+    tiny.eval()
+    try:
+        inputs = tiny.default_feature_extractor()([first, second], return_tensors="pt")
+        with torch.inference_mode():
+            expected = tiny.get_embeddings(**inputs)
+    finally:
+        tiny.train(was_training)
+    assert abs(cosine - float(expected[0] @ expected[1])) < 1e-4
+
+    bad_rate = subprocess.run(
+        [sys.executable, str(example), str(exported), wav_files["mono_8k"], first], capture_output=True, text=True
+    )
+    assert bad_rate.returncode != 0 and "resample it to 16 kHz" in bad_rate.stderr

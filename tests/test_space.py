@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from tests.conftest import write_flac_bomb, write_wav
+from conftest import missing_system_tool, write_flac_bomb, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "space" / "app.py"
@@ -215,7 +214,7 @@ def test_verify_in_headless_chromium(space_url, space_log, recordings, tmp_path)
     text."""
     chromium = find_chromium()
     if chromium is None:  # `make browser` installs Debian's chromium (`make test` runs it)
-        pytest.skip("no Chromium found (install Debian's chromium package: `make browser`)")
+        missing_system_tool("no Chromium found (install Debian's chromium package: `make browser`)")
     from playwright.sync_api import expect, sync_playwright
 
     screenshot = tmp_path / "space_verify.png"
@@ -266,7 +265,8 @@ def test_verify_in_headless_chromium(space_url, space_log, recordings, tmp_path)
 
 
 def test_space_files_are_deployable():
-    """The front matter Spaces reads, and a requirements.txt that installs everything the shipped package needs."""
+    """The front matter Spaces reads, and a requirements.txt that installs the package with its `space` extra (which
+    brings the core dependencies) rather than repeating them."""
     import tomllib
 
     import gradio
@@ -280,12 +280,14 @@ def test_space_files_are_deployable():
     def name(requirement: str) -> str:
         return requirement.split(";")[0].split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip().lower()
 
-    lines = (REPO / "space" / "requirements.txt").read_text().splitlines()
-    required = {name(line) for line in lines if line.strip() and not line.startswith("#")}
-    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    missing = {name(dependency) for dependency in core} - required
-    assert not missing, f"space/requirements.txt lacks the package's dependencies {sorted(missing)}"
-    assert f"gradio=={gradio.__version__}" in lines
+    lines = [line.strip() for line in (REPO / "space" / "requirements.txt").read_text().splitlines()]
+    requirements = [line for line in lines if line and not line.startswith("#")]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(line.split("@")[0].strip() == "wavlmrawnet[space]" for line in requirements), requirements
+    assert "space" in project["optional-dependencies"]
+    repeated = {name(dependency) for dependency in project["dependencies"]} & {name(line) for line in requirements}
+    assert not repeated, f"space/requirements.txt repeats the package's dependencies {sorted(repeated)}"
+    assert f"gradio=={gradio.__version__}" in requirements
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
-from conftest import voice_like
+from conftest import missing_system_tool, voice_like
 from transformers import pipeline
 
 from wavlmrawnet.speech_check import MIN_SPECTRAL_CHANGE_DB, NoSpeechError, check_speech, speech_evidence
@@ -96,7 +96,7 @@ def test_espeak_ng_speech_passes_loud_quiet_and_cropped(tmp_path):
     from wavlmrawnet.audio_io import load_audio
 
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+        missing_system_tool("espeak-ng is not installed (apt-get install espeak-ng)")
     changes = []
     for voice in ("en", "de", "fr"):
         path = tmp_path / f"{voice}.wav"

@@ -129,3 +129,24 @@ def test_train_py_stops_at_once_on_a_bad_value(tmp_path, config_file, flag):
     assert "Traceback" not in completed.stderr
     assert elapsed < 20, f"took {elapsed:.1f} s"
     assert not (tmp_path / "runs").exists(), "nothing was written"
+
+
+@pytest.mark.parametrize(
+    ("value", "trackers"),
+    [(None, []), ("none", []), ([], []), ("wandb", ["wandb"]), (["tensorboard", "mlflow"], ["tensorboard", "mlflow"])],
+)
+def test_log_with_takes_any_accelerate_tracker_or_none(tmp_path, value, trackers):
+    from wavlmrawnet.training.trainer import make_accelerator
+
+    config = TrainConfig.from_dict({"training": {"log_with": value, "output_dir": str(tmp_path), "cpu": True}})
+    assert config.training.log_with == trackers
+    assert TrainConfig.from_dict(config.to_dict()) == config  # as train_config.yaml reloads
+    if trackers == []:  # no tracker at all: the Accelerator is built without one (a missing package would raise)
+        accelerator, _, _ = make_accelerator(config.training)
+        assert accelerator.log_with == []
+
+
+def test_log_with_refuses_an_unknown_tracker():
+    with pytest.raises(ConfigError, match=r"training.log_with.*unknown tracker\(s\) \['tensorbored'\].*wandb"):
+        TrainConfig.from_dict({"training": {"log_with": "tensorbored"}})
+    assert TrainConfig().training.log_with == ["tensorboard"]  # the default, as before

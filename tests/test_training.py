@@ -248,3 +248,20 @@ def test_bad_audio_refuses_to_start_or_is_skipped_and_listed(tmp_path, corpus):
         "99999.wav",
     }
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
+
+
+def test_accelerate_launch_module_trains_without_trackers(tmp_path, corpus):
+    """`accelerate launch -m wavlmrawnet.train` is the same command as train.py; `training.log_with: none` trains
+    with no tracker at all (no TensorBoard events), and metrics.jsonl is still written."""
+    config = write_config(tmp_path, corpus, eval_every=2, checkpoint_every=2)
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    options = ["--max-steps", "2", "--set", "training.log_with=none", "--set", "data.test_trials=null"]
+    launch = [*accelerate, "-m", "wavlmrawnet.train", "--config", str(config), *options]
+    completed = run(launch, tmp_path)
+    summary = json.loads(completed.stdout[completed.stdout.index("{") :])
+    run_dir = tmp_path / "run"
+    assert summary["steps"] == 2 and (run_dir / "final" / "model.safetensors").is_file()
+    assert (run_dir / "metrics.jsonl").read_text().strip()
+    assert not list(run_dir.rglob("events.out.tfevents*")), "no tracker was asked for"
+    assert yaml.safe_load((run_dir / "train_config.yaml").read_text())["training"]["log_with"] == []

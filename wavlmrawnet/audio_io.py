@@ -19,6 +19,9 @@ They are checked on the header (libsndfile's `info`, or PyAV's stream) before an
 decoding block by block, so a file whose header understates its length is stopped at the limit. A file over a
 limit raises `AudioLimitError`, which names the limit. Decoding keeps one block of all channels at a time and mixes
 it down as it goes (`mono=True`), so a multi-channel file never sits in memory whole.
+
+`decode_input` turns every input form the feature extractor, the pipelines and `embed_files` accept
+(`ACCEPTED_FORMS`) into samples, reading paths and bytes with `load_audio`.
 """
 
 from __future__ import annotations
@@ -327,6 +330,57 @@ def audio_duration(source: AudioSource, name: str | None = None) -> float:
             return container.duration / av.time_base
     audio, rate = _pyav_decode(source, name, soundfile_error, mono=True)  # no duration in the container: decode
     return audio.shape[-1] / rate
+
+
+ACCEPTED_FORMS = (
+    "a path (str or os.PathLike)",
+    "the bytes of an encoded audio file",
+    'a dict {"array" or "raw": samples, "sampling_rate": Hz}',
+    "a numpy array or torch tensor of samples, 1-D or channels-first (pass sampling_rate=)",
+    'a datasets Audio entry: decoded (a torchcodec AudioDecoder) or Audio(decode=False) {"path", "bytes"}',
+)
+
+
+class UnsupportedAudioInput(TypeError):
+    """An input that is none of the accepted forms; the message lists them."""
+
+    def __init__(self, audio: Any, detail: str = ""):
+        forms = "; ".join(ACCEPTED_FORMS)
+        super().__init__(f"unsupported audio input {type(audio).__name__}{detail}; accepted forms: {forms}")
+
+
+def decode_input(
+    audio: Any, sampling_rate: int | None = None, target_rate: int = 16000, name: str | None = None
+) -> tuple[np.ndarray, int | None, str | None]:
+    """(float32 samples, their rate, a name for messages) for any of the `ACCEPTED_FORMS`.
+
+    Paths and bytes (also inside a `{"path", "bytes"}` dict) are read with `load_audio`, so they come back mono at
+    `target_rate`; arrays come back as they are (1-D or channels-first) with the dict's or the call's
+    `sampling_rate`, or None when neither says (the caller decides what that means).
+    """
+    if hasattr(audio, "get_all_samples"):  # a torchcodec AudioDecoder: what datasets' Audio() decodes to
+        samples = audio.get_all_samples()
+        return to_float32(samples.data), int(samples.sample_rate), name
+    if isinstance(audio, dict):
+        for key in ("array", "raw"):
+            if key in audio and audio[key] is not None:
+                rate = audio.get("sampling_rate", sampling_rate)
+                return to_float32(audio[key]), rate, name or audio.get("path")
+        source = audio.get("bytes") or audio.get("path")
+        if source is None:
+            raise UnsupportedAudioInput(audio, f" with keys {sorted(audio)}")
+        label = name or audio.get("path") or "<bytes>"
+        return load_audio(source, target_rate, name=label), target_rate, label
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio, target_rate), target_rate, name or os.fspath(audio)
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return load_audio(bytes(audio), target_rate, name=name), target_rate, name or "<bytes>"
+    if hasattr(audio, "detach") or isinstance(audio, (np.ndarray, list, tuple)):
+        try:
+            return to_float32(audio), sampling_rate, name
+        except (TypeError, ValueError) as error:
+            raise UnsupportedAudioInput(audio, f" ({error})") from None
+    raise UnsupportedAudioInput(audio)
 
 
 def write_aac(path: str | os.PathLike, audio: Any, sampling_rate: int, bit_rate: int = 64000) -> str:

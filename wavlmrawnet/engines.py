@@ -82,7 +82,7 @@ def _onnxruntime_forward(model, onnx_path: Path, threads: int | None):
 
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("the onnxruntime engine runs on the CPU: load the model with --device cpu")
-    export_onnx(model, onnx_path, check=False)
+    export_onnx(model, onnx_path, check=False, normalize_input=False)  # the feature extractor normalised
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

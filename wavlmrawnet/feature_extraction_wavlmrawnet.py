@@ -5,7 +5,6 @@ Audio is read and resampled by `audio_io` (soundfile and soxr; PyAV only where i
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
-from .audio_io import check_audio_limits, check_sampling_rate, load_audio, resample, to_float32, to_mono
+from .audio_io import check_audio_limits, check_sampling_rate, decode_input, resample, to_mono
 
 logger = logging.get_logger(__name__)
 
@@ -36,9 +35,10 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
     The Transform + Segment step of WavLMRawNet: any audio -> mono, 16 kHz, float32 `input_values` with an
     `attention_mask` (1 for real samples, 0 for padding).
 
-    Each input can be a path, a 1-D array `(samples,)`, a 2-D **channels-first** array `(channels, samples)`, a torch
-    tensor, or a `{"array": ..., "sampling_rate": ...}` dict (the `datasets` audio format); int16/int32/uint8 PCM is
-    scaled to [-1, 1]. A list of any of these is a batch.
+    Each input can be a path, the bytes of an encoded file, a 1-D array `(samples,)`, a 2-D **channels-first** array
+    `(channels, samples)`, a torch tensor, a `{"array" or "raw": ..., "sampling_rate": ...}` dict, or a `datasets`
+    `Audio` entry, decoded (a torchcodec `AudioDecoder`) or not (`Audio(decode=False)`: `{"path", "bytes"}`);
+    int16/int32/uint8 PCM is scaled to [-1, 1]. A list of any of these is a batch.
 
     Args:
         feature_size (`int`, *optional*, defaults to 1):
@@ -87,31 +87,25 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
 
     # ------------------------------------------------------------------ single inputs
     def prepare_one(self, audio: Any, sampling_rate: int | None = None, name: str | None = None) -> np.ndarray:
-        """One input (path, array, tensor or dict) -> validated mono float32 array at `self.sampling_rate`."""
-        if isinstance(audio, dict):
-            if "array" not in audio:
-                raise ValueError(f"an audio dict needs an 'array' key, got keys {sorted(audio)}")
-            sampling_rate = audio.get("sampling_rate", sampling_rate)
-            name = name or audio.get("path")
-            audio = audio["array"]
-        if isinstance(audio, (str, os.PathLike)):
-            name = os.fspath(audio)
-            waveform = load_audio(audio, self.sampling_rate)
-        else:
-            waveform = to_float32(audio)
-            if waveform.ndim == 0 or waveform.size == 0:
-                raise ValueError(f"{self._label(name)}is empty (no samples)")
-            channels = waveform.shape[0] if waveform.ndim == 2 else 1
-            waveform = to_mono(waveform)
-            if sampling_rate is None:
-                logger.warning_once(
-                    f"No sampling_rate was given for array input; assuming {self.sampling_rate} Hz. Pass "
-                    "`sampling_rate=` to avoid silent errors."
-                )
-                sampling_rate = self.sampling_rate
-            rate = check_sampling_rate(sampling_rate)
-            check_audio_limits(name or "audio", rate, channels, waveform.shape[-1])  # the decode limits, as files
-            waveform = resample(waveform, rate, self.sampling_rate)
+        """One input, in any of `audio_io.ACCEPTED_FORMS`, -> validated mono float32 array at `self.sampling_rate`.
+
+        Paths and encoded bytes are read with `audio_io.load_audio`; another form raises a `TypeError` that lists the
+        accepted ones.
+        """
+        waveform, rate, name = decode_input(audio, sampling_rate, self.sampling_rate, name)
+        if waveform.ndim == 0 or waveform.size == 0:
+            raise ValueError(f"{self._label(name)}is empty (no samples)")
+        channels = waveform.shape[0] if waveform.ndim == 2 else 1
+        waveform = to_mono(waveform)
+        if rate is None:
+            logger.warning_once(
+                f"No sampling_rate was given for array input; assuming {self.sampling_rate} Hz. Pass "
+                "`sampling_rate=` to avoid silent errors."
+            )
+            rate = self.sampling_rate
+        rate = check_sampling_rate(rate)
+        check_audio_limits(name or "audio", rate, channels, waveform.shape[-1])  # the decode limits, as for files
+        waveform = resample(waveform, rate, self.sampling_rate)
         self.validate(waveform, name)
         return waveform
 
@@ -153,7 +147,7 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
         Prepares one input or a batch (a list) for the model.
 
         Args:
-            raw_speech: a path, array, tensor or `{"array", "sampling_rate"}` dict, or a list of them.
+            raw_speech: one input in any accepted form (see the class docstring), or a list of them.
             sampling_rate (`int`, *optional*): rate of array inputs; they are resampled to `self.sampling_rate`.
             padding, max_length, truncation, pad_to_multiple_of: as in `SequenceFeatureExtractor.pad`
                 (`max_length` and truncation count samples at the model's rate).
@@ -205,8 +199,11 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
 
     @staticmethod
     def _is_batch(raw_speech: Any) -> bool:
-        if not isinstance(raw_speech, Sequence) or isinstance(raw_speech, (str, bytes)):
-            return False
+        one_input = (str, bytes, bytearray, memoryview, dict, np.ndarray)
+        if isinstance(raw_speech, one_input) or any(hasattr(raw_speech, a) for a in ("detach", "get_all_samples")):
+            return False  # a path, bytes, a dict, an array or tensor, a torchcodec AudioDecoder
+        if not isinstance(raw_speech, Sequence):  # e.g. a `datasets` column: iterable, with a length
+            return hasattr(raw_speech, "__iter__") and hasattr(raw_speech, "__len__")
         return not (len(raw_speech) and isinstance(raw_speech[0], (int, float, np.number)))  # list[float] is one clip
 
 

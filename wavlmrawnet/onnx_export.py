@@ -2,14 +2,17 @@
 and length axes.
 
     from wavlmrawnet.onnx_export import export_onnx
-    path = export_onnx("path/to/model_dir", "model.onnx")
+    path = export_onnx("demo_output/run/final", "model.onnx")
 
     import onnxruntime as ort
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (embeddings,) = session.run(None, {"input_values": values_float32, "attention_mask": mask.astype("int64")})
+    (embeddings,) = session.run(None, {"input_values": audio_16k_float32, "attention_mask": mask_int64})
 
-The graph gives the RAW fusion output (after the fusion activation), not L2-normalised: normalise it yourself
-before cosine scoring, as `WavLMRawNetForXVector.get_embeddings` does.
+`input_values` is raw mono 16 kHz audio (float32 in [-1, 1], zero-padded to the longest row): the graph normalises
+each row over its unpadded samples itself (zero mean, unit variance, as the feature extractor does), so a caller needs
+only onnxruntime, numpy and an audio reader (the docs' Inference page has the complete example). The graph gives the
+RAW fusion output (after the fusion activation), not L2-normalised: normalise it before cosine scoring, as
+`WavLMRawNetForXVector.get_embeddings` does.
 
 Two operations of the eager model do not export as written. The wrapper rewrites them, without changing the
 results:
@@ -100,18 +103,30 @@ def _frozen_sinc_filters(model: nn.Module, banks: dict[str, torch.Tensor]):
             del module.filters
 
 
-class ExportableEmbeddingModel(nn.Module):
-    """`WavLMRawNetForXVector` reduced to (input_values, attention_mask) -> raw embeddings (B, embedding_dim).
+def normalize_rows(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Zero mean and unit variance per row over its unpadded samples, padding set to 0: the feature extractor's
+    `normalize`, in torch, so that it runs inside the exported graph."""
+    weights = mask.to(values.dtype)
+    count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+    mean = (values * weights).sum(dim=1, keepdim=True) / count
+    variance = (((values - mean) * weights) ** 2).sum(dim=1, keepdim=True) / count
+    return (values - mean) / torch.sqrt(variance + eps) * weights
 
-    Use it for export only. It stores the sinc filter banks as they are when it is built, so build it after the
-    last weight change. The model must be in eval mode.
+
+class ExportableEmbeddingModel(nn.Module):
+    """`WavLMRawNetForXVector` reduced to (raw audio, attention_mask) -> raw embeddings (B, embedding_dim).
+
+    `normalize` (the feature extractor's `do_normalize`): the input is raw 16 kHz audio, normalised per row inside
+    the graph. Use it for export only. It stores the sinc filter banks as they are when it is built, so build it
+    after the last weight change. The model must be in eval mode.
     """
 
-    def __init__(self, model: WavLMRawNetForXVector):
+    def __init__(self, model: WavLMRawNetForXVector, normalize: bool = True):
         super().__init__()
         if not isinstance(model, WavLMRawNetForXVector):
             raise TypeError(f"expected a WavLMRawNetForXVector, got {type(model).__name__}")
         self.model = model
+        self.normalize = normalize
         self._bank_buffers: dict[str, str] = {}  # SincConv module name -> buffer name here
         with torch.no_grad():
             for index, (name, module) in enumerate(
@@ -127,6 +142,8 @@ class ExportableEmbeddingModel(nn.Module):
                 "call .eval() before exporting: training mode would export dropout and batch statistics"
             )
         banks = {name: getattr(self, buffer) for name, buffer in self._bank_buffers.items()}
+        if self.normalize:
+            input_values = normalize_rows(input_values, attention_mask)
         with _frozen_sinc_filters(self.model, banks), _ExportableMaxPool1d():
             return self.model(input_values, attention_mask=attention_mask, return_dict=True).embeddings
 
@@ -247,8 +264,9 @@ def _check_against_pytorch(wrapper, path: Path, lengths_per_batch: list[list[int
     worst = 0.0
     for seed, lengths in enumerate(lengths_per_batch):
         values, mask = _padded_batch(lengths, seed=100 + seed)
-        with torch.no_grad():
-            expected = wrapper.model(values, attention_mask=mask).embeddings.numpy()
+        with torch.no_grad():  # PyTorch gets what the feature extractor would give it
+            prepared = normalize_rows(values.double(), mask).float() if wrapper.normalize else values
+            expected = wrapper.model(prepared, attention_mask=mask).embeddings.numpy()
         (got,) = session.run(None, {"input_values": values.numpy(), "attention_mask": mask.numpy()})
         if got.shape != expected.shape:
             raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape} for lengths {lengths}")
@@ -269,11 +287,14 @@ def export_onnx(
     *,
     dynamo: bool = True,
     check_atol: float = 1e-4,
+    normalize_input: bool | None = None,
 ) -> Path:
     """Exports the speaker embedding (not L2-normalised) of a WavLMRawNet model to ONNX.
 
-    The graph maps `input_values` (float32, batch x samples, 16 kHz mono) and `attention_mask` (int64,
-    batch x samples, 1 for real samples and 0 for padding) to `embeddings` (float32, batch x embedding_dim). The
+    The graph maps `input_values` (float32, batch x samples: raw 16 kHz mono audio, zero-padded) and
+    `attention_mask` (int64, batch x samples, 1 for real samples and 0 for padding) to `embeddings` (float32,
+    batch x embedding_dim). Each row is normalised inside the graph (zero mean, unit variance over its unpadded
+    samples, as the feature extractor's `do_normalize`), so callers pass audio as read, resampled to 16 kHz. The
     embeddings are the raw fusion output: L2-normalise them before cosine scoring. Batch size and length are
     dynamic. The length range declared to `torch.export` starts at the feature extractor's minimum (0.5 s = 8000
     samples at 16 kHz, or `config.min_input_seconds` if longer). The graph has no such check, and shorter inputs
@@ -292,6 +313,9 @@ def export_onnx(
         dynamo: use the `torch.export`-based exporter (default). False uses the legacy TorchScript exporter,
             which is deprecated but exports about 10x faster.
         check_atol: largest allowed absolute difference between ONNX Runtime and PyTorch embeddings.
+        normalize_input: normalise each row inside the graph; None follows the feature extractor's
+            `do_normalize`. The onnxruntime engine passes False: it feeds what the feature extractor already
+            normalised (and long-audio windows of it).
 
     Returns:
         The path of the written `.onnx` file.
@@ -324,7 +348,8 @@ def export_onnx(
     # torch.export. ONNX Runtime applies its own fusions to the graph.
     model.set_fast_paths(False)
     try:
-        wrapper = ExportableEmbeddingModel(model).eval()
+        normalize = feature_extractor.do_normalize if normalize_input is None else normalize_input
+        wrapper = ExportableEmbeddingModel(model, normalize=normalize).eval()
         if dynamo:
             _export_dynamo(wrapper, example, out_path, opset, min_samples, external_data)
         else:

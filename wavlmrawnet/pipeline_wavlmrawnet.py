@@ -33,6 +33,14 @@ def _as_audio_dict(audio: Any, sampling_rate: int | None) -> Any:
     return audio
 
 
+def _is_column(inputs: Any) -> bool:
+    """An iterable with a length that is no single input (e.g. `dataset["audio"]`)."""
+    single = (str, bytes, bytearray, memoryview, dict, list, tuple, np.ndarray, torch.Tensor, os.PathLike)
+    if isinstance(inputs, single) or hasattr(inputs, "get_all_samples"):  # the last: a torchcodec AudioDecoder
+        return False
+    return hasattr(inputs, "__iter__") and hasattr(inputs, "__len__")
+
+
 def silence_remover(vad: Any):
     """`vad=True` -> `wavlmrawnet.vad.remove_silence` (the `[vad]` extra); a callable `(waveform, sampling_rate) ->
     waveform` is used as it is; False/None -> None."""
@@ -53,7 +61,9 @@ def silence_remover(vad: Any):
 class SpeakerEmbeddingPipeline(Pipeline):
     """Recording(s) -> L2-normalised speaker embedding(s), as float32 numpy arrays of shape (embedding_dim,).
 
-    Inputs: a path, a numpy array (pass `sampling_rate=`), a `{"array", "sampling_rate"}` dict, or a list of these.
+    Inputs: a path, the bytes of an audio file, a numpy array or torch tensor (pass `sampling_rate=`), a
+    `{"array" or "raw", "sampling_rate"}` dict, a `datasets` audio entry (decoded, or `Audio(decode=False)`), or a list
+    or `datasets` column of these.
     Options: `sampling_rate`, `normalize` (default True), `chunk_seconds` (long-audio window; default from the
     config, 0 = off), `batch_size`, `precision` ("auto" by default: bf16 autocast where the hardware runs bf16
     natively, else fp32; or "fp32", "bf16", "fp16"), `vad` (False by default; True removes silence with silero-vad,
@@ -92,6 +102,8 @@ class SpeakerEmbeddingPipeline(Pipeline):
     def __call__(self, inputs, **kwargs):
         if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and kwargs.get("sampling_rate") is None:
             raise ValueError("a 2-D array is one multi-channel recording; pass `sampling_rate=` with array inputs")
+        if _is_column(inputs):  # e.g. a `datasets` audio column: a batch, as a list
+            inputs = list(inputs)
         return super().__call__(inputs, **kwargs)
 
     def preprocess(self, audio, sampling_rate=None, vad=None, require_speech=True):

@@ -1,4 +1,5 @@
-"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, export-onnx, card, push, convert.
+"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, export-onnx, card, push, convert,
+train.
 
 Every command takes `--model DIR` (a folder written by `save_pretrained` or by training's `final/`) or a Hub id
 `--model user/repo[@revision]`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..extras import MissingExtraError
 from . import convert, embedding, publishing, recognition
 from .common import EXIT_FAILED_INPUTS
 
@@ -24,13 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands)
+    # `train` keeps its own parser (wavlmrawnet/train.py, also `python -m wavlmrawnet.train`): listed here for --help.
+    commands.add_parser("train", help="train a model from a YAML config (the train extra)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from ..train import main as train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED_INPUTS
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED_INPUTS

@@ -58,15 +58,32 @@ def cmd_verify(args) -> int:
     score = float(first @ second)
     threshold = model.config.verification_threshold if args.threshold is None else args.threshold
     decision = {"score": score, "threshold": threshold, "same_speaker": score >= threshold}
+    calibrated = calibrated_outputs(model.config, score)  # llr and probability, as the pipeline returns them
+    decision.update(calibrated)
     if args.json:
         print(json.dumps(decision))
     else:
         verdict = "same speaker" if decision["same_speaker"] else "different speakers"
-        print(f"score {score:.4f}  threshold {threshold:.4f}  ->  {verdict}")
+        extra = "".join(f"  {key} {value:.4f}" for key, value in calibrated.items())
+        print(f"score {score:.4f}  threshold {threshold:.4f}{extra}  ->  {verdict}")
     return 0
 
 
+def calibrated_outputs(config, score: float) -> dict:
+    """`{"llr", "probability"}` for a calibrated model (`config.calibration`), else `{}`."""
+    from ..recognition.calibration import llr_to_probability
+
+    calibration = getattr(config, "calibration", None)
+    if not calibration:
+        return {}
+    llr = calibration["scale"] * score + calibration["offset"]
+    return {"llr": float(llr), "probability": float(llr_to_probability(llr, getattr(config, "p_target", 0.01)))}
+
+
 def cmd_score(args) -> int:
+    from ..extras import import_module
+
+    import_module("matplotlib", "eval", "wavlmrawnet score (DET plots)")
     from ..evaluation.runner import evaluate_trial_list
 
     cohort, failures = collect_audio(args.cohort) if args.cohort else ([], {})
@@ -147,7 +164,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("enroll", help="first recording")
     verify.add_argument("test", help="second recording")
     verify.add_argument("--threshold", type=float, help="override the model's decision threshold")
-    verify.add_argument("--json", action="store_true", help='print {"score", "threshold", "same_speaker"} as JSON')
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"score", "threshold", "same_speaker"} as JSON (+ "llr", "probability" when calibrated)',
+    )
     add_runtime_options(verify)
     verify.set_defaults(run=cmd_verify)
 

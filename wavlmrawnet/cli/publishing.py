@@ -6,6 +6,9 @@ import argparse
 
 
 def cmd_export_onnx(args) -> int:
+    from ..extras import require
+
+    require("onnx", "wavlmrawnet export-onnx")
     from ..onnx_export import export_onnx
 
     path = export_onnx(args.model, args.out, opset=args.opset)

@@ -1,8 +1,10 @@
 """Speaker-verification evaluation: trial lists, embedding, scoring, error rates (EER, minDCF), plots and the
-results JSON."""
+results JSON.
+
+The plots need matplotlib (the `eval` extra): they are imported on first use, so the rest works with the core install.
+"""
 
 from .error_rates import compute_eer, compute_metrics, compute_min_dcf, det_curve
-from .plots import plot_det_curve, plot_score_histograms
 from .results import EvaluationResults, write_results_json
 from .scoring import MissingEmbeddingError, as_norm_scores, cosine_scores, score_trials
 from .trials import MissingTrialFilesError, Trial, make_trials, read_trials, unique_paths, write_trials
@@ -27,3 +29,11 @@ __all__ = [
     "write_results_json",
     "write_trials",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("plot_det_curve", "plot_score_histograms"):
+        from . import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

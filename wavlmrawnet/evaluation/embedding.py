@@ -145,10 +145,30 @@ def gather_to_main(state, embeddings: dict[str, np.ndarray], failures: dict[str,
     return gathered, merged_failures
 
 
+def _in_memory_inputs(items: Sequence, feature_extractor) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
+    """Splits `embed_files`' inputs: paths (kept as they are, cached) and every other accepted form (bytes, arrays,
+    dicts, `datasets` entries), decoded now and named `<index>` or by the entry's `path`; plus their failures."""
+    paths, decoded, failures = [], {}, {}
+    for index, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            paths.append(os.fspath(item))
+            continue
+        local = item.get("path") if isinstance(item, dict) else None
+        if local and not item.get("bytes") and item.get("array") is None and item.get("raw") is None:
+            paths.append(os.fspath(local))  # an Audio(decode=False) entry of a local file: a path
+            continue
+        name = f"{local or 'input'}#{index}"
+        try:
+            decoded[name] = feature_extractor.prepare_one(item, name=name)
+        except ValueError as error:  # AudioDecodingError, empty, NaN, too short
+            failures[name] = getattr(error, "reason", None) or str(error)
+    return paths, decoded, failures
+
+
 def embed_files(
     model,
     feature_extractor,
-    paths: Sequence[str],
+    paths: Sequence,
     batch_size: int = 8,
     max_batch_seconds: float = 120.0,
     chunk_seconds: float | None = None,
@@ -161,6 +181,11 @@ def embed_files(
     distributed: bool | None = None,
 ) -> EmbeddingResult:
     """Embeds each unique path once, longest first, in batches of similar length (minimal padding).
+
+    `paths` may also hold any other input form the feature extractor accepts (`audio_io.ACCEPTED_FORMS`: bytes,
+    `{"array"|"raw", "sampling_rate"}`, arrays with their rate in a dict, `datasets` audio entries); those are decoded
+    up front, never cached, and keyed `"<path or 'input'>#<index>"` in the result. A form that is none of them raises
+    a `TypeError` that lists the accepted ones.
 
     A file that cannot be read or is invalid (empty, NaN, too short) is recorded in `failures` with its reason;
     nothing is skipped silently. `precision` is "auto" (bf16 where the hardware runs it natively, else fp32), "fp32",
@@ -177,7 +202,8 @@ def embed_files(
     shares the work whenever several processes were launched; pass False where one process embeds alone (e.g. the
     trainer's validation on rank 0), or every rank would wait for it.
     """
-    unique = list(dict.fromkeys(os.fspath(p) for p in paths))
+    file_paths, in_memory, memory_failures = _in_memory_inputs(paths, feature_extractor)
+    unique = list(dict.fromkeys(file_paths + list(in_memory) + list(memory_failures)))
     if vad:
         from ..vad import remove_silence  # optional dependency: a clear ImportError names the extra
     result = EmbeddingResult(precision=_resolve(model, precision))
@@ -193,8 +219,13 @@ def embed_files(
             state.wait_for_everyone()
         if cache_file.exists():
             cache = load_file(cache_file)
+    result.failures.update(memory_failures)
     todo = []
     for path in unique:
+        if path in in_memory or path in memory_failures:
+            if path in in_memory:
+                todo.append((path, None))  # not cached: no file to key it by
+            continue
         try:
             key = _file_key(path)
         except OSError as error:
@@ -207,6 +238,9 @@ def embed_files(
 
     durations = {}
     for path, _ in todo:
+        if path in in_memory:
+            durations[path] = in_memory[path].shape[-1] / feature_extractor.sampling_rate
+            continue
         try:
             durations[path] = audio_duration(path)
         except AudioDecodingError as error:
@@ -248,7 +282,9 @@ def embed_files(
             waveforms, kept = [], []
             for path, key in batch:
                 try:
-                    waveform = load_audio(path, feature_extractor.sampling_rate)
+                    waveform = in_memory.get(path)
+                    if waveform is None:
+                        waveform = load_audio(path, feature_extractor.sampling_rate)
                     feature_extractor.validate(waveform, path)
                     if vad:
                         waveform = remove_silence(waveform, feature_extractor.sampling_rate, where=path)
@@ -270,7 +306,9 @@ def embed_files(
                     )
                 embeddings = torch.nn.functional.normalize(embeddings.float(), dim=1).cpu().numpy()
                 for (path, key), embedding in zip(kept, embeddings):
-                    result.embeddings[path] = cache[key] = fresh[key] = embedding
+                    result.embeddings[path] = embedding
+                    if key is not None:
+                        cache[key] = fresh[key] = embedding
                     computed_here.append(path)
                 result.computed += len(kept)
                 if time.monotonic() - last_flush >= flush_seconds:

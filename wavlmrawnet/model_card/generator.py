@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
@@ -38,6 +37,7 @@ from safetensors import safe_open
 
 from ..configuration_wavlmrawnet import WavLMRawNetConfig
 from ..evaluation.results import PLAIN_COSINE, EvaluationResults, finite_number, is_results_json
+from ..extras import import_module
 
 __all__ = ["SYNTHETIC_WARNING", "render_model_card", "write_model_card"]
 
@@ -350,6 +350,7 @@ def _build(
     names_voxceleb = any("voxceleb" in (item.dataset_name or "").lower() for item in card_results)
     model_ref = repo_id or str(folder)
     shell_model = f"$(hf download {shlex.quote(repo_id)})" if repo_id else shlex.quote(str(folder))
+    jinja2 = import_module("jinja2", "eval", "the model card (wavlmrawnet card)")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_PATH.parent)),
         undefined=jinja2.StrictUndefined,

@@ -63,9 +63,15 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class ModelSection(_Section):
-    preset: str = "default"  # WavLMRawNetConfig preset
-    wavlm_pretrained: str | None = None  # e.g. "microsoft/wavlm-large": WavLM weights to start from
-    overrides: dict[str, Any] = Field(default_factory=dict)  # WavLMRawNetConfig arguments
+    """`model`: which architecture to build, and where its WavLM weights come from."""
+
+    preset: str = Field("default", description="`WavLMRawNetConfig` preset: `default`, `reference` or `tiny`.")
+    wavlm_pretrained: str | None = Field(
+        None, description='WavLM weights to start from, e.g. "microsoft/wavlm-large" (a Hub id or a folder).'
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="`WavLMRawNetConfig` arguments that differ from the preset."
+    )
 
     @field_validator("preset")
     @classmethod
@@ -80,63 +86,105 @@ class DatasetSource(_Section):
     `datasets.load_dataset` (a Hub id, a packaged builder such as `audiofolder`/`parquet`/`csv`/`json`, or a local
     folder); a folder written by `save_to_disk` is read with `load_from_disk`."""
 
-    path: str
-    name: str | None = None
-    split: str = "train"
-    data_files: str | list[str] | dict[str, str | list[str]] | None = None
-    data_dir: str | None = None
-    revision: str | None = None
-    streaming: bool = False  # an IterableDataset: nothing is downloaded or listed up front (see README: streaming)
-    audio_column: str = "audio"  # an Audio column (read as Audio(decode=False)) or a column of file paths
-    speaker_column: str = "speaker"  # strings, integers or a ClassLabel
-    label2id_file: str | None = None  # streaming: JSON {speaker: id} of every speaker, instead of the first pass
-    shuffle_buffer: PositiveInt = 10000  # streaming: seeded shuffle buffer, in rows
+    path: str = Field(description="A Hub id, a packaged builder (`parquet`, `audiofolder`, ...) or a folder.")
+    name: str | None = Field(None, description="The dataset configuration name.")
+    split: str = Field("train", description="The split to train on.")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="Files for a packaged builder, e.g. `vox2/*.parquet`."
+    )
+    data_dir: str | None = Field(None, description="Sub-folder of the source to read.")
+    revision: str | None = Field(None, description="Branch, tag or commit of a Hub dataset.")
+    streaming: bool = Field(False, description="Read as an IterableDataset: nothing is downloaded or listed up front.")
+    audio_column: str = Field(
+        "audio",
+        description="An `Audio` column (read as `Audio(decode=False)`, decoded by wavlmrawnet) or a column of paths.",
+    )
+    speaker_column: str = Field("speaker", description="Speaker labels: strings, integers or a `ClassLabel`.")
+    label2id_file: str | None = Field(
+        None, description="Streaming: JSON `{speaker: id}` of every speaker, instead of a first pass over the stream."
+    )
+    shuffle_buffer: PositiveInt = Field(10000, description="Streaming: seeded shuffle buffer, in rows.")
 
 
 class DataSection(_Section):
-    # The training source: exactly one of train_dir, train_manifest and dataset.
-    train_dir: str | None = None  # VoxCeleb layout: <train_dir>/wav/<speaker>/<video>/<utt>.wav
-    train_manifest: str | None = None  # or a CSV/JSONL manifest with path,speaker
-    dataset: DatasetSource | None = None  # or any `datasets` source (Hub, parquet, audiofolder, save_to_disk ...)
-    audio_extensions: list[str] = Field(default_factory=lambda: [".wav"])  # train_dir files (VoxCeleb2: [".m4a"])
-    validation_speakers: PositiveInt | Annotated[float, Field(gt=0, lt=1)] = 0.1  # a count (>= 1) or a fraction
-    test_trials: str | None = None  # VoxCeleb trial list evaluated at the end (e.g. veri_test2.txt)
-    test_root: str | None = None  # folder the trial paths are relative to
-    test_dataset_name: str | None = None  # e.g. "VoxCeleb1-O (cleaned)": names the result in the model card
-    validation_trials: PositiveInt = 2000  # trials drawn among the validation speakers' files
-    segment_seconds: PositiveFloat = 3.0  # training crop
-    num_workers: NonNegativeInt = 2
-    skip_bad_audio: bool = False
-    full_audio_check: bool = True  # decode every file before training (False: headers only, faster on big corpora)
-    augment: AugmentConfig | None = None  # noise / reverberation / speed perturbation; off when absent
-    synthetic: bool = False  # the training data is the synthetic demo corpus (the model card says so at the top)
+    """`data`: the training source (exactly one of `train_dir`, `train_manifest` and `dataset`), checks and crops."""
+
+    train_dir: str | None = Field(
+        None, description="A VoxCeleb-layout folder: `<train_dir>/wav/<speaker>/<video>/<utt>.wav`."
+    )
+    train_manifest: str | None = Field(None, description="Or a CSV/JSONL manifest with `path,speaker`.")
+    dataset: DatasetSource | None = Field(
+        None, description="Or any `datasets` source (Hub, parquet, audiofolder, `save_to_disk`, ...)."
+    )
+    audio_extensions: list[str] = Field(
+        default_factory=lambda: [".wav"], description='File types of `train_dir` (VoxCeleb2: `[".m4a"]`).'
+    )
+    validation_speakers: PositiveInt | Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.1, description="Held-out speakers for validation: a count (>= 1) or a fraction."
+    )
+    test_trials: str | None = Field(
+        None, description="A VoxCeleb trial list evaluated at the end (e.g. `veri_test2.txt`)."
+    )
+    test_root: str | None = Field(None, description="The folder the trial paths are relative to.")
+    test_dataset_name: str | None = Field(
+        None, description='Names the test result in the model card, e.g. "VoxCeleb1-O (cleaned)".'
+    )
+    validation_trials: PositiveInt = Field(2000, description="Trials drawn among the validation speakers' files.")
+    segment_seconds: PositiveFloat = Field(3.0, description="Length of the random training crops, in seconds.")
+    num_workers: NonNegativeInt = Field(2, description="DataLoader worker processes (decoding, augmentation).")
+    skip_bad_audio: bool = Field(
+        False, description="Drop unreadable/empty/too-short files (listed in `bad_audio.tsv`) instead of stopping."
+    )
+    full_audio_check: bool = Field(
+        True, description="Decode every file before training (False: headers only, faster on big corpora)."
+    )
+    augment: AugmentConfig | None = Field(
+        None, description="Noise, reverberation and speed perturbation (see below); off when absent."
+    )
+    synthetic: bool = Field(
+        False, description="The data is the synthetic demo corpus (the model card says so at the top)."
+    )
 
 
 class TrainingSection(_Section):
-    output_dir: str = "runs/wavlmrawnet"
-    seed: NonNegativeInt = 0
-    max_steps: PositiveInt = 1000
-    batch_size: PositiveInt = 32  # per process
-    gradient_accumulation_steps: PositiveInt = 1
-    learning_rate: PositiveFloat = 1e-3  # new layers: RawNet branch, fusion, loss weights
-    wavlm_learning_rate: Annotated[float, Field(ge=0)] = 2e-5  # the pretrained WavLM
-    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
-    scheduler: str = "cosine"  # any transformers.get_scheduler name
-    warmup_steps: NonNegativeInt = 100
-    max_grad_norm: Annotated[float, Field(ge=0)] = 5.0  # 0: no clipping
-    freeze_wavlm_steps: NonNegativeInt = 0  # WavLM learning rate is 0 for the first N steps
-    freeze_feature_encoder: bool = True
-    gradient_checkpointing: bool = False
-    # "auto": bf16 where the hardware runs it natively (CUDA with bf16, AMX or AVX512-BF16 CPUs), else fp16 on CUDA
-    # and fp32 on CPUs. "no" and "fp32" mean fp32.
-    mixed_precision: Literal[tuple(PRECISION_ALIASES)] = "auto"  # type: ignore[valid-type]
-    cpu: bool = False  # train on the CPU even where a GPU exists
-    checkpoint_every: PositiveInt = 200
-    keep_checkpoints: PositiveInt = 2
-    eval_every: PositiveInt = 200
-    log_every: PositiveInt = 10
-    eval_batch_size: PositiveInt = 16
-    test_before_training: bool = False  # also evaluate the untrained model on data.test_trials (for comparisons)
+    """`training`: the optimisation, precision, checkpoints, validation and logging."""
+
+    output_dir: str = Field("runs/wavlmrawnet", description="Checkpoints, logs and the final model (`final/`).")
+    seed: NonNegativeInt = Field(0, description="Seeds the model, the data order and the speaker split.")
+    max_steps: PositiveInt = Field(1000, description="Optimizer steps in the whole run.")
+    batch_size: PositiveInt = Field(32, description="Crops per batch, per process.")
+    gradient_accumulation_steps: PositiveInt = Field(1, description="Batches per optimizer step.")
+    learning_rate: PositiveFloat = Field(1e-3, description="The new layers: RawNet branch, fusion, loss weights.")
+    wavlm_learning_rate: Annotated[float, Field(ge=0)] = Field(
+        2e-5, description="The pretrained WavLM (0 keeps it fixed for the whole run)."
+    )
+    weight_decay: Annotated[float, Field(ge=0)] = Field(1e-4, description="AdamW weight decay.")
+    scheduler: str = Field("cosine", description="Any `transformers.get_scheduler` name.")
+    warmup_steps: NonNegativeInt = Field(100, description="Linear warm-up steps of the schedule.")
+    max_grad_norm: Annotated[float, Field(ge=0)] = Field(5.0, description="Gradient clipping norm (0: no clipping).")
+    freeze_wavlm_steps: NonNegativeInt = Field(0, description="WavLM's learning rate is 0 for the first N steps.")
+    freeze_feature_encoder: bool = Field(True, description="Keep WavLM's convolutional feature encoder fixed.")
+    gradient_checkpointing: bool = Field(False, description="Activation checkpointing: less memory, slower steps.")
+    mixed_precision: Literal[tuple(PRECISION_ALIASES)] = Field(  # type: ignore[valid-type]
+        "auto",
+        description="`auto`: bf16 where the hardware runs it natively (CUDA with bf16, AMX or AVX512-BF16 CPUs), "
+        "else fp16 on CUDA and fp32 on CPUs; `no` and `fp32` mean fp32.",
+    )
+    cpu: bool = Field(False, description="Train on the CPU even where a GPU exists.")
+    checkpoint_every: PositiveInt = Field(200, description="Steps between checkpoints (`--resume` continues).")
+    keep_checkpoints: PositiveInt = Field(2, description="Checkpoints kept on disk (the oldest are deleted).")
+    eval_every: PositiveInt = Field(200, description="Steps between validation EERs; the best model is kept.")
+    log_every: PositiveInt = Field(10, description="Steps between logged losses.")
+    eval_batch_size: PositiveInt = Field(16, description="Files per batch when embedding for validation and test.")
+    test_before_training: bool = Field(
+        False, description="Also evaluate the untrained model on `data.test_trials` (for comparisons)."
+    )
+    log_with: list[str] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Accelerate trackers for the training curves (`tensorboard`, `wandb`, `mlflow`, `all`, ...; "
+        "`accelerate.utils.LoggerType`), a list of them, or none (null, `none` or `[]`); "
+        "`metrics.jsonl` is written either way.",
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -148,8 +196,23 @@ class TrainingSection(_Section):
             raise ValueError(f"unknown scheduler; choose one of {names}")
         return value
 
+    @field_validator("log_with", mode="before")
+    @classmethod
+    def _known_trackers(cls, value) -> list[str]:
+        from accelerate.utils import LoggerType
+
+        names = [value] if isinstance(value, str) else list(value or [])
+        names = [name for name in names if not (isinstance(name, str) and name.lower() == "none")]
+        known = [member.value for member in LoggerType]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown tracker(s) {unknown}; choose among {known}, or none")
+        return names
+
 
 class TrainConfig(_Section):
+    """A training run: the `model`, `data` and `training` sections of the YAML file."""
+
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
     training: TrainingSection = Field(default_factory=TrainingSection)

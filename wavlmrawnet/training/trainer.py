@@ -127,7 +127,7 @@ def make_accelerator(training: TrainingSection) -> tuple[Accelerator, Precision,
         cpu=on_cpu,  # without a GPU, cpu=True is what lets torchrun's processes form a gloo group
         mixed_precision=precision.accelerate_mixed_precision,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
-        log_with="tensorboard",
+        log_with=training.log_with or None,  # any Accelerate tracker, or none
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )

@@ -429,30 +429,37 @@ def is_saved_dataset(path: str | os.PathLike) -> bool:
     return folder.is_dir() and ((folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file())
 
 
-def encode_audio_without_torchcodec() -> None:
-    """Lets `datasets` store audio given as a path or bytes without torchcodec (process-wide, idempotent).
+def torchcodec_available() -> bool:
+    """Whether torchcodec can be imported (it also needs FFmpeg's shared libraries): `datasets` needs it to decode an
+    `Audio()` column and to encode the audio that packaged builders such as `audiofolder` write."""
+    try:
+        from torchcodec.decoders import AudioDecoder  # noqa: F401
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
 
-    `datasets` 5 imports torchcodec in `Audio.encode_example` before looking at the value, so packaged builders such
-    as `audiofolder` fail without it even though a path or bytes need no encoding. This wraps the method: a path,
-    bytes or a `{"path", "bytes"}` dict is stored as is; anything else (arrays) still goes to the original.
-    """
-    from datasets.features import audio as audio_module
 
-    original = audio_module.Audio.encode_example
-    if getattr(original, "_wavlmrawnet", False):
-        return
+# An `Audio` column's Arrow storage, as plain features: rows read as `{"bytes", "path"}` like `Audio(decode=False)`.
+AUDIO_STORAGE = {"bytes": Value("binary"), "path": Value("string")}
 
-    def encode_example(self, value):
-        if isinstance(value, (str, Path)):
-            return {"bytes": None, "path": os.fspath(value)}
-        if isinstance(value, (bytes, bytearray)):
-            return {"bytes": bytes(value), "path": None}
-        if isinstance(value, Mapping) and "array" not in value and (value.get("bytes") or value.get("path")):
-            return {"bytes": value.get("bytes"), "path": value.get("path")}
-        return original(self, value)
+AUDIOFOLDER_METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 
-    encode_example._wavlmrawnet = True
-    audio_module.Audio.encode_example = encode_example
+
+def audiofolder_features(data_dir: str | os.PathLike, audio_column: str = "audio") -> Features:
+    """`features=` for `load_dataset("audiofolder", ...)` that keep the audio as file paths (a string column), so the
+    builder encodes nothing and needs no torchcodec; the labels are the audio files' folder names, sorted, as
+    `audiofolder` infers them. A folder with a metadata file is refused (its columns would need features too)."""
+    from datasets.packaged_modules.audiofolder.audiofolder import AudioFolder
+
+    root = Path(data_dir)
+    if any(next(root.rglob(name), None) for name in AUDIOFOLDER_METADATA):
+        raise ValueError(
+            f"{root} has a metadata file: reading it with audiofolder needs torchcodec (and FFmpeg's libraries) "
+            "to encode the audio; install torchcodec, or list the files in data.train_manifest instead"
+        )
+    extensions = {extension.lower() for extension in AudioFolder.EXTENSIONS}
+    labels = sorted({p.parent.name for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions})
+    return Features({audio_column: Value("string"), "label": ClassLabel(names=labels)})
 
 
 def load_hf_source(source: Any) -> Dataset | IterableDataset:
@@ -460,9 +467,10 @@ def load_hf_source(source: Any) -> Dataset | IterableDataset:
 
     A `save_to_disk` folder goes to `load_from_disk` (its `split` is picked from a DatasetDict); anything else to
     `load_dataset(path, name=, split=, data_files=, data_dir=, revision=, streaming=)`. The audio column is cast to
-    `Audio(decode=False)`: audio is decoded later with soundfile (PyAV for m4a), never with torchcodec/FFmpeg.
+    `Audio(decode=False)`: audio is decoded later by `audio_io.load_audio` (soundfile, PyAV for m4a), never through
+    `datasets`. Where torchcodec is missing, an `audiofolder` source is read with its audio column as paths
+    (`audiofolder_features`), which `datasets` need not encode.
     """
-    encode_audio_without_torchcodec()
     if is_saved_dataset(source.path):
         dataset = load_from_disk(source.path)
         if isinstance(dataset, DatasetDict):
@@ -473,6 +481,8 @@ def load_hf_source(source: Any) -> Dataset | IterableDataset:
             dataset = dataset.to_iterable_dataset(num_shards=max(1, min(len(dataset), 64)))
     else:
         options = {k: getattr(source, k) for k in ("name", "data_files", "data_dir", "revision")}
+        if source.path == "audiofolder" and source.data_dir and not torchcodec_available():
+            options["features"] = audiofolder_features(source.data_dir, source.audio_column)
         dataset = load_dataset(
             source.path,
             split=source.split,
@@ -487,7 +497,10 @@ def load_hf_source(source: Any) -> Dataset | IterableDataset:
                 f"data.dataset.{option} {column!r} is not a column of {source.path!r}; its columns are {columns}"
             )
     if isinstance(dataset.features[source.audio_column], Audio):
-        dataset = dataset.cast_column(source.audio_column, Audio(decode=False))
+        # A stream re-encodes every row through its features as it iterates, and `Audio.encode_example` needs
+        # torchcodec even for `decode=False`; the same storage as a plain struct needs nothing.
+        target = AUDIO_STORAGE if isinstance(dataset, IterableDataset) else Audio(decode=False)
+        dataset = dataset.cast_column(source.audio_column, target)
     return dataset
 
 

@@ -36,7 +36,6 @@ from ...audio_io import AudioDecodingError, load_audio
 from ...feature_extraction_wavlmrawnet import crop
 from ..augment import Augmenter
 from .audio_checks import BAD_AUDIO_FILENAME, BadAudio, BadAudioError
-from .sources import encode_audio_without_torchcodec
 
 
 def speaker_names(stream: IterableDataset, speaker_column: str, value: Any) -> str:
@@ -170,7 +169,6 @@ class StreamingSpeakerDataset(torch.utils.data.IterableDataset):
         return waveform, name, None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        encode_audio_without_torchcodec()  # in spawned workers too
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
         epoch, after = self.resume.get(worker, (0, -1))
