@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 import logging
 import sys
 import threading
@@ -109,7 +110,8 @@ class EndpointHandler:
             model=self.verifier.model, feature_extractor=self.verifier.feature_extractor, device=self.verifier.device
         )
         # The model folder's audio reader (remote code beside this file): the same decode limits as every entry point.
-        self.load_audio = sys.modules[type(self.verifier.feature_extractor).__module__].load_audio
+        extractor_module = sys.modules[type(self.verifier.feature_extractor).__module__]
+        self.load_audio = importlib.import_module(".audio_io", extractor_module.__package__).load_audio
         self.parameter_ranges = parameter_ranges(self.verifier.model.config)
         # The server may call the handler from several threads at once; the model's forward keeps per-call state on
         # its modules, so concurrent forwards corrupted each other (AttributeError / IndexError answers under load).
