@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) demo.py
 
+# Two workers, a test file each at a time (its module fixtures built once): most tests wait on one interpreter's
+# imports or a subprocess, so the second core is otherwise idle. The slowest tests are listed at the end.
+PYTEST_WORKERS ?= 2
 test: install lint docs browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 # The documentation site (mkdocs-material, mkdocstrings; the dev extra) into site/. --strict: a broken link, anchor or
 # API reference fails the build. The configuration and command-line references are generated from the code.
@@ -42,7 +45,7 @@ lint: install
 
 # The inner loop: everything but the tests marked `slow` (multi-process training, fresh interpreters, Large size).
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache site
