@@ -48,6 +48,7 @@ def test_stereo_m4a_is_averaged_to_mono(tmp_path):
     assert np.sqrt(np.mean(mono**2)) < 0.02, "the channels were not averaged"
 
 
+@pytest.mark.slow
 def test_corrupt_m4a_and_missing_pyav_give_clear_errors(tmp_path):
     broken = tmp_path / "broken.m4a"
     broken.write_bytes(b"\x00\x00\x00\x18ftypM4A " + os.urandom(2000))
@@ -81,6 +82,7 @@ def run_convert(src: Path, dst: Path, *extra: str) -> subprocess.CompletedProces
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
+@pytest.mark.slow
 def test_convert_writes_16k_mono_wav_in_parallel_and_resumes(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     files = {}
@@ -112,6 +114,7 @@ def test_convert_writes_16k_mono_wav_in_parallel_and_resumes(tmp_path):
     assert kept.stat().st_mtime_ns == mtime and (dst / "id3" / "v" / "b.wav").is_file()
 
 
+@pytest.mark.slow
 def test_convert_lists_unreadable_inputs_and_fails(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()

@@ -28,6 +28,7 @@ def page_faults_per_allocation(mode: str) -> float:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+@pytest.mark.slow
 def test_freed_memory_is_reused_without_page_faults():
     default = page_faults_per_allocation("default")
     tuned = page_faults_per_allocation("tuned")

@@ -62,6 +62,7 @@ def check_engine(model, engine: str) -> None:
         engine_model(values, attention_mask=mask, labels=torch.tensor([0, 1]))
 
 
+@pytest.mark.slow
 def test_onnxruntime_engine_matches_eager(model):
     check_engine(model, "onnxruntime")
 

@@ -426,6 +426,7 @@ def test_probit_matches_standard_normal():
 # --------------------------------------------------------------------------- evaluate metric
 
 
+@pytest.mark.slow
 def test_evaluate_metric_loads_offline_and_matches(tmp_path):
     scores, labels = random_trials(3000, seed=10)
     np.save(tmp_path / "scores.npy", scores)

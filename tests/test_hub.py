@@ -225,6 +225,7 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize("setting", ["HF_HUB_OFFLINE=1", "unreachable endpoint"])
+@pytest.mark.slow
 def test_push_in_a_fresh_process_without_the_hub(model_dir, tmp_path, setting):
     """HF_HUB_OFFLINE is read when huggingface_hub is imported, so this runs where it is set from the start; with
     an endpoint nobody listens on, huggingface_hub's own connection error is what gets wrapped."""

@@ -55,6 +55,7 @@ def exported(tiny, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_export_leaves_model_unchanged(tiny, exported):
     assert exported.is_file() and exported.suffix == ".onnx"
     assert tiny.training, "export_onnx must restore the training mode"
@@ -62,6 +63,7 @@ def test_export_leaves_model_unchanged(tiny, exported):
     assert sinc and all("filters" not in module.__dict__ for module in sinc), "frozen sinc filters must be undone"
 
 
+@pytest.mark.slow
 def test_graph_inputs_are_named_and_dynamic(exported):
     graph = onnx.load(str(exported)).graph
     assert [value.name for value in graph.input] == ["input_values", "attention_mask"]
@@ -84,6 +86,7 @@ def test_graph_inputs_are_named_and_dynamic(exported):
         pytest.param([40000, 17000, 28123], id="batch3-mixed-up-to-2.5s"),
     ],
 )
+@pytest.mark.slow
 def test_onnxruntime_matches_pytorch(tiny, exported, lengths):
     tiny.eval()
     values, mask = padded_batch(lengths, seed=len(lengths))
@@ -94,6 +97,7 @@ def test_onnxruntime_matches_pytorch(tiny, exported, lengths):
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_torchscript_exporter_from_saved_folder(saved_tiny_model, tmp_path):
     """The legacy exporter, loading the model from a `save_pretrained` folder, at opset 17."""
     path = export_onnx(saved_tiny_model, tmp_path / "nested" / "legacy.onnx", opset=17, dynamo=False)
@@ -105,6 +109,7 @@ def test_torchscript_exporter_from_saved_folder(saved_tiny_model, tmp_path):
     np.testing.assert_allclose(onnx_embeddings(path, values, mask), expected, atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_interface_check_rejects_a_static_length(exported, tmp_path):
     proto = onnx.load(str(exported))
     proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value = 16000  # as if the exporter had pinned it
@@ -141,6 +146,7 @@ def test_bad_arguments_raise_clear_errors(tiny, tmp_path):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
 
 
+@pytest.mark.slow
 def test_docs_onnxruntime_example_needs_no_torch(tiny, exported, wav_files):
     """docs/examples/onnx_embed.py (shown on the Inference page) on the exported graph, run where torch and
     transformers cannot be imported: the same cosine as PyTorch through the feature extractor on the same files."""

@@ -31,6 +31,7 @@ def resolve_in_subprocess(requested: str, env: dict) -> tuple[dict, str]:
 
 
 @x86_only
+@pytest.mark.slow
 def test_auto_is_fp32_on_a_cpu_without_native_bf16_and_says_why():
     resolved, _ = resolve_in_subprocess("auto", AVX2_ONLY)
     assert resolved["precision"] == "fp32"
@@ -39,6 +40,7 @@ def test_auto_is_fp32_on_a_cpu_without_native_bf16_and_says_why():
 
 
 @x86_only
+@pytest.mark.slow
 def test_explicit_bf16_without_native_support_runs_with_a_warning():
     resolved, stderr = resolve_in_subprocess("bf16", AVX2_ONLY)
     assert resolved["precision"] == "bf16" and "emulated" in resolved["reason"]

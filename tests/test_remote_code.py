@@ -65,6 +65,7 @@ REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model, saved_tiny_model, wav_files):
     folder = tmp_path / "model_copy"
     shutil.copytree(saved_tiny_model, folder)

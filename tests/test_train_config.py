@@ -112,6 +112,7 @@ def test_yaml12_scalars():
 
 
 @pytest.mark.parametrize("flag", [["--mixed-precision", "fp8"], ["--set", "training.batch_size=-1"]])
+@pytest.mark.slow
 def test_train_py_stops_at_once_on_a_bad_value(tmp_path, config_file, flag):
     started = time.monotonic()
     completed = subprocess.run(
