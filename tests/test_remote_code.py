@@ -65,6 +65,18 @@ REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
 )
 
 
+def run_blocked(script: str, tmp_path, *args: str):
+    """Runs `script` (which starts by blocking `wavlmrawnet`) in a fresh, offline interpreter; what it printed after
+    "RESULT", as JSON."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.split("RESULT", 1)[1])
+
+
 @pytest.mark.slow
 def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model, saved_tiny_model, wav_files):
     folder = tmp_path / "model_copy"
@@ -80,18 +92,7 @@ def test_fresh_process_loads_everything_through_remote_code(tmp_path, tiny_model
     }
     assert set(config["custom_pipelines"]) == {"feature-extraction", "speaker-verification"}
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    completed = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), json.dumps(wav_files)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.split("RESULT", 1)[1])
+    result = run_blocked(REMOTE_SCRIPT, tmp_path, str(folder), json.dumps(wav_files))
     assert result["classes"] == ["WavLMRawNetConfig", "WavLMRawNetForXVector", "WavLMRawNetFeatureExtractor"]
     assert result["modules"][0].startswith("transformers_modules.")
     assert result["unknown_loss"] == "loss must be one of ['aamsoftmax', 'amsoftmax'], got 'arcface'"
@@ -185,16 +186,5 @@ def test_a_folder_saved_before_the_layout_loads_with_the_same_embeddings(tmp_pat
 def test_a_folder_saved_before_the_layout_still_runs_its_own_remote_code(tmp_path):
     folder = tmp_path / "before_layout"
     shutil.copytree(FOLDER_BEFORE_LAYOUT, folder)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    completed = subprocess.run(
-        [sys.executable, "-c", OLD_FOLDER_SCRIPT, str(folder)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     expected = json.loads((FOLDER_BEFORE_LAYOUT / "expected_embedding.json").read_text())
-    assert_same_embedding(json.loads(completed.stdout.split("RESULT", 1)[1]), expected["fast_paths"])
+    assert_same_embedding(run_blocked(OLD_FOLDER_SCRIPT, tmp_path, str(folder)), expected["fast_paths"])
