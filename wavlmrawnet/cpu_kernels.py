@@ -13,15 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def tracing() -> bool:
+    """Whether torch.compile or the ONNX exporter is tracing (they pick their own kernels, and a traced graph has no
+    data-dependent branch)."""
+    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def inference_kernels_apply(x: torch.Tensor) -> bool:
     """Whether an inference-only CPU kernel may replace the autograd-able computation for input `x`: no gradient is
     recorded, and neither torch.compile nor the ONNX exporter is tracing (they pick their own kernels)."""
-    return (
-        x.device.type == "cpu"
-        and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
-    )
+    return x.device.type == "cpu" and not torch.is_grad_enabled() and not tracing()
 
 
 def inference_cache(module: nn.Module, name: str, build, *extra_key):

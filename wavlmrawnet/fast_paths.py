@@ -23,6 +23,7 @@ from transformers.models.wavlm.modeling_wavlm import (
     WavLMPositionalConvEmbedding,
 )
 
+from .cpu_kernels import tracing
 from .fast_rawnet import (
     FastAttentiveStatisticsPooling,
     FastMaskedBatchNorm1d,
@@ -98,11 +99,6 @@ def install_fast_classes(model: nn.Module, enabled: bool) -> None:
     ):
         if branch is not None:
             swap_classes(branch, fast if enabled else reference)
-
-
-def tracing() -> bool:
-    """Whether torch.compile or the ONNX exporter is tracing (a traced graph has no data-dependent branch)."""
-    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
 def wavlm_attention_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -188,6 +184,5 @@ __all__ = [
     "length_groups",
     "running_sum_features",
     "swap_classes",
-    "tracing",
     "wavlm_attention_mask",
 ]

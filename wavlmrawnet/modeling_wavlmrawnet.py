@@ -23,12 +23,12 @@ from transformers import initialization as init
 from transformers.modeling_outputs import XVectorOutput
 
 from .configuration_wavlmrawnet import WavLMRawNetConfig
+from .cpu_kernels import tracing
 from .fast_paths import (
     by_length_group,
     install_fast_classes,
     length_groups,
     running_sum_features,
-    tracing,
     wavlm_attention_mask,
 )
 from .feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
