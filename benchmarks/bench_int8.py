@@ -40,7 +40,8 @@ from benchmarks.common import (
 from benchmarks.model.paired import paired_ms, ratios
 from benchmarks.model.rows import build_baseline, build_fused
 from wavlmrawnet.cpu_malloc import keep_freed_memory
-from wavlmrawnet.quantization import int8_description, quantize_int8
+from wavlmrawnet.precision import int8_description
+from wavlmrawnet.quantization import quantize_int8
 
 TARGET_SPEEDUP = 2.0  # int8 against our fp32 and against WavLMForXVector-Large fp32, batch 1
 TARGET_COSINE = 0.99

@@ -63,6 +63,21 @@ def cpu_native_bf16() -> tuple[bool, str]:
     return True, f"CPU has native bf16 ({'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16'}): {cpu}"
 
 
+def int8_engine() -> str:
+    """torch's quantised-kernel engine for int8 on this CPU: "x86" (fbgemm and oneDNN) or "fbgemm" on x86,
+    "qnnpack" on Arm; a clear error where this torch build has none."""
+    engines = torch.backends.quantized.supported_engines
+    for engine in ("x86", "fbgemm", "qnnpack"):
+        if engine in engines:
+            return engine
+    raise RuntimeError(f"this torch build has no int8 CPU engine (supported: {engines}); use precision fp32")
+
+
+def int8_description() -> str:
+    """What int8 means here (`quantization.py`), for the precision line and the results."""
+    return f"torch.ao dynamic int8, {int8_engine()} engine: WavLM's linears and the fusion, the rest fp32"
+
+
 @dataclass(frozen=True)
 class Precision:
     """A resolved compute precision: `name` is "fp32", "bf16" or "fp16" (the last two run under autocast; weights stay
@@ -117,8 +132,6 @@ def resolve_precision(requested: str | None = "auto", device: str | torch.device
             raise ValueError("int8 is for inference; train in fp32 or bf16")
         if device_type != "cpu":
             raise ValueError(f"int8 runs on the CPU, not {device_type}: use --device cpu, or bf16/fp32 on a GPU")
-        from .quantization import int8_description  # imports only torch
-
         return Precision("int8", "cpu", f"asked for: {int8_description()}; {describe_cpu()}", key)
     if device_type == "cuda":
         bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -158,5 +171,7 @@ __all__ = [
     "Precision",
     "cpu_native_bf16",
     "describe_cpu",
+    "int8_description",
+    "int8_engine",
     "resolve_precision",
 ]

@@ -23,6 +23,8 @@ import warnings
 import torch
 from torch import nn
 
+from .precision import int8_engine
+
 # The float linears that become int8 (names relative to the model): WavLM's attention projections and feed-forward
 # products, its feature projection, and the fusion. WavLM's position-bias gate (a 64 -> 8 product per head) stays
 # fp32: it is tiny, and it gates every attention score.
@@ -32,21 +34,6 @@ INT8_LINEAR_SUFFIXES = (
 )  # fmt: skip
 
 
-def int8_engine() -> str:
-    """torch's quantised-kernel engine for int8 on this CPU: "x86" (fbgemm and oneDNN) or "fbgemm" on x86,
-    "qnnpack" on Arm; a clear error where this torch build has none."""
-    engines = torch.backends.quantized.supported_engines
-    for engine in ("x86", "fbgemm", "qnnpack"):
-        if engine in engines:
-            return engine
-    raise RuntimeError(f"this torch build has no int8 CPU engine (supported: {engines}); use precision fp32")
-
-
-def int8_description() -> str:
-    """What int8 means here, for the precision line and the results."""
-    return f"torch.ao dynamic int8, {int8_engine()} engine: WavLM's linears and the fusion, the rest fp32"
-
-
 def is_int8(model: nn.Module) -> bool:
     """Whether `model` has been given int8 linears by `quantize_int8`."""
     return bool(getattr(model, "int8", False))
@@ -54,10 +41,8 @@ def is_int8(model: nn.Module) -> bool:
 
 def int8_linear_names(model: nn.Module) -> list[str]:
     """The names of the float linears of `model` that `quantize_int8` makes int8."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and name]
-    chosen = [name for name in names if name == "fusion" or (name.startswith("wavlm.") and name.endswith(
-        INT8_LINEAR_SUFFIXES))]  # fmt: skip
-    return chosen
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    return [n for n in names if n == "fusion" or (n.startswith("wavlm.") and n.endswith(INT8_LINEAR_SUFFIXES))]
 
 
 def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -121,8 +106,6 @@ def model_for_precision(model: nn.Module, precision_name: str) -> nn.Module:
 
 __all__ = [
     "INT8_LINEAR_SUFFIXES",
-    "int8_description",
-    "int8_engine",
     "int8_linear_names",
     "int8_model",
     "is_int8",
