@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..audio_io import AudioDecodingError, audio_duration, load_audio
 from ..precision import Precision, resolve_precision
+from ..quantization import model_for_precision
 from ..speech_check import check_speech
 
 
@@ -219,7 +220,7 @@ def embed_files(
         vad_tag = "-vad" if vad else ""
         cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}{vad_tag}.safetensors"
     state = distributed_state(next(model.parameters()).device) if distributed is not False else None
-    runner = model.for_precision(result.precision)  # int8: the model's int8 twin (`quantization.py`)
+    runner = model_for_precision(model, result.precision.name)  # int8: the model's int8 twin (`quantization.py`)
     if cache_file is not None:
         if state is None or state.is_main_process:
             merge_cache_parts(cache_file)  # what a killed run left
