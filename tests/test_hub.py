@@ -38,6 +38,7 @@ PUBLISHED = {
     "fast_wavlm.py",
     "cpu_kernels.py",
     "precision.py",
+    "quantization.py",
     "speech_check.py",
     "handler.py",
     "test_det.png",

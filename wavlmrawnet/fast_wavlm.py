@@ -38,6 +38,17 @@ from .cpu_kernels import (
 )
 
 
+def apply_linear(layer: nn.Module, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+    """`layer(x)`, then the exact GELU where `gelu`, as the fast layers compute it: a float `nn.Linear` through
+    `inference_linear` / `inference_linear_gelu` (oneDNN in CPU inference); any other linear module, such as the int8
+    dynamically quantised linears of `quantization.py`, through its own forward."""
+    if not isinstance(layer, nn.Linear):
+        return F.gelu(layer(x)) if gelu else layer(x)
+    if gelu:
+        return inference_linear_gelu(x, *linear_weights(layer, x))
+    return inference_linear(x, *linear_weights(layer, x))
+
+
 class InferenceLinear(nn.Linear):
     """`nn.Linear` computed by `inference_linear` (same parameters and state dict)."""
 
@@ -101,7 +112,7 @@ class WavLMFastAttention(WavLMAttention):
             query, key, value, attn_mask=bias.to(query.dtype), dropout_p=self.dropout if self.training else 0.0
         )
         attended = attended.transpose(1, 2).reshape(batch, frames, self.embed_dim)
-        return inference_linear(attended, *linear_weights(self.out_proj, attended)), None, position_bias
+        return apply_linear(self.out_proj, attended), None, position_bias
 
     def projections(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Query, key and value, each (B, heads, T, head_dim). In bf16 CPU inference through oneDNN, one product with
@@ -117,10 +128,7 @@ class WavLMFastAttention(WavLMAttention):
 
             stacked = inference_linear(hidden_states, *inference_cache(self, "bf16_qkv", build))
             return stacked.view(batch, frames, 3, *shape[2:]).permute(2, 0, 3, 1, 4).unbind(0)
-        return tuple(
-            inference_linear(hidden_states, *linear_weights(p, hidden_states)).view(shape).transpose(1, 2)
-            for p in projections
-        )
+        return tuple(apply_linear(p, hidden_states).view(shape).transpose(1, 2) for p in projections)
 
 
 def is_exact_gelu(activation) -> bool:
@@ -159,10 +167,10 @@ class WavLMFastFeedForward(WavLMFeedForward):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if not self.runs_fast:
             return super().forward(hidden_states)
-        inner = inference_linear_gelu(hidden_states, *linear_weights(self.intermediate_dense, hidden_states))
+        inner = apply_linear(self.intermediate_dense, hidden_states, gelu=True)
         if self._frame_weights is not None:
             inner = weighted_frame_sum(inner, self._frame_weights)[:, None]
-        return inference_linear(inner, *linear_weights(self.output_dense, inner))
+        return apply_linear(self.output_dense, inner)
 
 
 class WavLMFastPositionalConvEmbedding(WavLMPositionalConvEmbedding):
@@ -411,6 +419,7 @@ class RunningLayerSum:
 
 __all__ = [
     "InferenceLinear",
+    "apply_linear",
     "RunningLayerSum",
     "WavLMAttentionContiguousInput",
     "WavLMFastAttention",

@@ -51,6 +51,7 @@ REMOTE_CODE_FILES = (
     "fast_wavlm.py",
     "cpu_kernels.py",
     "precision.py",  # the compute precision, from the hardware
+    "quantization.py",  # int8 inference (precision="int8")
     "feature_extraction_wavlmrawnet.py",
     "audio_io.py",  # reading and resampling audio
     "speech_check.py",  # imported by the pipelines: no speech, no score

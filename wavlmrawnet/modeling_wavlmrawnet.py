@@ -101,6 +101,8 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         torch bf16 slowdown) and RawNet the reference layers of `layers.py`. Weights and the state dict are the same
         either way; embeddings agree to fp32 rounding.
         """
+        if not enabled and getattr(self, "int8", False):
+            raise ValueError("an int8 model keeps its fast paths: transformers' own WavLM layers need float weights")
         install_fast_classes(self, enabled)
         self.fast_paths = enabled
         return self
@@ -114,7 +116,10 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         return self
 
     def train(self, mode: bool = True) -> "WavLMRawNetForXVector":
-        """`nn.Module.train`; entering training mode also drops the inference caches (`clear_inference_caches`)."""
+        """`nn.Module.train`; entering training mode also drops the inference caches (`clear_inference_caches`). An
+        int8 model (`quantization.py`) is for inference only."""
+        if mode and getattr(self, "int8", False):
+            raise ValueError("an int8 model is for inference only; train the float model")
         if mode:
             self.clear_inference_caches()
         return super().train(mode)
@@ -311,6 +316,16 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         """The inference precision for this model's device: see [`resolve_precision`]."""
         return resolve_precision(requested, next(self.parameters()).device)
 
+    def for_precision(self, precision: str | Precision, inplace: bool = False) -> "WavLMRawNetForXVector":
+        """The model that computes in `precision` (a name or a resolved [`Precision`]): this one, or for int8 its int8
+        twin (`quantization.py`: a quantised copy kept on this model, or this model quantised where `inplace`)."""
+        from .quantization import model_for_precision, quantize_int8
+
+        name = precision.name if isinstance(precision, Precision) else self.precision(precision).name
+        if name == "int8" and inplace:
+            return quantize_int8(self, inplace=True)
+        return model_for_precision(self, name)
+
     # ------------------------------------------------------------------ saving and construction
     def default_feature_extractor(self) -> WavLMRawNetFeatureExtractor:
         """The feature extractor matching this config (rate, and a minimum length every branch can handle)."""
@@ -325,6 +340,11 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         # with the other remote-code files, and into the remote-code cache when the folder is loaded.
         from .handler import EndpointHandler  # noqa: F401
 
+        if getattr(self, "int8", False):
+            raise ValueError(
+                "an int8 model cannot be saved: its int8 linears are made when a float model is loaded with "
+                "precision int8; save the float model"
+            )
         self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         # Remote-code users may load through AutoModelForAudioXVector too (transformers adds AutoModel itself).
         auto_map = dict(getattr(self.config, "auto_map", None) or {})

@@ -66,7 +66,8 @@ class SpeakerEmbeddingPipeline(Pipeline):
     or `datasets` column of these.
     Options: `sampling_rate`, `normalize` (default True), `chunk_seconds` (long-audio window; default from the
     config, 0 = off), `batch_size`, `precision` ("auto" by default: bf16 autocast where the hardware runs bf16
-    natively, else fp32; or "fp32", "bf16", "fp16"), `vad` (False by default; True removes silence with silero-vad,
+    natively, else fp32; or "fp32", "bf16", "fp16", or "int8": dynamic int8 linears on a CPU, never chosen by
+    "auto"), `vad` (False by default; True removes silence with silero-vad,
     `pip install "wavlmrawnet[vad]"`, or pass a callable `(waveform, sampling_rate) -> waveform`), `require_speech`
     (True by default: a recording without speech, such as silence, DC, hum or a steady tone, raises `NoSpeechError`,
     a ValueError; see `speech_check.py`), given to `pipeline(...)` or to each call. `model=` may be a folder or a Hub
@@ -126,8 +127,10 @@ class SpeakerEmbeddingPipeline(Pipeline):
 
     def _forward(self, model_inputs, chunk_seconds=None, precision="auto"):
         # Long recordings are embedded in bounded windows (config.chunk_seconds unless `chunk_seconds=` is given).
-        with self.resolved_precision(precision).autocast():
-            return {"embeddings": self.model.embed(**model_inputs, chunk_seconds=chunk_seconds)}
+        resolved = self.resolved_precision(precision)
+        model = self.model.for_precision(resolved)  # int8: the model's int8 twin (`quantization.py`)
+        with resolved.autocast():
+            return {"embeddings": model.embed(**model_inputs, chunk_seconds=chunk_seconds)}
 
     def resolved_precision(self, requested: str = "auto"):
         """The model's `Precision` for `requested` on its device, resolved (and logged) once per pipeline."""

@@ -1,4 +1,5 @@
-"""The compute precision, chosen from what the hardware does: bf16 where it runs natively, else fp32.
+"""The compute precision, chosen from what the hardware does: bf16 where it runs natively, else fp32; int8 (CPU
+inference, `quantization.py`) only where asked for, as it changes results.
 
 Used by the pipelines, the command line, training and the benchmarks; it imports only torch, so validating a precision
 name never imports the network. `str(precision)` is the line every tool logs beside its figures.
@@ -19,7 +20,9 @@ PRECISION_ALIASES = {
     "auto": "auto", "fp32": "fp32", "float32": "fp32", "no": "fp32",
     "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16",
 }  # fmt: skip
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Inference also takes int8: dynamic int8 linears on a CPU (`quantization.py`). Never chosen by `auto`, never trained.
+INFERENCE_PRECISION_ALIASES = {**PRECISION_ALIASES, "int8": "int8", "qint8": "int8"}
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.qint8}
 
 
 @functools.cache
@@ -60,10 +63,26 @@ def cpu_native_bf16() -> tuple[bool, str]:
     return True, f"CPU has native bf16 ({'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16'}): {cpu}"
 
 
+def int8_engine() -> str:
+    """torch's quantised-kernel engine for int8 on this CPU: "x86" (fbgemm and oneDNN) or "fbgemm" on x86,
+    "qnnpack" on Arm; a clear error where this torch build has none."""
+    engines = torch.backends.quantized.supported_engines
+    for engine in ("x86", "fbgemm", "qnnpack"):
+        if engine in engines:
+            return engine
+    raise RuntimeError(f"this torch build has no int8 CPU engine (supported: {engines}); use precision fp32")
+
+
+def int8_description() -> str:
+    """What int8 means here (`quantization.py`), for the precision line and the results."""
+    return f"torch.ao dynamic int8, {int8_engine()} engine: WavLM's linears and the fusion, the rest fp32"
+
+
 @dataclass(frozen=True)
 class Precision:
     """A resolved compute precision: `name` is "fp32", "bf16" or "fp16" (the last two run under autocast; weights stay
-    fp32), `reason` says why it was chosen. `str(precision)` is the line to log."""
+    fp32), or "int8" (the model's int8 twin runs, `quantization.model_for_precision`; activations outside its
+    linears stay fp32), `reason` says why it was chosen. `str(precision)` is the line to log."""
 
     name: str
     device_type: str
@@ -77,11 +96,13 @@ class Precision:
     @property
     def accelerate_mixed_precision(self) -> str:
         """The matching `Accelerator(mixed_precision=...)` value."""
+        if self.name == "int8":
+            raise ValueError("int8 is for inference; train in fp32 or bf16")
         return "no" if self.name == "fp32" else self.name
 
     def autocast(self):
-        """Autocast for bf16/fp16, nothing for fp32."""
-        if self.name == "fp32":
+        """Autocast for bf16/fp16, nothing for fp32 and int8."""
+        if self.name in ("fp32", "int8"):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
@@ -93,17 +114,25 @@ class Precision:
 
 
 def resolve_precision(requested: str | None = "auto", device: str | torch.device = "cpu", training: bool = False):
-    """Turns a requested precision ("auto", "fp32"/"no", "bf16", "fp16" or their torch names) into a [`Precision`].
+    """Turns a requested precision ("auto", "fp32"/"no", "bf16", "fp16" or their torch names, or "int8" for CPU
+    inference) into a [`Precision`].
 
     `auto` on CUDA: bf16 where the GPU supports it, else fp16 for training (Accelerate adds the grad scaler) and fp32
     for inference. `auto` on a CPU: bf16 only where it runs natively ([`cpu_native_bf16`]), else fp32. An explicit
-    bf16 on a CPU without native bf16 runs, with a warning; fp16 on a CPU is refused.
+    bf16 on a CPU without native bf16 runs, with a warning; fp16 on a CPU is refused. int8 is never chosen by `auto`:
+    asked for, it runs dynamic int8 linears on a CPU (`quantization.py`); for training or on a GPU it is refused.
     """
     key = "auto" if requested is None else str(requested).lower()
-    if key not in PRECISION_ALIASES:
-        raise ValueError(f"unknown precision {requested!r}; choose one of {sorted(PRECISION_ALIASES)}")
-    name = PRECISION_ALIASES[key]
+    if key not in INFERENCE_PRECISION_ALIASES:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {sorted(INFERENCE_PRECISION_ALIASES)}")
+    name = INFERENCE_PRECISION_ALIASES[key]
     device_type = torch.device(device).type
+    if name == "int8":
+        if training:
+            raise ValueError("int8 is for inference; train in fp32 or bf16")
+        if device_type != "cpu":
+            raise ValueError(f"int8 runs on the CPU, not {device_type}: use --device cpu, or bf16/fp32 on a GPU")
+        return Precision("int8", "cpu", f"asked for: {int8_description()}; {describe_cpu()}", key)
     if device_type == "cuda":
         bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
@@ -136,10 +165,13 @@ def resolve_precision(requested: str | None = "auto", device: str | torch.device
 
 
 __all__ = [
+    "INFERENCE_PRECISION_ALIASES",
     "PRECISION_ALIASES",
     "PRECISION_DTYPES",
     "Precision",
     "cpu_native_bf16",
     "describe_cpu",
+    "int8_description",
+    "int8_engine",
     "resolve_precision",
 ]

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..audio_io import AudioDecodingError, audio_duration, load_audio
 from ..precision import Precision, resolve_precision
+from ..quantization import model_for_precision
 from ..speech_check import check_speech
 
 
@@ -49,9 +50,15 @@ class EmbeddingResult:
 def model_fingerprint(model: torch.nn.Module) -> str:
     """A short hash of the config and every parameter and buffer: the cache key's model part."""
     digest = hashlib.sha256(json.dumps(model.config.to_diff_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        # an int8 model's linears (`quantization.py`) hold their int8 weight and bias as a tuple, and its dtype
+        for tensor in value if isinstance(value, tuple) else (value,):
+            if isinstance(tensor, torch.Tensor):
+                tensor = tensor.int_repr() if tensor.is_quantized else tensor
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            else:
+                digest.update(str(tensor).encode())
     return digest.hexdigest()[:16]
 
 
@@ -189,7 +196,8 @@ def embed_files(
 
     A file that cannot be read or is invalid (empty, NaN, too short) is recorded in `failures` with its reason;
     nothing is skipped silently. `precision` is "auto" (bf16 where the hardware runs it natively, else fp32), "fp32",
-    "bf16" or a resolved [`Precision`]. With `cache_dir`, embeddings are stored in
+    "bf16", "int8" (CPU: the model's int8 twin runs, `quantization.py`; never chosen by "auto") or a resolved
+    [`Precision`]. With `cache_dir`, embeddings are stored in
     `<cache_dir>/<model fingerprint>-<precision>.safetensors` keyed by path, size and modification time, and reused.
     With `vad=True`, silence is removed first (`wavlmrawnet.vad`, the `[vad]` extra); a file without speech, or too
     short once its silence is removed, is a failure. With `require_speech=True` (the command line's default), a file
@@ -212,6 +220,7 @@ def embed_files(
         vad_tag = "-vad" if vad else ""
         cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}{vad_tag}.safetensors"
     state = distributed_state(next(model.parameters()).device) if distributed is not False else None
+    runner = model_for_precision(model, result.precision.name)  # int8: the model's int8 twin (`quantization.py`)
     if cache_file is not None:
         if state is None or state.is_main_process:
             merge_cache_parts(cache_file)  # what a killed run left
@@ -301,7 +310,7 @@ def embed_files(
                     waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt"
                 )
                 with torch.inference_mode(), result.precision.autocast():
-                    embeddings = model.embed(
+                    embeddings = runner.embed(
                         inputs["input_values"].to(device), inputs["attention_mask"].to(device), chunk_seconds
                     )
                 embeddings = torch.nn.functional.normalize(embeddings.float(), dim=1).cpu().numpy()

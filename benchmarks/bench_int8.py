@@ -1,0 +1,233 @@
+"""int8 against fp32 on the CPU (issue #31), in one run: the fused model's int8 twin (`precision="int8"`,
+`wavlmrawnet.quantization`) timed in pairs with the same model in fp32 and transformers' WavLMForXVector-Large fp32,
+at batch 1 on each thread count; onnxruntime's `quantize_dynamic` int8 through the onnxruntime engine beside it
+(`--onnxruntime`); the real-time factors beside WeSpeaker's published ones (theirs, labelled so); where the int8
+time goes (torch's profiler, by operator); and the accuracy checks on a trained model (`--model`): embedding cosine
+to fp32, EER, and the same/different decisions that int8 changes.
+
+    python -m benchmarks.bench_int8 [--preset default] [--seconds 10] [--threads 1 2] [--repeats 5] [--onnxruntime] \
+        [--model demo_output/run/final --trials demo_output/corpus/test/veri_test2.txt \
+         --root demo_output/corpus/test/wav] [--markdown-out table.md]
+
+Speed uses random weights at preset size (the default preset: WavLM-Large + RawNet2.5); models run alternately
+round by round (`benchmarks.model.paired`), and each ratio is the median of the per-round ratios. The cosine of the
+speed section is int8 against fp32 on the same random model and input (random weights, so it shows the
+quantisation error's size, not what it does to a trained model's decisions: the accuracy section does that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import (
+    BASELINE,
+    SAMPLING_RATE,
+    baseline_wavlm_config,
+    load_note,
+    machine_caption,
+    markdown_table,
+    publish,
+)
+from benchmarks.model.paired import paired_ms, ratios
+from benchmarks.model.rows import build_baseline, build_fused
+from wavlmrawnet.cpu_malloc import keep_freed_memory
+from wavlmrawnet.precision import int8_description
+from wavlmrawnet.quantization import quantize_int8
+
+TARGET_SPEEDUP = 2.0  # int8 against our fp32 and against WavLMForXVector-Large fp32, batch 1
+TARGET_COSINE = 0.99
+TARGET_EER_POINTS = 0.5
+TARGET_DECISIONS_KEPT = 0.99
+# WeSpeaker's published real-time factors, ONNX Runtime on one CPU thread (theirs, not measured here).
+WESPEAKER_RTF = {"WeSpeaker ECAPA-TDNN-512 (theirs)": 0.018, "WeSpeaker ResNet34 (theirs)": 0.061}
+
+
+class OnnxInt8:
+    """onnxruntime's dynamic int8 (`quantize_dynamic`, MatMul/Gemm weights int8 per channel) of the fused model's ONNX
+    export, run by an onnxruntime session on `threads` threads: the onnxruntime engine's int8 candidate."""
+
+    def __init__(self, model, folder: Path, threads: int):
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from wavlmrawnet.onnx_export import export_onnx
+
+        fp32_path, int8_path = folder / "model.onnx", folder / "model.int8.onnx"
+        if not int8_path.exists():
+            export_onnx(model, fp32_path, check=False, normalize_input=False)
+            quantize_dynamic(
+                fp32_path, int8_path, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                weight_type=QuantType.QInt8,
+            )  # fmt: skip
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_values, attention_mask):
+        feeds = {"input_values": input_values.numpy(), "attention_mask": attention_mask.numpy().astype(np.int64)}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def speed_section(args, fused, baseline, int8, inputs) -> list[dict]:
+    """Per thread count: paired ms of int8, fp32 and the baseline (and onnxruntime int8), the ratios, the RTFs."""
+    rows, folder = [], Path(tempfile.mkdtemp(prefix="bench-int8-onnx-"))
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        runs = {"baseline": (baseline, fused, False), "fp32": (fused, fused, True), "int8": (int8, fused, None)}
+        if args.onnxruntime:
+            runs["onnxruntime int8"] = (OnnxInt8(fused, folder, threads), fused, None)
+        times = paired_ms(runs, inputs, args.repeats)
+        with torch.inference_mode():
+            cosine = float(F.cosine_similarity(fused(**inputs).embeddings, int8(**inputs).embeddings).min())
+        row = {"threads": threads, "cosine": cosine, "ms": {k: statistics.median(v) for k, v in times.items()}}
+        for name in runs:
+            if name != "baseline":
+                row[f"{name} vs fp32"] = statistics.median(ratios(times["fp32"], times[name]))
+                row[f"{name} vs baseline"] = statistics.median(ratios(times["baseline"], times[name]))
+        rows.append(row)
+    return rows
+
+
+def speed_report(rows: list[dict], seconds: float) -> str:
+    names = [name for name in rows[0]["ms"] if name != "baseline"]
+    header = ["threads", f"{BASELINE} fp32 ms", *(f"{n} ms" for n in names)]
+    header += [f"{n}: speed-up vs fp32 / vs {BASELINE}" for n in names if n != "fp32"]
+    header += [f"meets >= {TARGET_SPEEDUP}x both", f"cosine int8 vs fp32 (min, >= {TARGET_COSINE})"]
+    table = []
+    for r in rows:
+        cells = [str(r["threads"]), f"{r['ms']['baseline']:.0f}", *(f"{r['ms'][n]:.0f}" for n in names)]
+        cells += [f"{r[f'{n} vs fp32']:.2f}× / {r[f'{n} vs baseline']:.2f}×" for n in names if n != "fp32"]
+        met = min(r["int8 vs fp32"], r["int8 vs baseline"]) >= TARGET_SPEEDUP
+        cells += ["yes" if met else "**no**", f"{r['cosine']:.5f}"]
+        table.append(cells)
+    rtf_rows = []
+    for r in rows:
+        for name in ["int8", "fp32", "baseline", *(n for n in names if n not in ("int8", "fp32"))]:
+            label = f"{BASELINE} fp32" if name == "baseline" else f"ours {name}"
+            rtf_rows.append([label, str(r["threads"]), f"{r['ms'][name] / 1000 / seconds:.3f}", "measured here"])
+    rtf_rows += [[name, "1", f"{rtf:.3f}", "published by WeSpeaker, not measured here"] for name, rtf in
+                 WESPEAKER_RTF.items()]  # fmt: skip
+    rtf = markdown_table(["model", "threads", f"real-time factor ({seconds:g} s, batch 1)", "source"], rtf_rows)
+    return f"{markdown_table(header, table)}\n\nReal-time factor (seconds of compute per second of audio):\n\n{rtf}"
+
+
+def profile_report(int8, inputs, threads: int, top: int = 10) -> str:
+    """Where one int8 forward spends its time: torch's profiler, self CPU time by operator."""
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        int8(**inputs)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            int8(**inputs)
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = [[f"`{e.key}`", f"{e.self_cpu_time_total / 1000:.0f}", f"{100 * e.self_cpu_time_total / total:.1f}"]
+            for e in events[:top]]  # fmt: skip
+    return markdown_table(["operator", "self ms", "share %"], rows)
+
+
+def accuracy_section(args) -> dict:
+    """fp32 and int8 embeddings of every trial file of a trained model: cosine, EER, changed decisions."""
+    from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+    from wavlmrawnet.evaluation.embedding import embed_files
+    from wavlmrawnet.evaluation.error_rates import compute_eer
+    from wavlmrawnet.evaluation.scoring import cosine_scores
+    from wavlmrawnet.evaluation.trials import read_trials, unique_paths
+
+    torch.set_num_threads(max(args.threads))
+    model = WavLMRawNetForXVector.from_pretrained(args.model).eval()
+    extractor = WavLMRawNetFeatureExtractor.from_pretrained(args.model)
+    trials = read_trials(args.trials, root=args.root)
+    labels = np.array([t.label for t in trials])
+    paths = unique_paths(trials)
+    found = {}
+    for precision in ("fp32", "int8"):
+        embedded = embed_files(model, extractor, paths, batch_size=8, precision=precision, distributed=False)
+        if embedded.failures:
+            raise RuntimeError(f"{precision}: {len(embedded.failures)} file(s) failed: {embedded.failures}")
+        scores = cosine_scores(trials, embedded.embeddings)
+        eer, threshold = compute_eer(scores, labels)
+        found[precision] = {"embeddings": embedded.embeddings, "scores": scores, "eer": eer, "threshold": threshold}
+    fp32, int8 = found["fp32"], found["int8"]
+    cosines = [float(np.dot(fp32["embeddings"][p], int8["embeddings"][p])) for p in paths]
+    # the same/different decisions before and after int8: at the model's own threshold (what `verify` decides) and
+    # at fp32's EER threshold
+    thresholds = {"the model's verification_threshold": float(model.config.verification_threshold),
+                  "fp32's EER threshold": fp32["threshold"]}  # fmt: skip
+    kept = {name: float(np.mean((fp32["scores"] >= t) == (int8["scores"] >= t))) for name, t in thresholds.items()}
+    return {
+        "model": args.model, "files": len(paths), "trials": len(trials), "cosine_mean": float(np.mean(cosines)),
+        "cosine_min": float(np.min(cosines)), "eer_fp32": 100 * fp32["eer"], "eer_int8": 100 * int8["eer"],
+        "decisions_kept": kept, "thresholds": thresholds,
+        "score_change_max": float(np.max(np.abs(fp32["scores"] - int8["scores"]))),
+    }  # fmt: skip
+
+
+def accuracy_report(a: dict) -> str:
+    points = a["eer_int8"] - a["eer_fp32"]
+    rows = [
+        ["mean embedding cosine int8 vs fp32", f"{a['cosine_mean']:.5f} (min {a['cosine_min']:.5f})",
+         f">= {TARGET_COSINE}", "yes" if a["cosine_mean"] >= TARGET_COSINE else "**no**"],
+        ["EER fp32 → int8 (%)", f"{a['eer_fp32']:.2f} → {a['eer_int8']:.2f} ({points:+.2f} points)",
+         f"within {TARGET_EER_POINTS} points", "yes" if abs(points) <= TARGET_EER_POINTS else "**no**"],
+        *([f"same/different decisions unchanged, at {name} {a['thresholds'][name]:.4f}", f"{100 * kept:.2f} %",
+           f">= {100 * TARGET_DECISIONS_KEPT:.0f} %", "yes" if kept >= TARGET_DECISIONS_KEPT else "**no**"]
+          for name, kept in a["decisions_kept"].items()),
+        ["largest score change", f"{a['score_change_max']:.4f}", "-", "-"],
+    ]  # fmt: skip
+    caption = f"`{a['model']}`: {a['files']} files, {a['trials']} trials"
+    return f"{caption}\n\n{markdown_table(['check', 'measured', 'target', 'met'], rows)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default", help="fused model size for the speed rows (random weights)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5, help="paired timed rounds per thread count")
+    parser.add_argument("--onnxruntime", action="store_true", help="also time onnxruntime's quantize_dynamic int8")
+    parser.add_argument("--profile-threads", type=int, default=0, help="profile int8 on this many threads (0: no)")
+    parser.add_argument("--model", help="a trained model folder for the accuracy checks (e.g. the make demo model)")
+    parser.add_argument("--trials", help="its trial list")
+    parser.add_argument("--root", help="the folder the trial list's paths are relative to")
+    parser.add_argument("--markdown-out")
+    args = parser.parse_args()
+    if args.model and not args.trials:
+        parser.error("--model needs --trials")
+    keep_freed_memory()
+    load_before = os.getloadavg()[0]
+    sections = [f"int8: {int8_description()}. Machine: {machine_caption(max(args.threads))}."]
+    if args.repeats > 0:
+        torch.manual_seed(0)
+        fused = build_fused(args.preset, torch.device("cpu"))
+        baseline = build_baseline(baseline_wavlm_config(), fused.wavlm, torch.device("cpu"))
+        int8 = quantize_int8(copy.deepcopy(fused), inplace=True)
+        waveform = torch.randn(1, int(args.seconds * SAMPLING_RATE))
+        inputs = {"input_values": waveform, "attention_mask": torch.ones_like(waveform, dtype=torch.long)}
+        rows = speed_section(args, fused, baseline, int8, inputs)
+        sections.append(
+            f"## `{args.preset}` at {args.seconds:g} s, batch 1 (random weights; {args.repeats} paired rounds)\n\n"
+            + speed_report(rows, args.seconds)
+        )
+        if args.profile_threads:
+            sections.append(
+                f"## Where int8 time goes ({args.profile_threads} threads, one forward)\n\n"
+                + profile_report(int8, inputs, args.profile_threads)
+            )
+        fused = baseline = int8 = None
+    if args.model:
+        sections.append("## Accuracy of int8 on a trained model\n\n" + accuracy_report(accuracy_section(args)))
+    sections.append(load_note(load_before))
+    publish("\n\n".join(sections) + "\n", args.markdown_out)
+
+
+if __name__ == "__main__":
+    main()
