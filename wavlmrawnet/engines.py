@@ -6,8 +6,9 @@ the chosen engine unchanged:
     startup_seconds = use_engine(model, "onnxruntime")   # exports once, then every forward runs in ONNX Runtime
 
 Only embeddings come back from the compiled and ONNX engines (`logits`, `loss` and `hidden_states` are None): they
-are for inference. ONNX Runtime runs fp32 on the CPU whatever the torch precision; torch-compile follows the
-precision (autocast) in effect when it runs. Their embeddings are checked: NaN or infinity is an error, never a
+are for inference. ONNX Runtime runs fp32 on the CPU whatever the torch precision, or, asked for with `int8=True`,
+onnxruntime's dynamic int8 of the exported graph (`quantize_onnx_int8`); torch-compile follows the precision
+(autocast) in effect when it runs. Their embeddings are checked: NaN or infinity is an error, never a
 result. torch-compile is refused where torch runs AVX2 CPU kernels (inductor's AVX2 code gave NaN with torch 2.13).
 """
 
@@ -75,7 +76,24 @@ def _compiled_forward(model):
     return forward
 
 
-def _onnxruntime_forward(model, onnx_path: Path, threads: int | None):
+ONNX_INT8_DESCRIPTION = "onnxruntime dynamic int8 (quantize_dynamic): the graph's MatMul/Gemm products, the rest fp32"
+
+
+def quantize_onnx_int8(onnx_path: Path) -> Path:
+    """onnxruntime's dynamic int8 of an exported graph, written beside it as `<name>.int8.onnx`: the weights of its
+    MatMul and Gemm products int8 per output channel, their activations quantised on the fly from their own range
+    (no calibration data), everything else fp32. The other int8 implementation is torch.ao's (`quantization.py`);
+    docs/performance.md compares the two."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")
+    quantize_dynamic(
+        onnx_path, target, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True, weight_type=QuantType.QInt8
+    )
+    return target
+
+
+def _onnxruntime_forward(model, onnx_path: Path, threads: int | None, int8: bool = False):
     import onnxruntime as ort
 
     from .onnx_export import export_onnx
@@ -83,6 +101,8 @@ def _onnxruntime_forward(model, onnx_path: Path, threads: int | None):
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("the onnxruntime engine runs on the CPU: load the model with --device cpu")
     export_onnx(model, onnx_path, check=False, normalize_input=False)  # the feature extractor normalised
+    if int8:
+        onnx_path = quantize_onnx_int8(onnx_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -102,15 +122,25 @@ def _onnxruntime_forward(model, onnx_path: Path, threads: int | None):
     return forward
 
 
-def use_engine(model, engine: str = "torch", onnx_dir: str | Path | None = None, threads: int | None = None) -> float:
+def use_engine(
+    model,
+    engine: str = "torch",
+    onnx_dir: str | Path | None = None,
+    threads: int | None = None,
+    int8: bool = False,
+) -> float:
     """Makes `model` (a `WavLMRawNetForXVector` in eval mode) run its forward on `engine`; returns the seconds spent
     preparing it (the ONNX export and session for onnxruntime; torch-compile compiles on its first call instead).
 
     `onnx_dir`: where the ONNX graph is written (default: a temporary folder kept for the process's lifetime).
     `threads`: ONNX Runtime's intra-op threads (default: torch's thread count).
+    `int8`: onnxruntime only: run the graph's dynamic int8 (`quantize_onnx_int8`). The model is then marked int8
+    (`model.int8`), so it refuses training and saving as torch.ao's int8 twin does.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if int8 and engine != "onnxruntime":
+        raise ValueError(f"int8 through an engine is onnxruntime's; the {engine} engine runs int8 as torch.ao's twin")
     _check(model)
     start = time.perf_counter()
     if engine == "torch-compile":
@@ -124,9 +154,11 @@ def use_engine(model, engine: str = "torch", onnx_dir: str | Path | None = None,
         if onnx_dir is None:
             model._onnx_tempdir = tempfile.TemporaryDirectory(prefix="wavlmrawnet-onnx-")  # removed with the model
             onnx_dir = model._onnx_tempdir.name
-        model.forward = _onnxruntime_forward(model, Path(onnx_dir) / "model.onnx", threads)
+        model.forward = _onnxruntime_forward(model, Path(onnx_dir) / "model.onnx", threads, int8=int8)
+        if int8:
+            model.int8 = True
     model.engine = engine
     return time.perf_counter() - start
 
 
-__all__ = ["ENGINES", "use_engine"]
+__all__ = ["ENGINES", "ONNX_INT8_DESCRIPTION", "quantize_onnx_int8", "use_engine"]

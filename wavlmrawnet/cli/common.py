@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "fp32", "bf16", "fp16", "float32", "bfloat16", "int8"],
         help="auto (default): bf16 autocast where the hardware runs it natively (AMX or AVX512-BF16 "
         "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr. int8 (CPU, never "
-        "chosen by auto): dynamic int8 linears in WavLM and the fusion, faster, results change slightly",
+        "chosen by auto): dynamic int8 linears in WavLM and the fusion (torch.ao; with --engine onnxruntime, "
+        "onnxruntime's quantize_dynamic of the exported graph), faster, results change slightly",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument(
@@ -38,7 +40,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         default="torch",
         choices=["torch", "torch-compile", "onnxruntime"],
         help="torch (default, eager); torch-compile (inductor: compiles on the first batch, minutes at WavLM-Large "
-        "size); onnxruntime (CPU, fp32: exports the model to ONNX first, minutes at WavLM-Large size)",
+        "size); onnxruntime (CPU, fp32 or --dtype int8: exports the model to ONNX first, minutes at WavLM-Large size)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
     parser.add_argument(
@@ -61,7 +63,7 @@ def load(args):
     from ..cpu_malloc import keep_freed_memory
     from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
     from ..modeling_wavlmrawnet import WavLMRawNetForXVector
-    from ..precision import resolve_precision
+    from ..precision import describe_cpu, resolve_precision
     from ..recognition.hub_ids import resolve_model
 
     if args.threads:
@@ -78,19 +80,24 @@ def load(args):
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
     precision = resolve_precision(args.dtype, device)
+    engine = getattr(args, "engine", "torch")
+    if precision.name == "int8" and engine == "onnxruntime":
+        from ..engines import ONNX_INT8_DESCRIPTION
+
+        precision = dataclasses.replace(precision, reason=f"asked for: {ONNX_INT8_DESCRIPTION}; {describe_cpu()}")
+    elif precision.name == "int8" and engine != "torch":
+        raise SystemExit(f"error: --dtype int8 runs on the torch engine (torch.ao) or onnxruntime, not {engine}")
     print(precision, file=sys.stderr)
     if device == "cpu":
         keep_freed_memory()  # large activations reuse the heap instead of faulting in fresh pages per forward
     model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
-    if precision.name == "int8":
-        if getattr(args, "engine", "torch") != "torch":
-            raise SystemExit("error: --dtype int8 runs on the torch engine (torch.ao dynamic int8); drop --engine")
+    if precision.name == "int8" and engine == "torch":
         model.for_precision("int8", inplace=True)  # the loaded float model is not needed beside its int8 twin
-    if getattr(args, "engine", "torch") != "torch":
+    if engine != "torch":
         from ..engines import use_engine
 
         try:
-            seconds = use_engine(model, args.engine, threads=args.threads)
+            seconds = use_engine(model, engine, threads=args.threads, int8=precision.name == "int8")
         except ValueError as error:
             raise SystemExit(f"error: {error}") from None
         print(f"engine {args.engine}: prepared in {seconds:.1f} s", file=sys.stderr)
