@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 from ..precision import Precision, describe_cpu
+from .conditions import parse_conditions
 from .embedding import embed_files
 from .error_rates import compute_calibration_metrics, compute_metrics
-from .plots import plot_det_curve, plot_score_histograms
+from .plots import plot_det_curve, plot_det_curves, plot_score_histograms
 from .results import PLAIN_COSINE, EvaluationResults, results_file_name, write_scores_tsv
+from .robustness import check_conditions_available, evaluate_conditions
 from .scoring import score_trials
 from .trials import read_trials, unique_paths
 
@@ -44,6 +46,8 @@ def evaluate_trial_list(
     scores_out: str | os.PathLike | None = None,
     vad: bool = False,
     distributed: bool | None = None,
+    conditions: str | Sequence[str] | None = None,
+    condition_seed: int = 0,
 ) -> dict:
     """EER and normalised minDCF (p_target 0.01 and 0.05) of `model` on a trial list.
 
@@ -56,7 +60,14 @@ def evaluate_trial_list(
     per-trial scores as TSV (`results.write_scores_tsv`: enrol, test, label, score); `vad` removes silence first.
     Besides minDCF, the results hold the actual DCF of the model's decisions, minCllr and, for a calibrated model
     (`config.calibration`), Cllr (`error_rates.compute_calibration_metrics`).
+
+    With `conditions` (names such as "clean,dur2,noise5,opus8", `conditions.CONDITIONS`), the test side of every
+    trial is also altered under each condition, from `condition_seed` (the enrolment side stays clean), and the
+    results gain a row per condition (`robustness.evaluate_conditions`), the seed, the noise bank and, with
+    `output_dir`, one DET plot with a curve per condition.
     """
+    parsed = parse_conditions(conditions) if conditions else []  # a bad name fails before anything is embedded
+    check_conditions_available(parsed, feature_extractor.sampling_rate)
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
     cohort_paths = list(cohort_paths or [])
@@ -82,6 +93,32 @@ def evaluate_trial_list(
         write_scores_tsv(scores_out, [t.enroll for t in trials], [t.test for t in trials], labels, scores)
     calibration = None if cohort_paths else getattr(model.config, "calibration", None)  # fitted on plain cosines
     name = name or Path(trials_path).stem
+    robustness, condition_scores = {}, {}
+    if parsed:
+        rows, condition_scores, bank = evaluate_conditions(
+            model,
+            feature_extractor,
+            trials,
+            parsed,
+            embedded.embeddings,
+            scores,
+            seed=condition_seed,
+            root=root,
+            cohort=cohort,
+            top_n=top_n,
+            threshold=model.config.verification_threshold,
+            calibration=calibration,
+            batch_size=batch_size,
+            chunk_seconds=chunk_seconds,
+            precision=embedded.precision,
+            cache_dir=cache_dir,
+            progress=progress,
+            vad=vad,
+            distributed=distributed,
+        )
+        if not rows:
+            return {}  # another rank of a multi-process run
+        robustness = {"conditions": rows, "condition_seed": condition_seed, "noise_bank": bank}
     results = EvaluationResults.from_dict(
         {
             "trial_list": name,
@@ -100,6 +137,7 @@ def evaluate_trial_list(
                 scores, labels, threshold=model.config.verification_threshold, calibration=calibration
             ),
             **({"calibration": calibration} if calibration else {}),
+            **robustness,
         }
     )
     if output_dir is not None:
@@ -108,6 +146,12 @@ def evaluate_trial_list(
         results.score_histogram_png = plot_score_histograms(
             scores, labels, output_dir / f"{name}_scores.png", threshold=results.eer_threshold
         )
+        if condition_scores:
+            results.conditions_det_png = plot_det_curves(
+                {c: (s, labels) for c, s in condition_scores.items()},
+                output_dir / f"{name}_conditions_det.png",
+                title=f"{name}: DET per condition",
+            )
         results.results_json = output_dir / results_file_name(name)
         results.write(results.results_json)
     return results.to_dict()

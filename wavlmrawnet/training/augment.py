@@ -20,7 +20,7 @@ import soundfile as sf
 import soxr
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
-from ..audio_effects import mix_at_snr, reverberate
+from ..audio_effects import fit_length, mix_at_snr, reverberate
 from ..audio_io import AudioDecodingError, audio_duration, check_sampling_rate, load_audio, to_mono
 
 __all__ = [
@@ -80,19 +80,6 @@ def _checked_audio_files(folder: str | os.PathLike, option: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- noise
-def fit_length(noise: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """`num_samples` of `noise`: a random window of longer noise, or shorter noise tiled from a random offset."""
-    if noise.size == 0:
-        raise ValueError("noise is empty (no samples)")
-    length = noise.shape[-1]
-    if length >= num_samples:
-        start = int(rng.integers(0, length - num_samples + 1))
-        return noise[start : start + num_samples]
-    start = int(rng.integers(0, length))
-    tiled = np.tile(noise, -(-(num_samples + start) // length))
-    return tiled[start : start + num_samples]
-
-
 def read_noise_segment(path: str, num_samples: int, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
     """`num_samples` of the noise file `path` at `sampling_rate` (see `fit_length`).
 
