@@ -128,6 +128,8 @@ def test_same_seed_same_audio_other_seed_other_audio(speech, tone_corpus):
         ("noize5", "unknown condition 'noize5'; known: clean"),
         ("dur", "'dur' takes a number \\(seconds\\)"),
         ("reverb3", "'reverb' takes no number"),
+        ("dur0", "'dur' takes 0.1 to 3600 seconds"),
+        ("mp3-320", "'mp3-' takes 8 to 160 kbit/s"),
         ("clean,clean", "listed twice"),
         ("clean,,dur2", "comma-separated"),
     ],

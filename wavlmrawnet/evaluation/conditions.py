@@ -187,12 +187,13 @@ class Condition:
     parameter: str | None
     meaning: str
     example: str  # a valid full name, for error messages
+    value_range: tuple[float, float] | None = None  # the numbers it accepts (inclusive), when limited
 
 
 # Name (prefix) -> condition. Adding one: write its function above and add an entry here.
 CONDITIONS: dict[str, Condition] = {
     "clean": Condition(unchanged, None, "the test audio unchanged", "clean"),
-    "dur": Condition(random_crop, "seconds", "a random {value}-second crop of the test audio", "dur3"),
+    "dur": Condition(random_crop, "seconds", "a random {value}-second crop of the test audio", "dur3", (0.1, 3600)),
     "noise": Condition(add_noise, "dB SNR", "noise from the seeded bank at {value} dB SNR", "noise5"),
     "reverb": Condition(
         add_reverb,
@@ -201,8 +202,9 @@ CONDITIONS: dict[str, Condition] = {
         "reverb",
     ),
     "tel8k": Condition(telephone_band, None, "telephone band: 300-3,400 Hz through 8 kHz", "tel8k"),
-    "opus": Condition(opus, "kbit/s", "Opus encode and decode at {value} kbit/s", "opus8"),
-    "mp3-": Condition(mp3, "kbit/s", "MP3 encode and decode at {value} kbit/s", "mp3-32"),
+    "opus": Condition(opus, "kbit/s", "Opus encode and decode at {value} kbit/s", "opus8", (6, 510)),
+    # MPEG-2 layer III, which LAME uses at 16 kHz, has 8-160 kbit/s
+    "mp3-": Condition(mp3, "kbit/s", "MP3 encode and decode at {value} kbit/s", "mp3-32", (8, 160)),
 }
 
 _NUMBER = re.compile(r"\d+(\.\d+)?")
@@ -253,6 +255,9 @@ def parse_condition(name: str) -> ParsedCondition:
         if condition.parameter is None and rest == "":
             return ParsedCondition(name, key, None, condition)
         if condition.parameter is not None and _NUMBER.fullmatch(rest):
+            low, high = condition.value_range or (-np.inf, np.inf)
+            if not low <= float(rest) <= high:
+                raise ValueError(f"condition {name!r}: {key!r} takes {low:g} to {high:g} {condition.parameter}")
             return ParsedCondition(name, key, float(rest), condition)
     if keys:
         condition = CONDITIONS[keys[0]]

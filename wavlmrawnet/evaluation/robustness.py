@@ -47,7 +47,7 @@ def evaluate_conditions(
     trials: Sequence[Trial],
     conditions: Sequence[ParsedCondition],
     clean_embeddings: Mapping[str, np.ndarray],
-    clean_scores: np.ndarray,
+    clean_scores: np.ndarray | None,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     cohort: np.ndarray | None = None,
@@ -62,7 +62,8 @@ def evaluate_conditions(
     `error_rates.compute_calibration_metrics`), minCllr, the trial count and how many test files were embedded in
     this run. `clean_embeddings` must hold every trial file; `embed_options` go to `embed_files` (batch size,
     precision, cache folder...). A test file that fails to embed under a condition is a `RuntimeError` listing it.
-    Returns ({}, {}, {}) on the non-main ranks of a multi-process run.
+    On the other ranks of a multi-process run (which embed their shards of each condition and pass no clean
+    embeddings or scores), returns ({}, {}, {}).
     """
     labels = np.array([t.label for t in trials])
     test_paths = list(dict.fromkeys(t.test for t in trials))
@@ -73,6 +74,8 @@ def evaluate_conditions(
     rows, all_scores = {}, {}
     for condition in conditions:
         if condition.is_clean:
+            if clean_scores is None:  # another rank of a multi-process run: nothing to embed, rank 0 scores
+                continue
             scores, computed = np.asarray(clean_scores), 0
         else:
 
@@ -90,7 +93,7 @@ def evaluate_conditions(
             )
             embedded.raise_for_failures()
             if not embedded.is_main_process:
-                return {}, {}, {}
+                continue  # another rank of a multi-process run: it embeds its shard, rank 0 scores
             tag = f"\x00{condition.name}"  # the altered test file, beside its clean self (an enrolment file too)
             merged = {**clean_embeddings, **{path + tag: e for path, e in embedded.embeddings.items()}}
             altered = [Trial(t.label, t.enroll, t.test + tag) for t in trials]
@@ -106,7 +109,7 @@ def evaluate_conditions(
             "files_embedded_this_run": computed,
         }
         all_scores[condition.name] = scores
-    return rows, all_scores, bank.describe()
+    return (rows, all_scores, bank.describe()) if rows else ({}, {}, {})
 
 
 def format_condition_table(rows: Mapping[str, Mapping]) -> str:

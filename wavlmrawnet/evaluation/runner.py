@@ -71,21 +71,18 @@ def evaluate_trial_list(
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
     cohort_paths = list(cohort_paths or [])
-    embedded = embed_files(
-        model,
-        feature_extractor,
-        paths + cohort_paths,
-        batch_size=batch_size,
-        chunk_seconds=chunk_seconds,
-        precision=precision,
-        cache_dir=cache_dir,
-        progress=progress,
-        vad=vad,
-        distributed=distributed,  # None: shared among the launched processes (embed_files)
-    )
+    # distributed=None: shared among the launched processes (embed_files)
+    embed_options = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, cache_dir=cache_dir, progress=progress)
+    embed_options.update(vad=vad, distributed=distributed)
+    embedded = embed_files(model, feature_extractor, paths + cohort_paths, precision=precision, **embed_options)
     embedded.raise_for_failures()
-    if not embedded.is_main_process:
-        return {}  # another rank of a multi-process run: rank 0 scores and writes the one output
+    embed_options["precision"] = embedded.precision  # the conditions' embeddings in the same precision
+    if not embedded.is_main_process:  # another rank of a multi-process run: rank 0 scores and writes the one output
+        if parsed:  # ... but every rank embeds its share of each condition's test files
+            evaluate_conditions(
+                model, feature_extractor, trials, parsed, {}, None, condition_seed, root, **embed_options
+            )
+        return {}
     cohort = np.stack([embedded.embeddings[p] for p in cohort_paths]) if cohort_paths else None
     scores = score_trials(trials, embedded.embeddings, cohort=cohort, top_n=top_n)
     labels = np.array([t.label for t in trials])
@@ -108,16 +105,8 @@ def evaluate_trial_list(
             top_n=top_n,
             threshold=model.config.verification_threshold,
             calibration=calibration,
-            batch_size=batch_size,
-            chunk_seconds=chunk_seconds,
-            precision=embedded.precision,
-            cache_dir=cache_dir,
-            progress=progress,
-            vad=vad,
-            distributed=distributed,
+            **embed_options,
         )
-        if not rows:
-            return {}  # another rank of a multi-process run
         robustness = {"conditions": rows, "condition_seed": condition_seed, "noise_bank": bank}
     results = EvaluationResults.from_dict(
         {

@@ -210,11 +210,12 @@ def _eval_results(card_results: list[_CardResult]) -> list[EvalResult]:
             )
         ]
         # a model-index entry per robustness condition: the same trials with the test side altered
-        rows += [
-            (f"{item.dataset_config}, condition {name}", row["eer_percent"], row["min_dcf"], row.get("num_trials")
-             or result.num_trials, {"condition": name, "condition_seed": result.condition_seed})
-            for name, row in (result.conditions or {}).items()
-        ]  # fmt: skip
+        for name, row in (result.conditions or {}).items():
+            details = {"condition": name, "condition_seed": result.condition_seed}
+            config = f"{item.dataset_config}, condition {name}"
+            rows.append(
+                (config, row["eer_percent"], row["min_dcf"], row.get("num_trials") or result.num_trials, details)
+            )
         for config, eer_percent, min_dcf, num_trials, details in rows:
             common["dataset_config"] = config
             eer = EvalResult(
