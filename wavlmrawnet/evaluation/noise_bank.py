@@ -23,7 +23,15 @@ from ..audio_effects import fit_length
 from ..audio_io import load_audio
 from ..synthetic.channel import NOISE_KINDS, shaped_noise
 
-__all__ = ["BABBLE_TALKERS", "CLIP_SECONDS", "NOISE_FAMILIES", "NoiseBank", "music_like_tones", "seeded_rng"]
+__all__ = [
+    "BABBLE_TALKERS",
+    "CLIP_SECONDS",
+    "NOISE_FAMILIES",
+    "NoiseBank",
+    "music_like_tones",
+    "seeded_rng",
+    "speakers_of",
+]
 
 BABBLE_TALKERS = 4  # other speakers summed into one babble clip
 CLIP_SECONDS = 8.0  # length of every clip of the bank (a longer test file gets a clip tiled from a random offset)
