@@ -96,15 +96,20 @@ def plot_det_curves(curves: dict[str, tuple], path, title: str | None = None) ->
     fig = Figure(figsize=(6, 6))
     ax = fig.add_subplot()
     low, worst = 0.01, 0.0
-    for label, (scores, labels) in curves.items():
+    for index, (label, (scores, labels)) in enumerate(curves.items()):
         fpr, fnr, _ = det_curve(scores, labels)
         eer, _ = compute_eer(scores, labels)
         low, worst = min(low, _lowest_rate(fpr, fnr)), max(worst, eer)
+        style = ("-", "--", "-.")[index // 10 % 3]  # matplotlib's 10 colours repeat: the line style tells them apart
         ax.plot(
-            _probit(np.clip(fpr, lo, hi)), _probit(np.clip(fnr, lo, hi)), lw=1.3, label=f"{label} ({100 * eer:.2f}%)"
+            _probit(np.clip(fpr, lo, hi)),
+            _probit(np.clip(fnr, lo, hi)),
+            lw=1.3,
+            label=f"{label} ({100 * eer:.2f}%)",
+            ls=style,
         )
     _det_frame(ax, low, worst, title or "DET curve per condition (EER)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="lower left", fontsize="small")  # DET curves run from top left to bottom right
     fig.tight_layout()
     return _save(fig, path)
 
