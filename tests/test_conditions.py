@@ -22,7 +22,7 @@ from wavlmrawnet.evaluation.conditions import (
     parse_condition,
     parse_conditions,
 )
-from wavlmrawnet.evaluation.noise_bank import NoiseBank, seeded_rng
+from wavlmrawnet.evaluation.noise_bank import NoiseBank, seeded_rng, speakers_of
 from wavlmrawnet.evaluation.results import EvaluationResults
 from wavlmrawnet.training.augment import Augmenter
 from wavlmrawnet.training.config import ConfigError, TrainConfig
@@ -77,6 +77,11 @@ def test_noise_is_mixed_at_the_stated_snr_from_every_family(speech, tone_corpus,
         assert abs(power_db(speech) - power_db(noisy - speech) - snr) < 0.5
         families.add(bank.draw(speech.size, "s1", seeded_rng(0, condition.name, key))[1])  # the draw it made
     assert families == {"babble", "music", "channel"}
+
+
+def test_speaker_is_the_voxceleb_speaker_folder():
+    keys = ["/data/wav/id10001/vid1/1.wav", "id10002/vid1/1.wav", "s3/1.wav"]
+    assert list(speakers_of(keys).values()) == ["id10001", "id10002", "s3"]
 
 
 def test_babble_holds_other_speakers_only(tone_corpus):

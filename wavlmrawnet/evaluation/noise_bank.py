@@ -107,7 +107,7 @@ class NoiseBank:
             if not others:
                 raise ValueError(
                     f"babble noise needs files of at least 2 speakers; the corpus has only {speaker!r} (the speaker "
-                    "is the first folder of a trial path, as in VoxCeleb's <speaker>/<video>/<utt>.wav)"
+                    "is the folder two levels above a file, as in VoxCeleb's <speaker>/<video>/<utt>.wav)"
                 )
             rng = seeded_rng(self.seed, "babble", speaker)
             talkers = rng.choice(others, size=min(BABBLE_TALKERS, len(others)), replace=False)
@@ -146,7 +146,12 @@ class NoiseBank:
 
 
 def speakers_of(keys: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
-    """{path: speaker} where the speaker is the first folder of the path's key (VoxCeleb layout); `keys` maps paths
-    to their keys (relative trial paths), or is a list of paths used as their own keys."""
+    """{path: speaker}: the folder two levels above the file, as in VoxCeleb's `<speaker>/<video>/<utt>.wav` (relative
+    or absolute), or the file's only folder (`<speaker>/<utt>.wav`). `keys` maps paths to their keys (relative trial
+    paths), or is a list of paths used as their own keys."""
     items = keys.items() if isinstance(keys, Mapping) else ((k, k) for k in keys)
-    return {path: key.replace("\\", "/").lstrip("/").split("/")[0] for path, key in items}
+    speakers = {}
+    for path, key in items:
+        parts = [part for part in key.replace("\\", "/").split("/") if part]
+        speakers[path] = parts[-3] if len(parts) >= 3 else parts[0]
+    return speakers
