@@ -1,11 +1,12 @@
-"""Signal effects on numpy audio, shared by training augmentation and the synthetic corpus: FFT convolution,
-reverberation with a room impulse response, and noise at a signal-to-noise ratio."""
+"""Signal effects on numpy audio, shared by training augmentation, the evaluation conditions and the synthetic corpus:
+FFT convolution, generated room impulse responses, reverberation, noise windows and noise at a signal-to-noise
+ratio."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fft_convolve", "fft_size", "mix_at_snr", "reverberate"]
+__all__ = ["fft_convolve", "fft_size", "fit_length", "mix_at_snr", "reverberate", "room_impulse_response"]
 
 
 def fft_size(n: int) -> int:
@@ -61,3 +62,35 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
         return speech.astype(np.float32, copy=True)
     gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
     return (speech.astype(np.float64) + gain * noise.astype(np.float64)).astype(np.float32)
+
+
+def fit_length(noise: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """`num_samples` of `noise`: a random window of longer noise, or shorter noise tiled from a random offset."""
+    if noise.size == 0:
+        raise ValueError("noise is empty (no samples)")
+    length = noise.shape[-1]
+    if length >= num_samples:
+        start = int(rng.integers(0, length - num_samples + 1))
+        return noise[start : start + num_samples]
+    start = int(rng.integers(0, length))
+    tiled = np.tile(noise, -(-(num_samples + start) // length))
+    return tiled[start : start + num_samples]
+
+
+def room_impulse_response(
+    rt60_s: float, sampling_rate: int, rng: np.random.Generator, direct_to_reverberant_db: float = 0.0
+) -> np.ndarray:
+    """A generated room impulse response: a unit direct path, then a Gaussian-noise tail decaying by 60 dB over
+    `rt60_s` seconds (Polack's statistical model), starting 2.5 ms after the direct sound and scaled so that the
+    direct-to-reverberant energy ratio is `direct_to_reverberant_db`. Its length is `rt60_s` seconds."""
+    if not (np.isfinite(rt60_s) and rt60_s > 0):
+        raise ValueError(f"rt60_s must be a positive number of seconds, got {rt60_s}")
+    if not np.isfinite(direct_to_reverberant_db):
+        raise ValueError(f"direct_to_reverberant_db must be finite, got {direct_to_reverberant_db}")
+    length = max(int(rt60_s * sampling_rate), 2)
+    t = np.arange(length) / sampling_rate
+    tail = rng.standard_normal(length) * np.exp(-6.9 * t / rt60_s)  # exp(-6.9) = -60 dB
+    tail[: max(1, int(0.0025 * sampling_rate))] = 0.0
+    tail *= 10.0 ** (-direct_to_reverberant_db / 20.0) / np.sqrt(np.sum(tail**2))
+    tail[0] = 1.0  # the direct sound
+    return tail

@@ -107,6 +107,8 @@ def cmd_score(args) -> int:
         extra={"dataset_name": args.dataset_name} if args.dataset_name else None,
         scores_out=args.scores_out,
         vad=args.vad,
+        conditions=args.conditions,
+        condition_seed=args.condition_seed,
     )
     if not results:  # another rank of torchrun / accelerate launch: rank 0 scores and writes the outputs
         return 0
@@ -121,6 +123,11 @@ def cmd_score(args) -> int:
         f"actual DCF(0.01) {act['0.01']:.4f}  actual DCF(0.05) {act['0.05']:.4f}  {calibrated}"
         f"minCllr {results['min_cllr']:.4f}  ({'calibrated llrs' if calibrated else 'at the model threshold'})"
     )
+    if "conditions" in results:
+        from ..evaluation.robustness import format_condition_table
+
+        print(f"\ntest side altered per condition (enrolment clean; seed {results['condition_seed']}):")
+        print(format_condition_table(results["conditions"]))
     if args.scores_out:
         print(f"per-trial scores (enrol, test, label, score) in {args.scores_out}")
     if args.output_dir:
@@ -186,6 +193,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--cache-dir", help="reuse embeddings cached here (keyed by file and model)")
     score.add_argument("--name", help="name for the outputs (default: the trial list's file name)")
     score.add_argument("--scores-out", help="write one line per trial to this TSV: enrol, test, label, score")
+    score.add_argument(
+        "--conditions",
+        help="also evaluate with the test side altered, one row per condition: comma-separated names from clean, "
+        "durN (N-second crop), noiseN (N dB SNR), reverb, tel8k, opusN, mp3-N (N kbit/s); e.g. clean,dur2,noise5",
+    )
+    score.add_argument(
+        "--condition-seed", type=int, default=0, help="seed of the altered audio and the noise bank (default 0)"
+    )
     score.add_argument("--dataset-name", help='e.g. "VoxCeleb1-O (cleaned)": recorded in the results for the card')
     add_runtime_options(score)
     score.set_defaults(run=cmd_score)

@@ -14,7 +14,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +186,8 @@ def embed_files(
     require_speech: bool = False,
     flush_seconds: float = 60.0,
     distributed: bool | None = None,
+    transform: Callable[[str, np.ndarray], np.ndarray] | None = None,
+    transform_tag: str | None = None,
 ) -> EmbeddingResult:
     """Embeds each unique path once, longest first, in batches of similar length (minimal padding).
 
@@ -209,6 +211,10 @@ def embed_files(
     `is_main_process=False` with their shard only (and every failure, so that all exit alike). `distributed=None`
     shares the work whenever several processes were launched; pass False where one process embeds alone (e.g. the
     trainer's validation on rank 0), or every rank would wait for it.
+
+    `transform(path, waveform)` alters each file's decoded audio before it is checked and embedded (an evaluation
+    condition, `evaluation.conditions`); with `cache_dir`, `transform_tag` must name it (the condition, its seed...):
+    its embeddings get their own cache file, `<fingerprint>-<precision>[-vad]-<transform_tag>.safetensors`.
     """
     file_paths, in_memory, memory_failures = _in_memory_inputs(paths, feature_extractor)
     unique = list(dict.fromkeys(file_paths + list(in_memory) + list(memory_failures)))
@@ -217,8 +223,11 @@ def embed_files(
     result = EmbeddingResult(precision=_resolve(model, precision))
     cache_file, cache = None, {}
     if cache_dir is not None:
+        if transform is not None and not transform_tag:
+            raise ValueError("embed_files: a transform needs a transform_tag to key its cached embeddings")
         vad_tag = "-vad" if vad else ""
-        cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}{vad_tag}.safetensors"
+        tag = f"-{transform_tag}" if transform is not None else ""
+        cache_file = Path(cache_dir) / f"{model_fingerprint(model)}-{result.precision.name}{vad_tag}{tag}.safetensors"
     state = distributed_state(next(model.parameters()).device) if distributed is not False else None
     runner = model_for_precision(model, result.precision.name)  # int8: the model's int8 twin (`quantization.py`)
     if cache_file is not None:
@@ -294,6 +303,8 @@ def embed_files(
                     waveform = in_memory.get(path)
                     if waveform is None:
                         waveform = load_audio(path, feature_extractor.sampling_rate)
+                    if transform is not None:
+                        waveform = transform(path, waveform)
                     feature_extractor.validate(waveform, path)
                     if vad:
                         waveform = remove_silence(waveform, feature_extractor.sampling_rate, where=path)

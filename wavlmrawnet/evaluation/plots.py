@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from .error_rates import _check_inputs, compute_eer, det_curve
 
-__all__ = ["plot_det_curve", "plot_score_histograms"]
+__all__ = ["plot_det_curve", "plot_det_curves", "plot_score_histograms"]
 
 try:
     from scipy.stats import norm as _scipy_norm
@@ -45,22 +45,11 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
-def plot_det_curve(scores, labels, path, title: str | None = None) -> Path:
-    """DET curve (miss rate vs false-alarm rate on probit axes) with the EER marked."""
-    fpr, fnr, _ = det_curve(scores, labels)
-    eer, _ = compute_eer(scores, labels)
-    lo, hi = _DET_FLOOR, 1.0 - _DET_FLOOR
-    # Show down to the smallest non-zero error rate, up to 50% (or more for poor systems).
-    nonzero = np.r_[fpr[fpr > 0], fnr[fnr > 0]]
-    low = max(lo, min(0.01, float(nonzero.min()) if nonzero.size else 0.01))
-    high, tick_set = (0.5, _DET_TICKS) if eer < 0.3 else (hi, _DET_TICKS_FULL)
+def _det_frame(ax, low: float, worst_eer: float, title: str) -> tuple[float, float]:
+    """Probit axes from `low` to 50 % (or nearly 100 % for poor systems), ticks, labels, the diagonal and the grid;
+    returns the (low, high) rates shown."""
+    high, tick_set = (0.5, _DET_TICKS) if worst_eer < 0.3 else (1.0 - _DET_FLOOR, _DET_TICKS_FULL)
     ticks = [t for t in tick_set if low <= t <= high]
-
-    fig = Figure(figsize=(5.5, 5.5))
-    ax = fig.add_subplot()
-    ax.plot(_probit(np.clip(fpr, lo, hi)), _probit(np.clip(fnr, lo, hi)), lw=1.5, label="DET")
-    eer_xy = _probit(np.clip(eer, lo, hi))
-    ax.plot(eer_xy, eer_xy, "o", color="C3", label=f"EER = {100 * eer:.2f}%")
     ax.plot(_probit(np.array([low, high])), _probit(np.array([low, high])), ":", color="0.6", lw=0.8)
     tick_pos = _probit(np.array(ticks))
     tick_labels = [f"{100 * t:g}" for t in ticks]
@@ -71,9 +60,56 @@ def plot_det_curve(scores, labels, path, title: str | None = None) -> Path:
     ax.set_ylim(*limits)
     ax.set_xlabel("False acceptance rate (%)")
     ax.set_ylabel("False rejection rate (%)")
-    ax.set_title(title or "DET curve")
+    ax.set_title(title)
     ax.grid(True, ls="--", lw=0.5)
+    return low, high
+
+
+def _lowest_rate(fpr: np.ndarray, fnr: np.ndarray) -> float:
+    """The smallest non-zero error rate, capped at 1 % (the axes start there or lower), floored at `_DET_FLOOR`."""
+    nonzero = np.r_[fpr[fpr > 0], fnr[fnr > 0]]
+    return max(_DET_FLOOR, min(0.01, float(nonzero.min()) if nonzero.size else 0.01))
+
+
+def plot_det_curve(scores, labels, path, title: str | None = None) -> Path:
+    """DET curve (miss rate vs false-alarm rate on probit axes) with the EER marked."""
+    fpr, fnr, _ = det_curve(scores, labels)
+    eer, _ = compute_eer(scores, labels)
+    lo, hi = _DET_FLOOR, 1.0 - _DET_FLOOR
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot()
+    ax.plot(_probit(np.clip(fpr, lo, hi)), _probit(np.clip(fnr, lo, hi)), lw=1.5, label="DET")
+    eer_xy = _probit(np.clip(eer, lo, hi))
+    ax.plot(eer_xy, eer_xy, "o", color="C3", label=f"EER = {100 * eer:.2f}%")
+    _det_frame(ax, _lowest_rate(fpr, fnr), eer, title or "DET curve")
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_det_curves(curves: dict[str, tuple], path, title: str | None = None) -> Path:
+    """One DET curve per entry of `curves` ({label: (scores, labels)}, e.g. one per evaluation condition) on shared
+    probit axes, each labelled with its EER."""
+    if not curves:
+        raise ValueError("plot_det_curves needs at least one curve")
+    lo, hi = _DET_FLOOR, 1.0 - _DET_FLOOR
+    fig = Figure(figsize=(6, 6))
+    ax = fig.add_subplot()
+    low, worst = 0.01, 0.0
+    for index, (label, (scores, labels)) in enumerate(curves.items()):
+        fpr, fnr, _ = det_curve(scores, labels)
+        eer, _ = compute_eer(scores, labels)
+        low, worst = min(low, _lowest_rate(fpr, fnr)), max(worst, eer)
+        style = ("-", "--", "-.")[index // 10 % 3]  # matplotlib's 10 colours repeat: the line style tells them apart
+        ax.plot(
+            _probit(np.clip(fpr, lo, hi)),
+            _probit(np.clip(fnr, lo, hi)),
+            lw=1.3,
+            label=f"{label} ({100 * eer:.2f}%)",
+            ls=style,
+        )
+    _det_frame(ax, low, worst, title or "DET curve per condition (EER)")
+    ax.legend(loc="lower left", fontsize="small")  # DET curves run from top left to bottom right
     fig.tight_layout()
     return _save(fig, path)
 

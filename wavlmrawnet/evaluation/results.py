@@ -77,9 +77,14 @@ class EvaluationResults:
     dataset_config: str | None = None
     dataset_split: str | None = None
     synthetic: bool | None = None
+    # robustness (`robustness.evaluate_conditions`): a row per condition, the seed of the altered audio, the noise bank
+    conditions: dict[str, dict[str, Any]] | None = None
+    condition_seed: int | None = None
+    noise_bank: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     det_curve_png: Path | None = None
     score_histogram_png: Path | None = None
+    conditions_det_png: Path | None = None  # one DET curve per condition
     results_json: Path | None = None  # where the JSON was written
     source: Path | None = field(default=None, compare=False)  # where it was read from (`read`); not written
 
@@ -154,6 +159,7 @@ class EvaluationResults:
         results.source = path
         results.det_curve_png = _find_plot(results.det_curve_png, "det_curve_png", path)
         results.score_histogram_png = _find_plot(results.score_histogram_png, "score_histogram_png", path)
+        results.conditions_det_png = _find_plot(results.conditions_det_png, "conditions_det_png", path)
         return results
 
 
@@ -213,6 +219,38 @@ def _calibration(value: Any, where: str) -> dict[str, float]:
     return {key: finite_number(value[key], f"{where}[{key!r}]") for key in ("scale", "offset")}
 
 
+def _condition_rows(values: Any, where: str) -> dict[str, dict[str, Any]]:
+    """{condition name: its row} (`robustness.evaluate_conditions`): EER and minDCF required, the rest checked when
+    present; `eer_percent` is filled in."""
+    if not isinstance(values, Mapping) or not values:
+        raise ValueError(f'{where} must map condition names to their results, e.g. {{"noise5": {{"eer": 0.1, ...}}}}')
+    rows = {}
+    for name, row in values.items():
+        at = f"{where}[{name!r}]"
+        if not isinstance(row, Mapping) or "eer" not in row or "min_dcf" not in row:
+            raise ValueError(f"{at} must be an object with at least 'eer' and 'min_dcf', got {row!r}")
+        eer = finite_number(row["eer"], f"{at}: 'eer'")
+        if not 0.0 <= eer <= 1.0:
+            raise ValueError(f"{at}: 'eer' is a fraction in [0, 1], got {eer}")
+        checked = {**row, "eer": eer, "eer_percent": 100.0 * eer, "min_dcf": _by_p_target(row["min_dcf"], at)}
+        for key, check in (("act_dcf", _by_p_target), ("cllr", finite_number), ("min_cllr", finite_number)):
+            if row.get(key) is not None:
+                checked[key] = check(row[key], f"{at}: '{key}'")
+        for key in ("num_trials", "files_embedded_this_run"):
+            if row.get(key) is not None:
+                checked[key] = _count(row[key], f"{at}: '{key}'")
+        if row.get("meaning") is not None:
+            checked["meaning"] = _text(row["meaning"], f"{at}: 'meaning'")
+        rows[_text(name, f"{where}: a condition name")] = checked
+    return rows
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be a JSON object, got {value!r}")
+    return dict(value)
+
+
 def _find_plot(recorded: Path | None, key: str, results_path: Path) -> Path | None:
     """The plot at its recorded path (relative ones from the JSON's folder), else the same name beside the JSON."""
     if recorded is None:
@@ -238,7 +276,10 @@ _OPTIONAL_CHECKS = {
     **dict.fromkeys(("score_normalization", "dtype", "precision_reason", "date", "hardware"), _text),
     **dict.fromkeys(("dataset_name", "dataset_type", "dataset_config", "dataset_split"), _text),
     "synthetic": _flag,
-    **dict.fromkeys(("det_curve_png", "score_histogram_png", "results_json"), _path),
+    "conditions": _condition_rows,
+    "condition_seed": _count,
+    "noise_bank": _mapping,
+    **dict.fromkeys(("det_curve_png", "score_histogram_png", "conditions_det_png", "results_json"), _path),
 }
 
 

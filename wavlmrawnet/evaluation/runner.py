@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 from ..precision import Precision, describe_cpu
+from .conditions import parse_conditions
 from .embedding import embed_files
 from .error_rates import compute_calibration_metrics, compute_metrics
-from .plots import plot_det_curve, plot_score_histograms
+from .plots import plot_det_curve, plot_det_curves, plot_score_histograms
 from .results import PLAIN_COSINE, EvaluationResults, results_file_name, write_scores_tsv
+from .robustness import check_conditions_available, evaluate_conditions
 from .scoring import score_trials
 from .trials import read_trials, unique_paths
 
@@ -44,6 +46,8 @@ def evaluate_trial_list(
     scores_out: str | os.PathLike | None = None,
     vad: bool = False,
     distributed: bool | None = None,
+    conditions: str | Sequence[str] | None = None,
+    condition_seed: int = 0,
 ) -> dict:
     """EER and normalised minDCF (p_target 0.01 and 0.05) of `model` on a trial list.
 
@@ -56,25 +60,29 @@ def evaluate_trial_list(
     per-trial scores as TSV (`results.write_scores_tsv`: enrol, test, label, score); `vad` removes silence first.
     Besides minDCF, the results hold the actual DCF of the model's decisions, minCllr and, for a calibrated model
     (`config.calibration`), Cllr (`error_rates.compute_calibration_metrics`).
+
+    With `conditions` (names such as "clean,dur2,noise5,opus8", `conditions.CONDITIONS`), the test side of every
+    trial is also altered under each condition, from `condition_seed` (the enrolment side stays clean), and the
+    results gain a row per condition (`robustness.evaluate_conditions`), the seed, the noise bank and, with
+    `output_dir`, one DET plot with a curve per condition.
     """
+    parsed = parse_conditions(conditions) if conditions else []  # a bad name fails before anything is embedded
+    check_conditions_available(parsed, feature_extractor.sampling_rate)
     trials = read_trials(trials_path, root=root, check_exists=True)
     paths = unique_paths(trials)
     cohort_paths = list(cohort_paths or [])
-    embedded = embed_files(
-        model,
-        feature_extractor,
-        paths + cohort_paths,
-        batch_size=batch_size,
-        chunk_seconds=chunk_seconds,
-        precision=precision,
-        cache_dir=cache_dir,
-        progress=progress,
-        vad=vad,
-        distributed=distributed,  # None: shared among the launched processes (embed_files)
-    )
+    # distributed=None: shared among the launched processes (embed_files)
+    embed_options = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, cache_dir=cache_dir, progress=progress)
+    embed_options.update(vad=vad, distributed=distributed)
+    embedded = embed_files(model, feature_extractor, paths + cohort_paths, precision=precision, **embed_options)
     embedded.raise_for_failures()
-    if not embedded.is_main_process:
-        return {}  # another rank of a multi-process run: rank 0 scores and writes the one output
+    embed_options["precision"] = embedded.precision  # the conditions' embeddings in the same precision
+    if not embedded.is_main_process:  # another rank of a multi-process run: rank 0 scores and writes the one output
+        if parsed:  # ... but every rank embeds its share of each condition's test files
+            evaluate_conditions(
+                model, feature_extractor, trials, parsed, {}, None, condition_seed, root, **embed_options
+            )
+        return {}
     cohort = np.stack([embedded.embeddings[p] for p in cohort_paths]) if cohort_paths else None
     scores = score_trials(trials, embedded.embeddings, cohort=cohort, top_n=top_n)
     labels = np.array([t.label for t in trials])
@@ -82,6 +90,24 @@ def evaluate_trial_list(
         write_scores_tsv(scores_out, [t.enroll for t in trials], [t.test for t in trials], labels, scores)
     calibration = None if cohort_paths else getattr(model.config, "calibration", None)  # fitted on plain cosines
     name = name or Path(trials_path).stem
+    robustness, condition_scores = {}, {}
+    if parsed:
+        rows, condition_scores, bank = evaluate_conditions(
+            model,
+            feature_extractor,
+            trials,
+            parsed,
+            embedded.embeddings,
+            scores,
+            seed=condition_seed,
+            root=root,
+            cohort=cohort,
+            top_n=top_n,
+            threshold=model.config.verification_threshold,
+            calibration=calibration,
+            **embed_options,
+        )
+        robustness = {"conditions": rows, "condition_seed": condition_seed, "noise_bank": bank}
     results = EvaluationResults.from_dict(
         {
             "trial_list": name,
@@ -100,6 +126,7 @@ def evaluate_trial_list(
                 scores, labels, threshold=model.config.verification_threshold, calibration=calibration
             ),
             **({"calibration": calibration} if calibration else {}),
+            **robustness,
         }
     )
     if output_dir is not None:
@@ -108,6 +135,12 @@ def evaluate_trial_list(
         results.score_histogram_png = plot_score_histograms(
             scores, labels, output_dir / f"{name}_scores.png", threshold=results.eer_threshold
         )
+        if condition_scores:
+            results.conditions_det_png = plot_det_curves(
+                {c: (s, labels) for c, s in condition_scores.items()},
+                output_dir / f"{name}_conditions_det.png",
+                title=f"{name}: DET per condition",
+            )
         results.results_json = output_dir / results_file_name(name)
         results.write(results.results_json)
     return results.to_dict()

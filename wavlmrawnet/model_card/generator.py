@@ -162,6 +162,7 @@ class _CardResult:
     det_png: str | None
     histogram_png: str | None
     results_json: str
+    conditions_det_png: str | None = None
 
 
 def _describe_dataset(result: EvaluationResults, synthetic_training: bool) -> tuple[str, str, str, str, bool]:
@@ -195,37 +196,57 @@ def _eval_results(card_results: list[_CardResult]) -> list[EvalResult]:
             dataset_config=item.dataset_config,
             dataset_split=item.dataset_split,
         )
-        eer = EvalResult(
-            **common,
-            metric_type="eer",
-            metric_value=result.eer_percent,
-            metric_name=f"EER (%) over {result.num_trials} trials",
-            metric_args={
-                "num_trials": result.num_trials,
-                "num_target": result.num_target,
-                "num_nontarget": result.num_nontarget,
-                "eer_threshold": result.eer_threshold,
-                "score_normalization": result.score_normalization,
-            },
-        )
-        if eer.unique_identifier in seen:
-            raise ValueError(
-                f"{result.source} and {seen[eer.unique_identifier]} describe the same dataset, config and split "
-                f"({item.dataset_name}, {item.dataset_config}, {item.dataset_split}); give one of them a distinct "
-                "'dataset_config' (or 'dataset_split') so the model-index keeps both"
+        rows = [
+            (
+                item.dataset_config,
+                result.eer_percent,
+                result.min_dcf,
+                result.num_trials,
+                {
+                    "num_target": result.num_target,
+                    "num_nontarget": result.num_nontarget,
+                    "eer_threshold": result.eer_threshold,
+                },
             )
-        seen[eer.unique_identifier] = result.source
-        evals.append(eer)
-        for p_target, value in result.min_dcf.items():
-            evals.append(
-                EvalResult(
-                    **common,
-                    metric_type="min_dcf",
-                    metric_value=value,
-                    metric_name=f"minDCF (p_target={p_target})",
-                    metric_args={"p_target": float(p_target), **DCF_COSTS, "num_trials": result.num_trials},
+        ]
+        # a model-index entry per robustness condition: the same trials with the test side altered
+        for name, row in (result.conditions or {}).items():
+            details = {"condition": name, "condition_seed": result.condition_seed}
+            config = f"{item.dataset_config}, condition {name}"
+            rows.append(
+                (config, row["eer_percent"], row["min_dcf"], row.get("num_trials") or result.num_trials, details)
+            )
+        for config, eer_percent, min_dcf, num_trials, details in rows:
+            common["dataset_config"] = config
+            eer = EvalResult(
+                **common,
+                metric_type="eer",
+                metric_value=eer_percent,
+                metric_name=f"EER (%) over {num_trials} trials",
+                metric_args={
+                    "num_trials": num_trials,
+                    **details,
+                    "score_normalization": result.score_normalization,
+                },
+            )
+            if eer.unique_identifier in seen:
+                raise ValueError(
+                    f"{result.source} and {seen[eer.unique_identifier]} describe the same dataset, config and split "
+                    f"({item.dataset_name}, {config}, {item.dataset_split}); give one of them a distinct "
+                    "'dataset_config' (or 'dataset_split') so the model-index keeps both"
                 )
-            )
+            seen[eer.unique_identifier] = result.source
+            evals.append(eer)
+            for p_target, value in min_dcf.items():
+                evals.append(
+                    EvalResult(
+                        **common,
+                        metric_type="min_dcf",
+                        metric_value=value,
+                        metric_name=f"minDCF (p_target={p_target})",
+                        metric_args={"p_target": float(p_target), **DCF_COSTS, "num_trials": num_trials},
+                    )
+                )
     return evals
 
 
@@ -310,6 +331,9 @@ def _build(
                     _plan_copy(result.score_histogram_png, model_dir, copies) if result.score_histogram_png else None
                 ),
                 results_json=_plan_copy(result.source, model_dir, copies),
+                conditions_det_png=(
+                    _plan_copy(result.conditions_det_png, model_dir, copies) if result.conditions_det_png else None
+                ),
             )
         )
     eval_results = _eval_results(card_results)

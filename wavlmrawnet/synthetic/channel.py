@@ -12,7 +12,9 @@ import numpy as np
 
 from ..audio_effects import fft_convolve, fft_size
 
-__all__ = ["ChannelParams", "apply_channel", "draw_channel"]
+NOISE_KINDS = ("white", "pink", "brown", "speech_shaped", "hum")  # the channel noises `shaped_noise` makes
+
+__all__ = ["NOISE_KINDS", "ChannelParams", "apply_channel", "draw_channel", "shaped_noise"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def draw_channel(rng: np.random.Generator, sampling_rate: int) -> ChannelParams:
     return ChannelParams(
         level_dbfs=float(rng.uniform(-32.0, -16.0)),
         snr_db=float(rng.uniform(5.0, 30.0)),
-        noise_kind=str(rng.choice(["white", "pink", "brown", "speech_shaped", "hum"])),
+        noise_kind=str(rng.choice(list(NOISE_KINDS))),
         eq_tilt_db_per_octave=float(rng.uniform(-1.5, 1.5)),
         eq_bumps=bumps,
         highpass_hz=float(rng.uniform(50.0, 200.0)),
@@ -65,7 +67,7 @@ def _active_power(signal: np.ndarray, sampling_rate: int) -> float:
     return float(active.mean())
 
 
-def _shaped_noise(kind: str, num_samples: int, sampling_rate: int, rng) -> np.ndarray:
+def shaped_noise(kind: str, num_samples: int, sampling_rate: int, rng) -> np.ndarray:
     """Unit-power noise of a given colour."""
     size = fft_size(num_samples)
     spectrum = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)  # white noise
@@ -126,7 +128,7 @@ def apply_channel(
     speech_power = _active_power(signal, sampling_rate)
     if not speech_power > 0:
         raise ValueError("speech is silent; cannot set an SNR")
-    noise = _shaped_noise(channel.noise_kind, len(signal), sampling_rate, rng)
+    noise = shaped_noise(channel.noise_kind, len(signal), sampling_rate, rng)
     mix = signal + noise * math.sqrt(speech_power / 10.0 ** (channel.snr_db / 10.0))
     mix *= 10.0 ** (channel.level_dbfs / 20.0) / np.sqrt(np.mean(mix**2))
     peak = np.abs(mix).max()

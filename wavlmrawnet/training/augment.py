@@ -1,10 +1,12 @@
-"""Training-time augmentation for speaker embeddings: additive noise, reverberation and speed perturbation.
+"""Training-time augmentation for speaker embeddings: additive noise, reverberation, speed perturbation, and the
+telephone band and lossy codecs of the evaluation conditions (`evaluation.conditions`).
 
 Every augmentation is off unless configured. All randomness comes from the `np.random.Generator` passed in, so the
 augmentation of an item is reproducible from the item's seed (see `SpeakerAudioDataset` in `training.data`).
 
 Order, as in Kaldi / WeSpeaker recipes: speed perturbation on the whole utterance (it changes the length, so it runs
-before cropping), then reverberation, then additive noise on the cropped segment (both keep the length). The signal
+before cropping), then reverberation, then additive noise on the cropped segment (both keep the length); then the
+transmission, as a recording goes through it after the room: the telephone band, then a codec round trip. The signal
 effects themselves (`reverberate`, `mix_at_snr`) live in `wavlmrawnet.audio_effects`.
 """
 
@@ -20,8 +22,10 @@ import soundfile as sf
 import soxr
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
-from ..audio_effects import mix_at_snr, reverberate
+from ..audio_effects import fit_length, mix_at_snr, reverberate
 from ..audio_io import AudioDecodingError, audio_duration, check_sampling_rate, load_audio, to_mono
+from ..evaluation.conditions import CODECS, parse_condition, telephone_band
+from ..extras import import_module
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -80,19 +84,6 @@ def _checked_audio_files(folder: str | os.PathLike, option: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- noise
-def fit_length(noise: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """`num_samples` of `noise`: a random window of longer noise, or shorter noise tiled from a random offset."""
-    if noise.size == 0:
-        raise ValueError("noise is empty (no samples)")
-    length = noise.shape[-1]
-    if length >= num_samples:
-        start = int(rng.integers(0, length - num_samples + 1))
-        return noise[start : start + num_samples]
-    start = int(rng.integers(0, length))
-    tiled = np.tile(noise, -(-(num_samples + start) // length))
-    return tiled[start : start + num_samples]
-
-
 def read_noise_segment(path: str, num_samples: int, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
     """`num_samples` of the noise file `path` at `sampling_rate` (see `fit_length`).
 
@@ -145,6 +136,10 @@ class AugmentConfig(BaseModel):
         rir_prob: chance that an item is reverberated.
         speed_factors: speed factors to draw from, e.g. [0.9, 1.0, 1.1] (include 1.0 to keep some items as they are).
         speed_prob: chance that a factor is drawn at all (otherwise the speed is left unchanged).
+        telephone_prob: chance that an item goes through the telephone band (the `tel8k` evaluation condition).
+        codecs: codec conditions to draw from, e.g. [opus8, opus16, mp3-32] (encode and decode at N kbit/s; needs
+            PyAV, the `m4a` extra).
+        codec_prob: chance that an item goes through one of `codecs`.
         sampling_rate: rate of the audio being augmented, in Hz.
     """
 
@@ -157,7 +152,18 @@ class AugmentConfig(BaseModel):
     rir_prob: Probability = 0.5
     speed_factors: tuple[Annotated[FiniteFloat, Field(gt=0)], ...] | None = None
     speed_prob: Probability = 1.0
+    telephone_prob: Probability = 0.0
+    codecs: tuple[str, ...] | None = None
+    codec_prob: Probability = 0.5
     sampling_rate: Annotated[int, Field(gt=0)] = 16000
+
+    @field_validator("codecs")
+    @classmethod
+    def _codec_conditions(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if parse_condition(name).key.rstrip("-") not in CODECS:
+                raise ValueError(f"codecs: {name!r} is not a codec condition (opusN or mp3-N, N in kbit/s)")
+        return value
 
     @field_validator("snr_db")
     @classmethod
@@ -204,6 +210,9 @@ class Augmenter:
         rir_prob: float = 0.5,
         speed_factors: Sequence[float] | None = None,
         speed_prob: float = 1.0,
+        telephone_prob: float = 0.0,
+        codecs: Sequence[str] | None = None,
+        codec_prob: float = 0.5,
         sampling_rate: int = 16000,
     ):
         settings = AugmentConfig(
@@ -214,12 +223,19 @@ class Augmenter:
             rir_prob=rir_prob,
             speed_factors=None if speed_factors is None else tuple(speed_factors),
             speed_prob=speed_prob,
+            telephone_prob=telephone_prob,
+            codecs=None if codecs is None else tuple(codecs),
+            codec_prob=codec_prob,
             sampling_rate=sampling_rate,
         )  # raises a ValueError naming any bad setting
         self.sampling_rate = check_sampling_rate(settings.sampling_rate)
         self.snr_db = settings.snr_db
         self.noise_prob, self.rir_prob, self.speed_prob = settings.noise_prob, settings.rir_prob, settings.speed_prob
         self.speed_factors = settings.speed_factors or ()
+        self.telephone_prob, self.codec_prob = settings.telephone_prob, settings.codec_prob
+        self.codecs = [parse_condition(name) for name in settings.codecs or ()]
+        if self.codecs:
+            import_module("av", "m4a", "codec augmentation (data.augment.codecs)")
         self.noise_dir = os.path.abspath(noise_dir) if noise_dir is not None else None
         self.rir_dir = os.path.abspath(rir_dir) if rir_dir is not None else None
         self.noise_files = _checked_audio_files(noise_dir, "noise_dir") if noise_dir is not None else []
@@ -237,7 +253,7 @@ class Augmenter:
     @property
     def enabled(self) -> bool:
         """Whether any augmentation is configured."""
-        return bool(self.noise_files or self.rir_files or self.speed_factors)
+        return bool(self.noise_files or self.rir_files or self.speed_factors or self.telephone_prob or self.codecs)
 
     # ------------------------------------------------------------------ stages
     def perturb_speed(self, waveform: np.ndarray, rng: np.random.Generator, min_samples: int = 0) -> np.ndarray:
@@ -251,7 +267,8 @@ class Augmenter:
         return speed_perturb(waveform, factor, self.sampling_rate)
 
     def add_reverb_and_noise(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Reverberation, then additive noise, each with its probability; the length is kept."""
+        """Reverberation, then additive noise, then the transmission (`transmit`), each with its probability; the
+        length is kept."""
         if self.rir_files and rng.random() < self.rir_prob:
             rir_path = self.rir_files[int(rng.integers(len(self.rir_files)))]
             waveform = reverberate(waveform, load_audio(rir_path, self.sampling_rate))
@@ -260,10 +277,20 @@ class Augmenter:
             snr_db = float(rng.uniform(*self.snr_db))
             noise = read_noise_segment(noise_path, waveform.shape[-1], self.sampling_rate, rng)
             waveform = mix_at_snr(waveform, noise, snr_db)
+        return self.transmit(waveform, rng)
+
+    def transmit(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The telephone band and a codec round trip, each with its probability (`evaluation.conditions`' own
+        functions, so training sees what the `tel8k`, `opusN` and `mp3-N` conditions test); the length is kept."""
+        if self.telephone_prob and rng.random() < self.telephone_prob:
+            waveform = telephone_band(waveform, self.sampling_rate, rng, None, None)
+        if self.codecs and rng.random() < self.codec_prob:
+            codec = self.codecs[int(rng.integers(len(self.codecs)))]
+            waveform = codec.condition.apply(waveform, self.sampling_rate, rng, codec.value, None)
         return waveform
 
     def __call__(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """All configured augmentations: speed (may change the length), reverberation, noise."""
+        """All configured augmentations: speed (may change the length), reverberation, noise, telephone band, codec."""
         return self.add_reverb_and_noise(self.perturb_speed(waveform, rng), rng)
 
     def __repr__(self) -> str:
@@ -274,4 +301,8 @@ class Augmenter:
             parts.append(f"rir={len(self.rir_files)} files, p={self.rir_prob}")
         if self.speed_factors:
             parts.append(f"speed={list(self.speed_factors)}, p={self.speed_prob}")
+        if self.telephone_prob:
+            parts.append(f"telephone band p={self.telephone_prob}")
+        if self.codecs:
+            parts.append(f"codecs={[c.name for c in self.codecs]}, p={self.codec_prob}")
         return f"Augmenter({'; '.join(parts) or 'off'})"

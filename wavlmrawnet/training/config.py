@@ -138,12 +138,27 @@ class DataSection(_Section):
     full_audio_check: bool = Field(
         True, description="Decode every file before training (False: headers only, faster on big corpora)."
     )
+    conditions: list[str] | None = Field(
+        None,
+        description="Robustness conditions of the final test evaluation, e.g. `[clean, dur2, noise5, tel8k, opus8]` "
+        "(`wavlmrawnet score --conditions`); a row each in the results and the model card.",
+    )
+    condition_seed: NonNegativeInt = Field(0, description="Seed of the conditions' altered audio and noise bank.")
     augment: AugmentConfig | None = Field(
         None, description="Noise, reverberation and speed perturbation (see below); off when absent."
     )
     synthetic: bool = Field(
         False, description="The data is the synthetic demo corpus (the model card says so at the top)."
     )
+
+    @field_validator("conditions")
+    @classmethod
+    def _known_conditions(cls, value: list[str] | None) -> list[str] | None:
+        from ..evaluation.conditions import parse_conditions
+
+        if value is not None:
+            parse_conditions(value)  # a ValueError names an unknown condition
+        return value
 
 
 class TrainingSection(_Section):

@@ -571,8 +571,17 @@ def write_final_model(config: TrainConfig, model, feature_extractor, precision: 
     if config.data.test_trials:
         name = config.data.test_dataset_name
         results = evaluate_test(
-            config, model, feature_extractor, final, precision, extra={"dataset_name": name} if name else None
+            config,
+            model,
+            feature_extractor,
+            final,
+            precision,
+            extra={"dataset_name": name} if name else None,
+            conditions=config.data.conditions,
+            condition_seed=config.data.condition_seed,
         )
         summary["test"] = {k: results[k] for k in ("eer_percent", "min_dcf", "num_trials", "results_json")}
+        if "conditions" in results:
+            summary["test"]["conditions"] = {c: row["eer_percent"] for c, row in results["conditions"].items()}
     summary["model_card"] = str(write_model_card(final))
     return summary
