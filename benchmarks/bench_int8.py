@@ -52,22 +52,19 @@ WESPEAKER_RTF = {"WeSpeaker ECAPA-TDNN-512 (theirs)": 0.018, "WeSpeaker ResNet34
 
 
 class OnnxInt8:
-    """onnxruntime's dynamic int8 (`quantize_dynamic`, MatMul/Gemm weights int8 per channel) of the fused model's ONNX
-    export, run by an onnxruntime session on `threads` threads: the onnxruntime engine's int8 candidate."""
+    """onnxruntime's dynamic int8 of the fused model's ONNX export (`engines.quantize_onnx_int8`), run by an
+    onnxruntime session on `threads` threads: the onnxruntime engine's int8 (`--engine onnxruntime --dtype int8`)."""
 
     def __init__(self, model, folder: Path, threads: int):
         import onnxruntime as ort
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        from wavlmrawnet.engines import quantize_onnx_int8
         from wavlmrawnet.onnx_export import export_onnx
 
         fp32_path, int8_path = folder / "model.onnx", folder / "model.int8.onnx"
         if not int8_path.exists():
             export_onnx(model, fp32_path, check=False, normalize_input=False)
-            quantize_dynamic(
-                fp32_path, int8_path, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                weight_type=QuantType.QInt8,
-            )  # fmt: skip
+            quantize_onnx_int8(fp32_path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
@@ -134,9 +131,11 @@ def profile_report(int8, inputs, threads: int, top: int = 10) -> str:
     return markdown_table(["operator", "self ms", "share %"], rows)
 
 
-def accuracy_section(args) -> dict:
-    """fp32 and int8 embeddings of every trial file of a trained model: cosine, EER, changed decisions."""
+def accuracy_section(args) -> list[dict]:
+    """fp32 and int8 embeddings of every trial file of a trained model: cosine, EER, changed decisions; one entry per
+    int8 implementation (torch.ao's, and onnxruntime's with `--onnxruntime`)."""
     from wavlmrawnet import WavLMRawNetFeatureExtractor, WavLMRawNetForXVector
+    from wavlmrawnet.engines import use_engine
     from wavlmrawnet.evaluation.embedding import embed_files
     from wavlmrawnet.evaluation.error_rates import compute_eer
     from wavlmrawnet.evaluation.scoring import cosine_scores
@@ -148,27 +147,35 @@ def accuracy_section(args) -> dict:
     trials = read_trials(args.trials, root=args.root)
     labels = np.array([t.label for t in trials])
     paths = unique_paths(trials)
+    runs = {"fp32": (model, "fp32"), "int8": (model, "int8")}
+    if args.onnxruntime:
+        onnx_model = WavLMRawNetForXVector.from_pretrained(args.model).eval()
+        use_engine(onnx_model, "onnxruntime", int8=True)
+        runs["onnxruntime int8"] = (onnx_model, "int8")
     found = {}
-    for precision in ("fp32", "int8"):
-        embedded = embed_files(model, extractor, paths, batch_size=8, precision=precision, distributed=False)
+    for name, (runner, precision) in runs.items():
+        embedded = embed_files(runner, extractor, paths, batch_size=8, precision=precision, distributed=False)
         if embedded.failures:
-            raise RuntimeError(f"{precision}: {len(embedded.failures)} file(s) failed: {embedded.failures}")
+            raise RuntimeError(f"{name}: {len(embedded.failures)} file(s) failed: {embedded.failures}")
         scores = cosine_scores(trials, embedded.embeddings)
         eer, threshold = compute_eer(scores, labels)
-        found[precision] = {"embeddings": embedded.embeddings, "scores": scores, "eer": eer, "threshold": threshold}
-    fp32, int8 = found["fp32"], found["int8"]
-    cosines = [float(np.dot(fp32["embeddings"][p], int8["embeddings"][p])) for p in paths]
+        found[name] = {"embeddings": embedded.embeddings, "scores": scores, "eer": eer, "threshold": threshold}
+    fp32 = found.pop("fp32")
     # the same/different decisions before and after int8: at the model's own threshold (what `verify` decides) and
     # at fp32's EER threshold
     thresholds = {"the model's verification_threshold": float(model.config.verification_threshold),
                   "fp32's EER threshold": fp32["threshold"]}  # fmt: skip
-    kept = {name: float(np.mean((fp32["scores"] >= t) == (int8["scores"] >= t))) for name, t in thresholds.items()}
-    return {
-        "model": args.model, "files": len(paths), "trials": len(trials), "cosine_mean": float(np.mean(cosines)),
-        "cosine_min": float(np.min(cosines)), "eer_fp32": 100 * fp32["eer"], "eer_int8": 100 * int8["eer"],
-        "decisions_kept": kept, "thresholds": thresholds,
-        "score_change_max": float(np.max(np.abs(fp32["scores"] - int8["scores"]))),
-    }  # fmt: skip
+    results = []
+    for name, int8 in found.items():
+        cosines = [float(np.dot(fp32["embeddings"][p], int8["embeddings"][p])) for p in paths]
+        kept = {key: float(np.mean((fp32["scores"] >= t) == (int8["scores"] >= t))) for key, t in thresholds.items()}
+        results.append({
+            "implementation": name, "model": args.model, "files": len(paths), "trials": len(trials),
+            "cosine_mean": float(np.mean(cosines)), "cosine_min": float(np.min(cosines)),
+            "eer_fp32": 100 * fp32["eer"], "eer_int8": 100 * int8["eer"], "decisions_kept": kept,
+            "thresholds": thresholds, "score_change_max": float(np.max(np.abs(fp32["scores"] - int8["scores"]))),
+        })  # fmt: skip
+    return results
 
 
 def accuracy_report(a: dict) -> str:
@@ -183,7 +190,7 @@ def accuracy_report(a: dict) -> str:
           for name, kept in a["decisions_kept"].items()),
         ["largest score change", f"{a['score_change_max']:.4f}", "-", "-"],
     ]  # fmt: skip
-    caption = f"`{a['model']}`: {a['files']} files, {a['trials']} trials"
+    caption = f"{a['implementation']}, `{a['model']}`: {a['files']} files, {a['trials']} trials"
     return f"{caption}\n\n{markdown_table(['check', 'measured', 'target', 'met'], rows)}"
 
 
@@ -193,7 +200,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5, help="paired timed rounds per thread count")
-    parser.add_argument("--onnxruntime", action="store_true", help="also time onnxruntime's quantize_dynamic int8")
+    parser.add_argument(
+        "--onnxruntime", action="store_true", help="also onnxruntime's quantize_dynamic int8 (speed and accuracy)"
+    )
     parser.add_argument("--profile-threads", type=int, default=0, help="profile int8 on this many threads (0: no)")
     parser.add_argument("--model", help="a trained model folder for the accuracy checks (e.g. the make demo model)")
     parser.add_argument("--trials", help="its trial list")
@@ -224,7 +233,8 @@ def main() -> None:
             )
         fused = baseline = int8 = None
     if args.model:
-        sections.append("## Accuracy of int8 on a trained model\n\n" + accuracy_report(accuracy_section(args)))
+        reports = [accuracy_report(result) for result in accuracy_section(args)]
+        sections.append("## Accuracy of int8 on a trained model\n\n" + "\n\n".join(reports))
     sections.append(load_note(load_before))
     publish("\n\n".join(sections) + "\n", args.markdown_out)
 
