@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +113,8 @@ def test_yaml12_scalars():
 @pytest.mark.parametrize("flag", [["--mixed-precision", "fp8"], ["--set", "training.batch_size=-1"]])
 @pytest.mark.slow
 def test_train_py_stops_at_once_on_a_bad_value(tmp_path, config_file, flag):
-    started = time.monotonic()
+    """The bad value is refused before anything is read or built: the config's data folder does not exist, and the
+    error is about the value, not the folder (a behaviour, not a timing)."""
     completed = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "--config", str(config_file), *flag],
         cwd=tmp_path,
@@ -123,12 +123,11 @@ def test_train_py_stops_at_once_on_a_bad_value(tmp_path, config_file, flag):
         timeout=60,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
-    elapsed = time.monotonic() - started
     assert completed.returncode != 0
     key = "mixed-precision" if flag[0] == "--mixed-precision" else "training.batch_size"
     assert key in completed.stderr, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
-    assert elapsed < 20, f"took {elapsed:.1f} s"
+    assert "corpus/train" not in completed.stderr, "it went on to read the data"
     assert not (tmp_path / "runs").exists(), "nothing was written"
 
 
@@ -151,3 +150,13 @@ def test_log_with_refuses_an_unknown_tracker():
     with pytest.raises(ConfigError, match=r"training.log_with.*unknown tracker\(s\) \['tensorbored'\].*wandb"):
         TrainConfig.from_dict({"training": {"log_with": "tensorbored"}})
     assert TrainConfig().training.log_with == ["tensorboard"]  # the default, as before
+
+
+def test_train_names_a_missing_data_folder_without_a_traceback(tmp_path, config_file, monkeypatch, capsys):
+    from wavlmrawnet.train import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(config_file), "--max-steps", "1"]) == 1
+    error = capsys.readouterr().err
+    assert "error: VoxCeleb folder" in error and "corpus/train' does not exist" in error, error[-2000:]
+    assert "Traceback" not in error and not (tmp_path / "runs" / "wavlmrawnet" / "final").exists()

@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None, prog: str = "wavlmrawnet train") -> int:
         return 1
     from .training.trainer import train  # imported after the config is known to be valid: it is slow
 
-    summary = train(config, resume=args.resume)
+    try:
+        summary = train(config, resume=args.resume)
+    except FileNotFoundError as error:  # a data folder, trial list or checkpoint the config names is not there
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if summary.get("final_model"):
         print(json.dumps(summary, indent=2))
     return 0
