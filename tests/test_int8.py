@@ -120,5 +120,22 @@ def test_cli_dtype_int8_is_printed_recorded_in_the_results_and_the_card(saved_ti
     folder = shutil.copytree(saved_tiny_model, tmp_path / "model")
     card = write_model_card(folder, [out / "trials_results.json"]).read_text()
     assert "| int8 |" in card, "the card's evaluation table shows the int8 dtype"
-    engine = cli_in_process(*args, "--dtype", "int8", "--engine", "onnxruntime")
-    assert engine.returncode == 1 and "--dtype int8 runs on the torch engine" in engine.stderr
+    compiled = cli_in_process(*args, "--dtype", "int8", "--engine", "torch-compile")
+    assert compiled.returncode == 1 and "int8 runs on the torch engine (torch.ao) or onnxruntime" in compiled.stderr
+
+
+@pytest.mark.slow
+def test_cli_onnxruntime_int8_is_named_in_the_precision_line_and_the_results(saved_tiny_model, tmp_path):
+    """`--engine onnxruntime --dtype int8`: onnxruntime's own int8 (engines.quantize_onnx_int8) runs, within the
+    cosine bound of fp32 and not equal to it, and the precision line names it, not torch.ao's."""
+    clips = [write_wav(tmp_path / f"clip{seed}.wav", 1.5, 16000, seed=seed) for seed in (3, 4)]
+    outputs = {}
+    for dtype, engine in (("fp32", "torch"), ("int8", "onnxruntime")):
+        out = tmp_path / f"{dtype}.npy"
+        result = cli_in_process("embed", "--model", saved_tiny_model, *clips, "--out", str(out), "--quiet",
+                                "--device", "cpu", "--engine", engine, "--dtype", dtype)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[dtype] = np.load(out)
+    assert "precision: int8 (asked for: onnxruntime dynamic int8" in result.stderr and "torch.ao" not in result.stderr
+    cosines = (outputs["fp32"] * outputs["int8"]).sum(axis=1)
+    assert cosines.min() >= COSINE_BOUND and cosines.max() < 1.0 - 1e-7, cosines
