@@ -60,7 +60,8 @@ class SpeakerCount:
 
             asked = f"{self.low} speakers" if self.known else f"at least {self.low} speakers"
             raise DiarizationInputError(
-                f"{where}: {asked} were asked for, but its speech gives only {num_windows} window(s) of {window:g} s; "
+                where,
+                f"{asked} were asked for, but its speech gives only {num_windows} window(s) of {window:g} s; "
                 f"at most {num_windows} speaker(s) can be told apart"
             )
 

@@ -186,7 +186,8 @@ class Diarizer:
         seconds["read"] = time.perf_counter() - started
         if duration < self.window:
             raise DiarizationInputError(
-                f"{where}: the recording is {duration:.2f} s long, shorter than one window ({self.window:g} s): "
+                where,
+                f"the recording is {duration:.2f} s long, shorter than one window ({self.window:g} s): "
                 "diarization needs at least one window of audio (a shorter window would fit)"
             )
         regions = recording_regions(waveform, rate, vad=self.vad, where=where)
@@ -207,7 +208,7 @@ class Diarizer:
         segments = labels_to_segments(frames, names)
         seconds["cluster"] = time.perf_counter() - mark
         if not segments:  # cannot happen with speech regions, but an empty answer is never returned as success
-            raise DiarizationInputError(f"{where}: no speaker turn was found")
+            raise DiarizationInputError(where, "no speaker turn was found")
         return DiarizationResult(
             segments=segments,
             duration=duration,

@@ -28,7 +28,11 @@ _BLOCK_FRAMES = 1 << 18
 
 class DiarizationInputError(ValueError):
     """A recording that cannot be diarized as asked (shorter than a window, fewer windows than speakers asked
-    for); the message says why and what would work."""
+    for); the message says why and what would work. `reason` is the message without the recording's name."""
+
+    def __init__(self, where: str, reason: str):
+        self.where, self.reason = where, reason
+        super().__init__(f"{where}: {reason}")
 
 
 def _read_file(path: str, sampling_rate: int, max_seconds: float) -> np.ndarray:
@@ -148,6 +152,7 @@ def sliding_windows(regions: np.ndarray, duration: float, window: float, hop: fl
         raise ValueError(f"the hop ({hop:g} s) must be above 0 and at most the window ({window:g} s)")
     if duration < window:
         raise DiarizationInputError(
+            "audio",
             f"the recording is {duration:.2f} s long, shorter than one window ({window:g} s): diarization needs at "
             "least one window of audio (a shorter --window would fit)"
         )
