@@ -62,7 +62,7 @@ class SpeakerCount:
             raise DiarizationInputError(
                 where,
                 f"{asked} were asked for, but its speech gives only {num_windows} window(s) of {window:g} s; "
-                f"at most {num_windows} speaker(s) can be told apart"
+                f"at most {num_windows} speaker(s) can be told apart",
             )
 
     def within(self, num_windows: int) -> tuple[int, int]:

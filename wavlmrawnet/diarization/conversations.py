@@ -124,7 +124,9 @@ def synthetic_voices(num_speakers: int, seed: int = 0, utterances: int = 3, seco
     for index in range(num_speakers):
         rng = np.random.default_rng([seed, index])
         profile, session, channel = draw_voice_profile(rng), draw_session(rng), draw_channel(rng, rate)
-        clips = [synthesize_utterance(profile, session, channel, int(seconds * rate), rate, rng) for _ in range(utterances)]
+        clips = [
+            synthesize_utterance(profile, session, channel, int(seconds * rate), rate, rng) for _ in range(utterances)
+        ]
         voices[f"spk{index + 1}"] = [(clip / max(np.sqrt(np.mean(clip**2)), 1e-4) * 0.05).astype(np.float32)
                                      for clip in clips]  # fmt: skip
     return voices

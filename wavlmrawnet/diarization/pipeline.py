@@ -64,7 +64,7 @@ class WindowEmbedder:
 
     def __call__(self, waveforms: list[np.ndarray]) -> np.ndarray:
         inputs = self.feature_extractor(
-            waveforms, sampling_rate=self.sampling_rate, return_tensors="pt", return_attention_mask=True
+            waveforms, sampling_rate=self.sampling_rate, padding=True, return_tensors="pt", return_attention_mask=True
         )
         with torch.inference_mode(), self.precision.autocast():
             output = self.model(
@@ -150,7 +150,8 @@ class Diarizer:
         from tqdm.auto import tqdm
 
         rate = self.embedder.sampling_rate
-        spans = np.round(windows * rate).astype(np.int64)
+        starts = np.round(windows[:, 0] * rate).astype(np.int64)  # every window the same number of samples
+        spans = np.stack([starts, np.minimum(starts + int(round(self.window * rate)), len(waveform))], axis=1)
         embeddings = None
         with tqdm(total=len(spans), desc="windows", unit="window", disable=not self.progress) as bar:
             for first in range(0, len(spans), self.batch_size):
@@ -188,7 +189,7 @@ class Diarizer:
             raise DiarizationInputError(
                 where,
                 f"the recording is {duration:.2f} s long, shorter than one window ({self.window:g} s): "
-                "diarization needs at least one window of audio (a shorter window would fit)"
+                "diarization needs at least one window of audio (a shorter window would fit)",
             )
         regions = recording_regions(waveform, rate, vad=self.vad, where=where)
         seconds["vad"] = time.perf_counter() - started - seconds["read"]

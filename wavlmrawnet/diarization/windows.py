@@ -154,7 +154,7 @@ def sliding_windows(regions: np.ndarray, duration: float, window: float, hop: fl
         raise DiarizationInputError(
             "audio",
             f"the recording is {duration:.2f} s long, shorter than one window ({window:g} s): diarization needs at "
-            "least one window of audio (a shorter --window would fit)"
+            "least one window of audio (a shorter --window would fit)",
         )
     spans = []
     for start, end in regions:
