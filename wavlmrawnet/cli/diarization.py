@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, load, report_failures
@@ -54,8 +53,10 @@ def cmd_diarize(args) -> int:
             write_rttm(out / f"{uri}.rttm", result.segments, uri)
         answers.append((path, uri, result))
         if not args.json:
-            print(f"{path}: {result.num_speakers} speaker(s), {len(result.segments)} turn(s), "
-                  f"{result.duration:.1f} s ({result.speech_seconds:.1f} s of speech, {result.num_windows} windows)")  # fmt: skip
+            print(
+                f"{path}: {result.num_speakers} speaker(s), {len(result.segments)} turn(s), {result.duration:.1f} s "
+                f"({result.speech_seconds:.1f} s of speech, {result.num_windows} windows)"
+            )
             if out is None:
                 for segment in result.segments:
                     print(f"  {segment.start:9.2f} {segment.end:9.2f}  {segment.speaker}")
