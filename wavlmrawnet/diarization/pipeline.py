@@ -103,6 +103,18 @@ class DiarizationResult:
         return list(dict.fromkeys(segment.speaker for segment in self.segments))
 
 
+@dataclass
+class WindowedRecording:
+    """A recording ready to cluster: its speech regions, windows (seconds, (n, 2)) and their embeddings (n, d)."""
+
+    where: str
+    duration: float
+    regions: np.ndarray
+    windows: np.ndarray
+    embeddings: np.ndarray
+    seconds: dict[str, float]
+
+
 class Diarizer:
     """A loaded embedder and the diarization settings; call it on each recording (`diarize` does both at once).
 
@@ -179,6 +191,13 @@ class Diarizer:
         (`DiarizationInputError`); never returns an empty result.
         """
         count = SpeakerCount.of(num_speakers, min_speakers, max_speakers)
+        return self.assign(self.analyse(audio, sampling_rate, name, count), count)
+
+    def analyse(
+        self, audio: Any, sampling_rate: int | None = None, name: str | None = None, count: SpeakerCount | None = None
+    ) -> WindowedRecording:
+        """The steps before clustering: read, find the speech, cut and embed the windows (`count` is checked against
+        the windows before they are embedded). `assign` finishes; the benchmark clusters one analysis several ways."""
         where = name or (os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
         seconds, started = {}, time.perf_counter()
         rate = self.embedder.sampling_rate
@@ -194,27 +213,34 @@ class Diarizer:
         regions = recording_regions(waveform, rate, vad=self.vad, where=where)
         seconds["vad"] = time.perf_counter() - started - seconds["read"]
         windows = sliding_windows(regions, duration, self.window, self.hop)
-        count.check_windows(len(windows), self.window, where)
+        if count is not None:
+            count.check_windows(len(windows), self.window, where)
         mark = time.perf_counter()
         embeddings = self.embed_windows(waveform, windows)
-        del waveform
         seconds["embed"] = time.perf_counter() - mark
+        return WindowedRecording(where, duration, regions, windows, embeddings, seconds)
+
+    def assign(self, recording: WindowedRecording, count: SpeakerCount, clustering: str | None = None):
+        """Clusters an analysed recording's windows (`clustering` overrides the diarizer's) and returns its turns."""
+        count.check_windows(len(recording.windows), self.window, recording.where)
         mark = time.perf_counter()
-        labels = cluster_embeddings(embeddings, self.clustering, count, threshold=self.threshold)
+        labels = cluster_embeddings(
+            recording.embeddings, clustering or self.clustering, count, threshold=self.threshold
+        )
         labels = _in_order_of_appearance(labels)
         num_labels = int(labels.max()) + 1
-        frames = frame_labels(windows, labels, regions, duration, num_labels)
+        frames = frame_labels(recording.windows, labels, recording.regions, recording.duration, num_labels)
         frames = merge_short_turns(frames, self.min_turn, self.min_gap)
-        names = self._names(embeddings, labels, num_labels)
-        segments = labels_to_segments(frames, names)
-        seconds["cluster"] = time.perf_counter() - mark
+        segments = labels_to_segments(frames, self._names(recording.embeddings, labels, num_labels))
+        seconds = {**recording.seconds, "cluster": time.perf_counter() - mark}
         if not segments:  # cannot happen with speech regions, but an empty answer is never returned as success
-            raise DiarizationInputError(where, "no speaker turn was found")
+            raise DiarizationInputError(recording.where, "no speaker turn was found")
+        regions = recording.regions
         return DiarizationResult(
             segments=segments,
-            duration=duration,
+            duration=recording.duration,
             speech_seconds=float((regions[:, 1] - regions[:, 0]).sum()),
-            num_windows=len(windows),
+            num_windows=len(recording.windows),
             num_speakers=len({s.speaker for s in segments}),
             seconds=seconds,
         )
