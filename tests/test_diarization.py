@@ -101,9 +101,13 @@ def test_cli_writes_rttm_and_refuses_each_bad_input_by_name(conversation, saved_
     assert "silence.wav: no speech found (silence" in done.stderr
     assert "short.wav: the recording is 1.00 s long, shorter than one window (1.5 s)" in done.stderr
     assert "Traceback" not in done.stderr
-    many = cli_in_process("diarize", conversation["one"], "--model", saved_tiny_model, "--num-speakers", "40")
+    many = cli_in_process(
+        "diarize", conversation["one"], "--model", saved_tiny_model, "--num-speakers", "40", "--threads", "1"
+    )
     assert many.returncode == 1 and "40 speakers were asked for, but its speech gives only" in many.stderr
-    one = cli_in_process("diarize", conversation["one"], "--model", saved_tiny_model, "--json", "--quiet")
+    one = cli_in_process(
+        "diarize", conversation["one"], "--model", saved_tiny_model, "--json", "--quiet", "--threads", "1"
+    )
     assert one.returncode == 0, one.stderr
     answer = json.loads(one.stdout)[0]  # one voice: one speaker, not a crash or a forced split
     assert answer["speakers"] == ["SPEAKER_00"] and answer["segments"][0]["start"] < 1.0
