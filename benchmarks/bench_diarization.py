@@ -92,8 +92,9 @@ def quality_tables(rows: list[dict], long_minutes: float) -> str:
     def cells(subset):
         mean = lambda key: statistics.fmean(r[key] for r in subset)  # noqa: E731
         count_error = statistics.fmean(abs(r["found"] - r["speakers"]) for r in subset)
-        return [f"{mean('der@0.25'):.1f}", f"{mean('jer@0.25'):.1f}", f"{mean('der@0'):.1f}", f"{mean('jer@0'):.1f}",
-                f"{mean('missed'):.1f} / {mean('false_alarm'):.1f} / {mean('confusion'):.1f}", f"{count_error:.2f}"]  # fmt: skip
+        rates = [f"{mean(key):.1f}" for key in ("der@0.25", "jer@0.25", "der@0", "jer@0")]
+        parts = f"{mean('missed'):.1f} / {mean('false_alarm'):.1f} / {mean('confusion'):.1f}"
+        return [*rates, parts, f"{count_error:.2f}"]
 
     header = ["model (tiny preset)", "clustering", "DER 0.25", "JER 0.25", "DER 0", "JER 0",
               "miss / FA / confusion (0.25)", "count error"]  # fmt: skip
@@ -104,10 +105,11 @@ def quality_tables(rows: list[dict], long_minutes: float) -> str:
     table_long = [[m, v, *cells([r for r in long if (r["model"], r["variant"]) == (m, v)])] for m, v in keys]
     per_count = [["speakers", *(f"{m}, {v}" for m, v in keys)]]
     for count in SHORT_SPEAKERS:
-        per_count.append([str(count)] + [
-            f"{statistics.fmean(r['der@0.25'] for r in short if (r['model'], r['variant'], r['speakers']) == (m, v, count)):.1f}"
-            f" ({[r['found'] for r in short if (r['model'], r['variant'], r['speakers']) == (m, v, count)][0]} found)"
-            for m, v in keys])  # fmt: skip
+        row = [str(count)]
+        for key in keys:
+            match = [r for r in short if (r["model"], r["variant"], r["speakers"]) == (*key, count)]
+            row.append(f"{statistics.fmean(r['der@0.25'] for r in match):.1f} ({match[0]['found']} found)")
+        per_count.append(row)
     minutes = short[0]["minutes"] if short else 0
     return (
         f"### {len(SHORT_SPEAKERS)} conversations of {minutes:g} min (2-6 speakers), mean\n\n"
@@ -185,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quality_only:
             scale = []
             for minutes in args.scale_minutes:
-                command = module_command(__spec__.name, "--model", args.model, "--corpus", str(corpus),
-                                         "--one-length", str(minutes), "--work", str(work), "--seed", str(args.seed))  # fmt: skip
+                options = ["--model", args.model, "--corpus", str(corpus), "--one-length", str(minutes)]
+                command = module_command(__spec__.name, *options, "--work", str(work), "--seed", str(args.seed))
                 done = subprocess.run(command, capture_output=True, text=True, check=False, env=child_env())
                 if done.returncode != 0:
                     raise RuntimeError(f"the {minutes:g}-minute run failed:\n{done.stderr[-3000:]}")
