@@ -79,6 +79,7 @@ def test_clustering_of_separable_embeddings_scores_a_low_der(conversation, metho
     assert score_diarization(reference, labels_to_segments(frames, ["a", "b", "c"]))["der@0.25"] > 30.0
 
 
+@pytest.mark.slow  # three command runs with silero-vad; test_refusals_in_the_api covers the messages in test-fast
 def test_cli_writes_rttm_and_refuses_each_bad_input_by_name(conversation, saved_tiny_model, tmp_path):
     """The conversation gets its RTTM with the asked-for count; a corrupt file, silence and a clip shorter than a
     window each get their message, no RTTM, and exit status 1; asking for more speakers than windows is refused."""
