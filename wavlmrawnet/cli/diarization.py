@@ -16,6 +16,8 @@ def cmd_diarize(args) -> int:
     require("diarize", "wavlmrawnet diarize")
     if args.num_speakers is not None and (args.min_speakers is not None or args.max_speakers is not None):
         raise ValueError("give either --num-speakers or --min-speakers/--max-speakers, not both")
+    if args.threshold is not None and not args.db:
+        raise ValueError("--threshold names clusters against --db; give the speaker database too")
     files, failures = collect_audio(args.inputs)
     model, extractor, precision = load(args)
     database = None

@@ -62,7 +62,8 @@ def _read_file(path: str, sampling_rate: int, max_seconds: float) -> np.ndarray:
                 mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0]
                 if stream is not None:
                     mono = stream.resample_chunk(mono, last=last)
-                mono = mono[: total - filled]
+                if filled + len(mono) > len(waveform):  # a header that undercounts its frames: grow, lose nothing
+                    waveform = np.concatenate([waveform[:filled], np.empty(max(len(mono), filled), np.float32)])
                 waveform[filled : filled + len(mono)] = mono
                 filled += len(mono)
                 if last:
