@@ -4,7 +4,8 @@
     WAVLMRAWNET_MODEL=you/wavlmrawnet-vox1 python space/app.py      # or a Hub id
 
 The model and its pipelines load once, through the model's remote code, in the automatic precision for the hardware.
-Named API endpoints for `gradio_client`: `/verify`, `/enroll`, `/identify`, `/remove`. Enrolled speakers live in
+Named API endpoints for `gradio_client`: `/verify`, `/enroll`, `/identify`, `/remove`, `/diarize` (the "Who spoke
+when" tab: `wavlmrawnet.diarization`, a timeline picture and a table of turns). Enrolled speakers live in
 the visitor's session (`gr.State`): nobody sees anyone else's.
 
 What visitors are told: the model's card summary (trained on what, its EER and on which data) and a warning when the
@@ -40,6 +41,7 @@ from wavlmrawnet.recognition.database import shown_name
 from wavlmrawnet.recognition.hub_ids import parse_model_id
 
 MAX_SECONDS = 600.0  # 10 minutes per recording
+MAX_DIARIZATION_SECONDS = 1800.0  # a meeting for "Who spoke when": 30 minutes
 MAX_FILE_SIZE = "50mb"  # per upload; Gradio refuses larger files while they arrive
 TOP_K = 5
 logger = logging.getLogger("wavlmrawnet.space")
@@ -144,6 +146,7 @@ class Recognizer:
         )
         self.summary, self.warning = card_summary(Path(folder))
         self.max_file_size = MAX_FILE_SIZE  # what the page states; main() passes the same value to launch()
+        self.max_diarization_seconds = MAX_DIARIZATION_SECONDS
 
     def read(self, path: str | None, label: str, endpoint: str = "verify") -> dict:
         """An uploaded or recorded file -> `{"array" (mono, the model's rate), "sampling_rate", "path"}`, read within
@@ -241,6 +244,40 @@ class Recognizer:
         table = [[name, round(score, 4)] for name, score in answer["candidates"]]
         return verdict, table, answer
 
+    def diarize(self, path: str | None, num_speakers: float | None) -> tuple[str, str, list[list]]:
+        """Who spoke when in one recording: a Markdown summary, a timeline PNG and the table of turns."""
+        from wavlmrawnet.diarization import Diarizer
+
+        if not path:
+            raise refuse("The recording: no recording was given (upload a file or use the microphone)", "diarize")
+        count = int(num_speakers) if num_speakers else None
+        if count is not None and not 1 <= count <= 20:
+            raise refuse(f"The number of speakers must be 1 to 20 (or 0 to estimate it), got {count}", "diarize")
+        rate = self.verifier.feature_extractor.sampling_rate
+        try:
+            waveform = load_audio(path, rate, name="The recording", max_seconds=self.max_diarization_seconds)
+        except AudioLimitError as error:
+            raise refuse(str(error), "diarize") from None
+        except AudioDecodingError as error:
+            logger.info("unreadable upload for diarize: %.300s", error.reason)
+            raise refuse("The recording is not a readable audio file (wav, flac, ogg or mp3)", "diarize") from None
+        diarizer = Diarizer(
+            self.verifier.model, self.verifier.feature_extractor, precision=self.precision, progress=False
+        )
+        try:
+            with self.model_lock:
+                result = diarizer(waveform, num_speakers=count, sampling_rate=rate, name="The recording")
+        except ValueError as error:  # no speech, shorter than a window, more speakers than windows
+            raise refuse(str(error), "diarize") from None
+        summary = (
+            f"## {result.num_speakers} speaker(s), {len(result.segments)} turn(s)\n\n"
+            f"{duration(result.duration)} recorded, {duration(result.speech_seconds)} of speech"
+        )
+        if self.warning:
+            summary += f"\n\n**Warning:** {self.warning}"
+        table = [[round(s.start, 2), round(s.end, 2), s.speaker] for s in result.segments]
+        return summary, timeline_png(result.segments, result.duration), table
+
     def _session_database(self, database: SpeakerDatabase | None) -> SpeakerDatabase:
         """The session's database, created on first use as a copy of the empty one."""
         return database if database is not None else copy.deepcopy(self.empty_database)
@@ -253,8 +290,34 @@ class Recognizer:
         return f"| enrolled speaker | clips |\n| --- | --- |\n{rows}"
 
 
+def timeline_png(segments, total: float) -> str:
+    """A timeline of the turns, one row per speaker, as a PNG file (matplotlib, drawn off-screen)."""
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    speakers = list(dict.fromkeys(s.speaker for s in segments))
+    figure = Figure(figsize=(10, 0.6 + 0.45 * len(speakers)), dpi=100)
+    axes = figure.subplots()
+    for row, speaker in enumerate(speakers):
+        spans = [(s.start, s.end - s.start) for s in segments if s.speaker == speaker]
+        axes.broken_barh(spans, (row - 0.4, 0.8), color=f"C{row % 10}")
+    axes.set_yticks(range(len(speakers)), speakers)
+    axes.set_xlim(0, total)
+    axes.set_ylim(len(speakers) - 0.5, -0.5)
+    axes.set_xlabel("seconds")
+    figure.tight_layout()
+    handle, path = tempfile.mkstemp(suffix=".png", prefix="timeline-")
+    os.close(handle)
+    figure.savefig(path, format="png")
+    return path
+
+
 def build_app(recognizer: Recognizer) -> gr.Blocks:
-    """The two tabs, wired to `recognizer`."""
+    """The tabs (Verify, Identify, Who spoke when), wired to `recognizer`."""
 
     def audio(label: str, elem_id: str) -> gr.Audio:
         # format=None keeps the file as uploaded: soundfile decodes it (no ffmpeg needed).
@@ -311,6 +374,25 @@ def build_app(recognizer: Recognizer) -> gr.Blocks:
             identify_button.click(
                 recognizer.identify, [clip, database], [identity, candidates, identify_result], api_name="identify"
             )
+        with gr.Tab("Who spoke when"):
+            with gr.Row():
+                meeting = audio("Recording of a conversation", "diarize-recording")
+                speaker_count = gr.Number(
+                    label="Number of speakers (0: estimate it)", value=0, precision=0, elem_id="diarize-count"
+                )
+            diarize_button = gr.Button("Who spoke when?", variant="primary", elem_id="diarize-button")
+            diarize_summary = gr.Markdown(elem_id="diarize-summary")
+            timeline = gr.Image(label="timeline", type="filepath", elem_id="diarize-timeline", interactive=False)
+            turns = gr.Dataframe(
+                headers=["start (s)", "end (s)", "speaker"],
+                datatype=["number", "number", "str"],
+                label="turns",
+                interactive=False,
+                elem_id="diarize-turns",
+            )
+            diarize_button.click(
+                recognizer.diarize, [meeting, speaker_count], [diarize_summary, timeline, turns], api_name="diarize"
+            )
     return app
 
 
@@ -329,6 +411,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS, help="longest accepted recording")
     parser.add_argument("--max-file-size", default=MAX_FILE_SIZE, help=f"largest upload (default {MAX_FILE_SIZE})")
+    parser.add_argument(
+        "--max-diarization-seconds",
+        type=float,
+        default=MAX_DIARIZATION_SECONDS,
+        help="longest recording for the Who spoke when tab",
+    )
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give the model: --model DIR_OR_HUB_ID, or set WAVLMRAWNET_MODEL")
@@ -346,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     limit_malloc_arenas()  # before any worker thread allocates
     recognizer = Recognizer(args.model, max_seconds=args.max_seconds, revision=args.revision)
     recognizer.max_file_size = args.max_file_size
+    recognizer.max_diarization_seconds = args.max_diarization_seconds
     print(recognizer.precision, file=sys.stderr)
     build_app(recognizer).queue().launch(
         server_name=args.host, server_port=args.port, show_error=True, max_file_size=args.max_file_size

@@ -19,6 +19,7 @@ from wavlmrawnet.extras import EXTRAS, MissingExtraError, import_module, require
         (["export-onnx", "--out", "model.onnx"], "onnxruntime", "onnx"),
         (["card"], "jinja2", "eval"),
         (["train", "--config", "any.yaml"], "datasets", "train"),
+        (["diarize", "meeting.wav"], "spectralcluster", "diarize"),
     ],
 )
 def test_command_names_its_missing_extra(monkeypatch, capsys, tmp_path, saved_tiny_model, command, blocked, extra):
@@ -39,13 +40,25 @@ def test_require_and_import_module(monkeypatch):
     with pytest.raises(MissingExtraError, match=r"wavlmrawnet\[vad\]"):
         import_module("silero_vad", "vad")
     assert import_module("json", "eval").dumps([]) == "[]"
-    assert set(EXTRAS) == {"train", "eval", "onnx", "vad", "space", "m4a"}
+    assert set(EXTRAS) == {"train", "eval", "onnx", "vad", "space", "m4a", "diarize"}
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch and transformers
 def test_import_wavlmrawnet_loads_no_extra():
     # (accelerate is left out: transformers imports it wherever it is installed)
-    modules = ("datasets", "matplotlib", "tensorboard", "onnx", "onnxruntime", "gradio", "av", "silero_vad")
+    modules = (
+        "datasets",
+        "matplotlib",
+        "tensorboard",
+        "onnx",
+        "onnxruntime",
+        "gradio",
+        "av",
+        "silero_vad",
+        "spectralcluster",
+        "sklearn",
+        "pyannote",
+    )
     code = f"import sys, wavlmrawnet, wavlmrawnet.cli; print([m for m in {modules!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -383,3 +383,48 @@ def test_concurrent_endpoints_share_the_model_safely(space_model, recordings):
     with ThreadPoolExecutor(4) as pool:
         scores = list(pool.map(call, range(12)))
     assert len({round(score, 5) for score in scores[1::2]}) == 1 and len({round(s, 5) for s in scores[::2]}) == 1
+
+
+@pytest.mark.slow
+def test_who_spoke_when_in_headless_chromium(space_url, space_log, recordings, tmp_path):
+    """The "Who spoke when" tab: upload a two-voice conversation, ask for two speakers, and read the summary, the
+    timeline picture (a real PNG) and the table of turns; a 1-s upload gets its message, not a traceback."""
+    chromium = find_chromium()
+    if chromium is None:
+        missing_system_tool("no Chromium found (install Debian's chromium package: `make browser`)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from wavlmrawnet.diarization import Segment
+    from wavlmrawnet.diarization.conversations import synthetic_voices, write_conversation
+
+    voices = synthetic_voices(2, seed=3, utterances=1, seconds=3.0)
+    turns = [Segment(0.0, 3.0, "spk1"), Segment(3.4, 6.4, "spk2"), Segment(6.8, 9.0, "spk1")]
+    conversation, _ = write_conversation(tmp_path, "two_voices", turns, voices)  # 9 s: under the 1 MB upload limit
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(space_url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Who spoke when").click()
+            page.locator("#diarize-recording input[type=file]").set_input_files(recordings["silence"])
+            page.locator("#diarize-button").click()
+            expect(page.get_by_text("shorter than one window (1.5 s)")).to_be_visible(timeout=60_000)
+            page.locator("#diarize-recording button[aria-label='Clear']").click()
+            page.locator("#diarize-recording input[type=file]").set_input_files(str(conversation))
+            expect(
+                page.locator("#diarize-recording audio, #diarize-recording .waveform-container").first
+            ).to_be_attached(timeout=30_000)
+            page.locator("#diarize-count input").fill("2")
+            page.locator("#diarize-button").click()
+            expect(page.locator("#diarize-summary")).to_contain_text("2 speaker(s)", timeout=90_000)
+            image = page.locator("#diarize-timeline img")
+            expect(image).to_be_visible(timeout=30_000)
+            picture = page.request.get(image.get_attribute("src")).body()
+            expect(page.locator("#diarize-turns")).to_contain_text("SPEAKER_01", timeout=30_000)
+            table = page.locator("#diarize-turns").inner_text()
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 2_000
+    assert "SPEAKER_00" in table and "SPEAKER_01" in table
+    assert "refused diarize" in space_log.read_text() and "Traceback" not in space_log.read_text()

@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "vad": ("silero_vad",),
     "space": ("gradio", "gradio_client"),
     "m4a": ("av",),
+    "diarize": ("silero_vad", "sklearn", "spectralcluster", "pyannote.metrics"),
 }
 
 

@@ -1,5 +1,5 @@
-"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, export-onnx, card, push, convert,
-train.
+"""`wavlmrawnet` command line: embed, verify, score, enroll, identify, calibrate, diarize, export-onnx, card, push,
+convert, train.
 
 Every command takes `--model DIR` (a folder written by `save_pretrained` or by training's `final/`) or a Hub id
 `--model user/repo[@revision]`.
@@ -12,11 +12,11 @@ import argparse
 import sys
 
 from ..extras import MissingExtraError
-from . import convert, embedding, publishing, recognition
+from . import convert, diarization, embedding, publishing, recognition
 from .common import EXIT_FAILED_INPUTS
 
 # Each module adds its subcommands with `register(commands)`, in the order `--help` lists them.
-COMMAND_MODULES = (embedding, recognition, publishing, convert)
+COMMAND_MODULES = (embedding, recognition, diarization, publishing, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
