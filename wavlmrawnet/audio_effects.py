@@ -1,12 +1,17 @@
 """Signal effects on numpy audio, shared by training augmentation, the evaluation conditions and the synthetic corpus:
-FFT convolution, generated room impulse responses, reverberation, noise windows and noise at a signal-to-noise
-ratio."""
+FFT convolution, generated room impulse responses, reverberation, coloured noises, noise windows and noise at a
+signal-to-noise ratio."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fft_convolve", "fft_size", "fit_length", "mix_at_snr", "reverberate", "room_impulse_response"]
+NOISE_KINDS = ("white", "pink", "brown", "speech_shaped", "hum")  # the coloured noises `shaped_noise` makes
+
+__all__ = [
+    "NOISE_KINDS", "fft_convolve", "fft_size", "fit_length", "mix_at_snr", "reverberate", "room_impulse_response",
+    "shaped_noise",
+]  # fmt: skip
 
 
 def fft_size(n: int) -> int:
@@ -94,3 +99,23 @@ def room_impulse_response(
     tail *= 10.0 ** (-direct_to_reverberant_db / 20.0) / np.sqrt(np.sum(tail**2))
     tail[0] = 1.0  # the direct sound
     return tail
+
+
+def shaped_noise(kind: str, num_samples: int, sampling_rate: int, rng) -> np.ndarray:
+    """Unit-power noise of a given colour."""
+    size = fft_size(num_samples)
+    spectrum = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)  # white noise
+    freqs = np.maximum(np.fft.rfftfreq(size, 1.0 / sampling_rate), 20.0)
+    if kind == "pink":
+        spectrum /= np.sqrt(freqs)
+    elif kind == "brown":
+        spectrum /= freqs
+    elif kind == "speech_shaped":  # peak around 500 Hz, -12 dB/octave above
+        spectrum *= (freqs / 500.0) / (1.0 + (freqs / 500.0) ** 3)
+    noise = np.fft.irfft(spectrum, size)[:num_samples]
+    if kind == "hum":
+        t = np.arange(num_samples) / sampling_rate
+        mains = rng.choice([50.0, 60.0])
+        noise = 0.1 * noise / noise.std()
+        noise += sum(np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3, 5))
+    return noise / noise.std()

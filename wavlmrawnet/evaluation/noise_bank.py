@@ -5,7 +5,7 @@ Three families, each drawn with equal chance for a test file:
 - **babble**: for each speaker of the corpus, `BABBLE_TALKERS` utterances of *other* corpus speakers summed at equal
   power (so a test file never hears its own speaker in the babble);
 - **music**: music-like tones, a melody of chords of harmonic notes with decaying envelopes;
-- **channel**: the synthetic corpus's channel noises (`synthetic.channel.NOISE_KINDS`: white, pink, brown,
+- **channel**: the synthetic corpus's channel noises (`audio_effects.NOISE_KINDS`: white, pink, brown,
   speech-shaped and mains hum).
 
 The bank is the same for every model evaluated with the same seed and corpus; the seed is recorded in the results.
@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..audio_effects import fit_length
+from ..audio_effects import NOISE_KINDS, fit_length, shaped_noise
 from ..audio_io import load_audio
-from ..synthetic.channel import NOISE_KINDS, shaped_noise
 
 __all__ = [
     "BABBLE_TALKERS",

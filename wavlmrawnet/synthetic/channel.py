@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio_effects import fft_convolve, fft_size
+from ..audio_effects import NOISE_KINDS, fft_convolve, fft_size, shaped_noise
 
-NOISE_KINDS = ("white", "pink", "brown", "speech_shaped", "hum")  # the channel noises `shaped_noise` makes
-
-__all__ = ["NOISE_KINDS", "ChannelParams", "apply_channel", "draw_channel", "shaped_noise"]
+__all__ = ["ChannelParams", "apply_channel", "draw_channel"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +63,6 @@ def _active_power(signal: np.ndarray, sampling_rate: int) -> float:
     powers = np.mean(signal[:usable].reshape(-1, frame) ** 2, axis=1)
     active = powers[powers >= np.percentile(powers, 95) * 1e-3]
     return float(active.mean())
-
-
-def shaped_noise(kind: str, num_samples: int, sampling_rate: int, rng) -> np.ndarray:
-    """Unit-power noise of a given colour."""
-    size = fft_size(num_samples)
-    spectrum = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)  # white noise
-    freqs = np.maximum(np.fft.rfftfreq(size, 1.0 / sampling_rate), 20.0)
-    if kind == "pink":
-        spectrum /= np.sqrt(freqs)
-    elif kind == "brown":
-        spectrum /= freqs
-    elif kind == "speech_shaped":  # peak around 500 Hz, -12 dB/octave above
-        spectrum *= (freqs / 500.0) / (1.0 + (freqs / 500.0) ** 3)
-    noise = np.fft.irfft(spectrum, size)[:num_samples]
-    if kind == "hum":
-        t = np.arange(num_samples) / sampling_rate
-        mains = rng.choice([50.0, 60.0])
-        noise = 0.1 * noise / noise.std()
-        noise += sum(np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3, 5))
-    return noise / noise.std()
 
 
 def _eq_gain(channel: ChannelParams, freqs: np.ndarray) -> np.ndarray:
