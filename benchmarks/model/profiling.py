@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 
@@ -18,9 +18,6 @@ from wavlmrawnet.fast_rawnet import (
     FastResidualBlock,
     FastSincConv,
 )
-
-if TYPE_CHECKING:
-    from benchmarks.model.roofline import GemmProbe
 
 
 def stage_modules(model) -> dict[str, list[torch.nn.Module]]:
@@ -121,12 +118,12 @@ def own_parts(row: dict[str, float]) -> dict[str, float]:
 
 
 def profile_section(
-    models: dict, inputs: dict, repeats: int, bf16: bool = False, probe: GemmProbe | None = None
+    models: dict, inputs: dict, repeats: int, bf16: bool = False, probe: Callable[[], object] | None = None
 ) -> dict[str, dict[str, float]]:
     """{column: (model, fused, fast_paths)} -> {column: {stage: ms}} from forward hooks; under CPU bf16
     autocast if `bf16`. The columns run alternately, round by round after a warm-up round, each run preceded by a
-    call of `probe` (the GEMM rate of that moment) if one is given; each column's row is its run with the median
-    total."""
+    call of `probe` (a `roofline.GemmProbe`: the GEMM rate of that moment) if one is given; each column's row is its
+    run with the median total."""
     runs = {column: [] for column in models}
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for round_index in range(repeats + 1):
