@@ -2,10 +2,12 @@
 `wavlmrawnet.quantization`) timed in pairs with the same model in fp32 and transformers' WavLMForXVector-Large fp32,
 at batch 1 on each thread count; onnxruntime's `quantize_dynamic` int8 through the onnxruntime engine beside it
 (`--onnxruntime`); the real-time factors beside WeSpeaker's published ones (theirs, labelled so); where the int8
-time goes (torch's profiler, by operator); and the accuracy checks on a trained model (`--model`): embedding cosine
-to fp32, EER, and the same/different decisions that int8 changes.
+time goes (torch's profiler, by operator); the ceiling: one product alone, int8 against fp32 (`--kernel-threads`);
+and the accuracy checks on a trained model (`--model`): embedding cosine to fp32, EER, and the same/different
+decisions that int8 changes.
 
     python -m benchmarks.bench_int8 [--preset default] [--seconds 10] [--threads 1 2] [--repeats 5] [--onnxruntime] \
+        [--profile-threads 1] [--kernel-threads 1] \
         [--model demo_output/run/final --trials demo_output/corpus/test/veri_test2.txt \
          --root demo_output/corpus/test/wav] [--markdown-out table.md]
 
@@ -40,7 +42,7 @@ from benchmarks.common import (
 from benchmarks.model.paired import paired_ms, ratios
 from benchmarks.model.rows import build_baseline, build_fused
 from wavlmrawnet.cpu_malloc import keep_freed_memory
-from wavlmrawnet.precision import int8_description
+from wavlmrawnet.precision import int8_description, int8_engine
 from wavlmrawnet.quantization import quantize_int8
 
 TARGET_SPEEDUP = 2.0  # int8 against our fp32 and against WavLMForXVector-Large fp32, batch 1
@@ -51,37 +53,91 @@ TARGET_DECISIONS_KEPT = 0.99
 WESPEAKER_RTF = {"WeSpeaker ECAPA-TDNN-512 (theirs)": 0.018, "WeSpeaker ResNet34 (theirs)": 0.061}
 
 
-class OnnxInt8:
-    """onnxruntime's dynamic int8 of the fused model's ONNX export (`engines.quantize_onnx_int8`), run by an
-    onnxruntime session on `threads` threads: the onnxruntime engine's int8 (`--engine onnxruntime --dtype int8`)."""
+def onnxruntime_int8(model, threads: int):
+    """A copy of `model` running onnxruntime's dynamic int8 of its ONNX export on `threads` threads: the onnxruntime
+    engine's int8 (`--engine onnxruntime --dtype int8`; the graph cache exports it once for all thread counts)."""
+    from wavlmrawnet.engines import use_engine
 
-    def __init__(self, model, folder: Path, threads: int):
-        import onnxruntime as ort
+    engine_model = copy.deepcopy(model)
+    use_engine(engine_model, "onnxruntime", threads=threads, int8=True)
+    return engine_model
 
-        from wavlmrawnet.engines import quantize_onnx_int8
-        from wavlmrawnet.onnx_export import export_onnx
 
-        fp32_path, int8_path = folder / "model.onnx", folder / "model.int8.onnx"
-        if not int8_path.exists():
-            export_onnx(model, fp32_path, check=False, normalize_input=False)
-            quantize_onnx_int8(fp32_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
+# WavLM-Large's product shapes at 10 s (500 frames): q/k/v/out, the feed-forward's two, and the widest convolution of
+# the feature encoder as a product over its windows (16,000 frames x 3 x 512 taps -> 512)
+KERNEL_SHAPES = ((500, 1024, 1024), (500, 1024, 4096), (500, 4096, 1024), (16000, 1536, 512))
 
-    def __call__(self, input_values, attention_mask):
-        feeds = {"input_values": input_values.numpy(), "attention_mask": attention_mask.numpy().astype(np.int64)}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+def kernel_section(threads: int, repeats: int, onnxruntime: bool) -> str:
+    """The ceiling int8 can reach here: one product alone, int8 against fp32, at WavLM-Large's shapes. fp32 is the
+    kernel the fp32 model runs (`cpu_kernels.inference_linear`, oneDNN); int8 is torch.ao's dynamic linear (fbgemm),
+    and with `--onnxruntime` onnxruntime's MatMul against its `quantize_dynamic` int8 (MLAS)."""
+    from torch import nn
+
+    from benchmarks.model.paired import timed_ms
+    from wavlmrawnet.cpu_kernels import inference_linear
+
+    torch.set_num_threads(threads)
+    torch.backends.quantized.engine = int8_engine()
+    rows = []
+    for m, k, n in KERNEL_SHAPES:
+        linear = nn.Linear(k, n)
+        linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+        quantised = torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
+        x = torch.randn(1, m, k)
+        runs = {"fp32": lambda: inference_linear(x, linear.weight, linear.bias), "int8": lambda: quantised(x)}
+        if onnxruntime:
+            runs.update(onnx_matmuls(linear, x[0].numpy(), threads))
+        with torch.inference_mode():
+            times = {name: [] for name in runs}
+            for round_index in range(repeats + 1):  # round 0 warms up
+                for name, run in runs.items():
+                    elapsed = timed_ms(run)
+                    if round_index:
+                        times[name].append(elapsed)
+        ms = {name: statistics.median(v) for name, v in times.items()}
+        cells = [f"{m} × {k} → {n}", *(f"{ms[name]:.1f}" for name in runs), f"{ms['fp32'] / ms['int8']:.2f}×"]
+        if onnxruntime:
+            cells.append(f"{ms['onnxruntime fp32'] / ms['onnxruntime int8']:.2f}×")
+        rows.append(cells)
+    header = ["product (rows × in → out)", *(f"{name} ms" for name in runs), "torch.ao int8 speed-up"]
+    if onnxruntime:
+        header.append("onnxruntime int8 speed-up")
+    return markdown_table(header, rows)
+
+
+def onnx_matmuls(linear, x: np.ndarray, threads: int) -> dict:
+    """onnxruntime sessions of `x @ W^T + b` in fp32 and as `quantize_dynamic` makes it (per-channel int8 weights)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-int8-kernel-"))
+    weight = numpy_helper.from_array(linear.weight.detach().numpy().T.copy(), "W")
+    bias = numpy_helper.from_array(linear.bias.detach().numpy(), "B")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["XW"]), helper.make_node("Add", ["XW", "B"], ["Y"])], "product",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [x.shape[0], weight.dims[1]])], [weight, bias],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "fp32.onnx")
+    quantize_dynamic(folder / "fp32.onnx", folder / "int8.onnx", per_channel=True, weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    sessions = {name: ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+                for name in ("fp32", "int8")}  # fmt: skip
+    return {f"onnxruntime {name}": (lambda s=session: s.run(None, {"X": x})) for name, session in sessions.items()}
 
 
 def speed_section(args, fused, baseline, int8, inputs) -> list[dict]:
     """Per thread count: paired ms of int8, fp32 and the baseline (and onnxruntime int8), the ratios, the RTFs."""
-    rows, folder = [], Path(tempfile.mkdtemp(prefix="bench-int8-onnx-"))
+    rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         runs = {"baseline": (baseline, fused, False), "fp32": (fused, fused, True), "int8": (int8, fused, None)}
         if args.onnxruntime:
-            runs["onnxruntime int8"] = (OnnxInt8(fused, folder, threads), fused, None)
+            runs["onnxruntime int8"] = (onnxruntime_int8(fused, threads), fused, None)
         times = paired_ms(runs, inputs, args.repeats)
         with torch.inference_mode():
             cosine = float(F.cosine_similarity(fused(**inputs).embeddings, int8(**inputs).embeddings).min())
@@ -204,6 +260,12 @@ def main() -> None:
         "--onnxruntime", action="store_true", help="also onnxruntime's quantize_dynamic int8 (speed and accuracy)"
     )
     parser.add_argument("--profile-threads", type=int, default=0, help="profile int8 on this many threads (0: no)")
+    parser.add_argument(
+        "--kernel-threads",
+        type=int,
+        default=0,
+        help="time one int8 and fp32 product alone on this many threads (0: no)",
+    )
     parser.add_argument("--model", help="a trained model folder for the accuracy checks (e.g. the make demo model)")
     parser.add_argument("--trials", help="its trial list")
     parser.add_argument("--root", help="the folder the trial list's paths are relative to")
@@ -232,6 +294,12 @@ def main() -> None:
                 + profile_report(int8, inputs, args.profile_threads)
             )
         fused = baseline = int8 = None
+    if args.kernel_threads:
+        sections.append(
+            f"## One product alone: int8 against fp32 ({args.kernel_threads} threads, median of "
+            f"{max(args.repeats, 5)} rounds)\n\n"
+            + kernel_section(args.kernel_threads, max(args.repeats, 5), args.onnxruntime)
+        )
     if args.model:
         reports = [accuracy_report(result) for result in accuracy_section(args)]
         sections.append("## Accuracy of int8 on a trained model\n\n" + "\n\n".join(reports))

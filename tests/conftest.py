@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,19 @@ import soundfile as sf
 import torch
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+
+# The onnxruntime engine's graph cache (`engines.onnx_cache_root`): one folder per test run, shared by its workers
+# and their subprocesses (a model exported by one test is not exported again by the next), never the user's.
+ONNX_CACHE = (
+    Path(tempfile.gettempdir()) / f"wavlmrawnet-test-onnx-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
+)
+os.environ["WAVLMRAWNET_ONNX_CACHE"] = str(ONNX_CACHE)
+
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the controlling process, once every worker is done
+        shutil.rmtree(ONNX_CACHE, ignore_errors=True)
+
 
 # The start of a script run in a fresh interpreter that must see a model folder's remote code only: importing the
 # package `wavlmrawnet` fails there, as on a machine where only transformers is installed.

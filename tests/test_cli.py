@@ -51,6 +51,10 @@ def test_help_texts_describe_every_command():
         assert command in top.stdout
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "--model" in sub.stdout, command
+    # diarize always removes silence (--no-vad switches it off): it offers no --vad that would do nothing
+    diarize = cli("diarize", "--help")
+    assert diarize.returncode == 0 and "--no-vad" in diarize.stdout and "--vad " not in diarize.stdout
+    assert "--vad" in cli("embed", "--help").stdout
 
 
 def test_embed_good_and_bad_files_in_one_call(tmp_path, saved_tiny_model, audio):

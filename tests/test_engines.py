@@ -13,7 +13,7 @@ import torch
 from conftest import write_wav
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
-from wavlmrawnet.engines import ENGINES, _finite, use_engine
+from wavlmrawnet.engines import ENGINES, _finite, model_fingerprint, onnx_cache_root, use_engine
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,35 @@ def test_onnxruntime_engine_matches_eager(model):
 
 
 @pytest.mark.slow
+def test_onnx_graph_cache_reuses_a_graph_and_replaces_a_damaged_one(model, monkeypatch):
+    """The onnxruntime engine's graph is exported once per model fingerprint (the test above exported this one), and a
+    cached graph onnxruntime cannot load is exported again, with a warning, not used or left to fail."""
+    values, mask = padded_batch()
+    with torch.inference_mode():
+        expected = model(values, attention_mask=mask).embeddings
+    first, second, third = (copy.deepcopy(model) for _ in range(3))
+    use_engine(first, "onnxruntime")
+    graph = first.onnx_graph
+    assert graph.parent == onnx_cache_root() / model_fingerprint(model) and graph.is_file()
+    written = graph.stat().st_mtime_ns
+    use_engine(second, "onnxruntime")
+    assert second.onnx_graph == graph and graph.stat().st_mtime_ns == written, "exported again"
+    # Any change to the weights is another graph.
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.fusion.bias.add_(1e-3)
+    assert model_fingerprint(changed) != model_fingerprint(model) == model_fingerprint(second)
+    graph.write_bytes(b"not an ONNX graph")
+    with pytest.warns(UserWarning, match="could not be loaded .*exporting it again"):
+        use_engine(third, "onnxruntime")
+    with torch.inference_mode():
+        got = third(values, attention_mask=mask).embeddings
+    assert third.onnx_graph == graph and (got - expected).abs().max() <= 1e-4
+    monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE", "off")
+    assert onnx_cache_root() is None
+
+
+@pytest.mark.slow
 def test_torch_compile_engine_matches_eager(model):
     """Where torch runs AVX2 CPU kernels, inductor's AVX2 code gave NaN embeddings (torch 2.13): the engine refuses
     there with a clear error. Elsewhere it gives eager's embeddings."""
@@ -108,6 +137,6 @@ def test_cli_engine_option_gives_the_same_embeddings(tmp_path, saved_tiny_model)
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         outputs[engine] = np.load(out)
-    assert "engine onnxruntime: prepared in" in result.stderr
+    assert "engine onnxruntime: prepared in" in result.stderr and "(graph: " in result.stderr
     assert outputs["torch"].shape == (2, 256)
     assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 1e-4

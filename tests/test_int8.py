@@ -44,6 +44,11 @@ def test_int8_embeddings_stay_within_the_cosine_bound_and_leave_the_float_model_
     assert all(type(quantised[name]).__name__ == "Linear" and "quantized" in type(quantised[name]).__module__
                for name in names)  # fmt: skip
     assert type(int8.wavlm.encoder.layers[0].attention).__name__ == "WavLMFastAttention", "fast paths stay on"
+    convs = [layer.conv for layer in int8.wavlm.feature_extractor.conv_layers]
+    assert not hasattr(convs[0], "int8_windows") and all(
+        "quantized" in type(c.int8_windows).__module__ for c in convs[1:]
+    )
+    assert not any(hasattr(layer.conv, "int8_windows") for layer in tiny_model.wavlm.feature_extractor.conv_layers)
     with torch.inference_mode():
         after = tiny_model(**padded_batch).embeddings
         quantised_out = int8(**padded_batch).embeddings

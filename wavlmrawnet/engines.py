@@ -14,12 +14,17 @@ result. torch-compile is refused where torch runs AVX2 CPU kernels (inductor's A
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from transformers.modeling_outputs import XVectorOutput
 
 ENGINES = ("torch", "torch-compile", "onnxruntime")
@@ -79,33 +84,127 @@ def _compiled_forward(model):
 ONNX_INT8_DESCRIPTION = "onnxruntime dynamic int8 (quantize_dynamic): the graph's MatMul/Gemm products, the rest fp32"
 
 
-def quantize_onnx_int8(onnx_path: Path) -> Path:
-    """onnxruntime's dynamic int8 of an exported graph, written beside it as `<name>.int8.onnx`: the weights of its
-    MatMul and Gemm products int8 per output channel, their activations quantised on the fly from their own range
-    (no calibration data), everything else fp32. The other int8 implementation is torch.ao's (`quantization.py`);
-    docs/performance.md compares the two."""
+def quantize_onnx_int8(onnx_path: Path, target: Path | None = None) -> Path:
+    """onnxruntime's dynamic int8 of an exported graph, written to `target` (default: beside it as
+    `<name>.int8.onnx`): the weights of its MatMul and Gemm products int8 per output channel, their activations
+    quantised on the fly from their own range (no calibration data), everything else fp32. The other int8
+    implementation is torch.ao's (`quantization.py`); docs/performance.md compares the two."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    target = onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")
+    target = target or onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")
     quantize_dynamic(
         onnx_path, target, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True, weight_type=QuantType.QInt8
     )
     return target
 
 
-def _onnxruntime_forward(model, onnx_path: Path, threads: int | None, int8: bool = False):
+# The onnxruntime engine's exported graphs are kept here, one folder per model fingerprint, so a model exported once
+# (minutes at the default size) starts in seconds next time. "off" (or "0") exports to a temporary folder instead.
+ONNX_CACHE_ENV = "WAVLMRAWNET_ONNX_CACHE"
+ONNX_EXPORT_OPTIONS = {"normalize_input": False}  # the feature extractor has normalised what the engine is fed
+
+
+def onnx_cache_root() -> Path | None:
+    """Where exported graphs are kept: `$WAVLMRAWNET_ONNX_CACHE`, else `$XDG_CACHE_HOME/wavlmrawnet/onnx` (default
+    `~/.cache/wavlmrawnet/onnx`); None where the variable says "off"."""
+    value = os.environ.get(ONNX_CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "no", "false") else Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wavlmrawnet" / "onnx"
+
+
+def model_fingerprint(model) -> str:
+    """A digest of everything the exported graph depends on: the weights and buffers (names, shapes, dtypes and
+    bytes), the config, the package's code, the export options and the torch, transformers and onnxruntime versions.
+    Any change gives a new graph, never a stale one."""
+    import onnxruntime
+
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (torch.__version__, transformers.__version__, onnxruntime.__version__, repr(ONNX_EXPORT_OPTIONS),
+                 model.config.to_json_string()):  # fmt: skip
+        digest.update(part.encode() + b"\0")
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _cached_graph(model, int8: bool) -> Path:
+    """The model's exported graph (and its int8 version where asked) from the cache, exported and added where
+    missing. Each file is written under a temporary name and renamed into place, so concurrent processes and an
+    interrupted export never leave a partial graph behind (the first complete one is kept)."""
+    from .onnx_export import export_onnx
+
+    root = onnx_cache_root()
+    folder = root / model_fingerprint(model)
+    graph = folder / "model.onnx"
+    if not (folder / "complete").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
+        try:
+            export_onnx(model, staging / "model.onnx", check=False, **ONNX_EXPORT_OPTIONS)
+            (staging / "complete").write_text(f"{model.config.model_type} exported with torch {torch.__version__}\n")
+            if folder.exists() and not (folder / "complete").exists():
+                shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (files deleted by hand)
+            try:
+                os.replace(staging, folder)
+            except OSError:  # another process put a complete graph there first: keep it
+                if not (folder / "complete").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if not int8:
+        return graph
+    quantised = folder / "model.int8.onnx"
+    if not quantised.exists():
+        partial = folder / f".model.int8.{os.getpid()}.onnx"
+        try:
+            os.replace(quantize_onnx_int8(graph, partial), quantised)
+        finally:
+            partial.unlink(missing_ok=True)
+    return quantised
+
+
+def _onnxruntime_session(model, onnx_dir: Path | None, threads: int | None, int8: bool):
+    """An onnxruntime session of the model's graph: exported into `onnx_dir` where given (always a fresh export),
+    else from the graph cache (`onnx_cache_root`), else into a temporary folder kept for the model's lifetime. A
+    cached graph that onnxruntime cannot load (a damaged file) is removed from the cache and exported again, with a
+    warning."""
     import onnxruntime as ort
 
     from .onnx_export import export_onnx
 
-    if next(model.parameters()).device.type != "cpu":
-        raise ValueError("the onnxruntime engine runs on the CPU: load the model with --device cpu")
-    export_onnx(model, onnx_path, check=False, normalize_input=False)  # the feature extractor normalised
-    if int8:
-        onnx_path = quantize_onnx_int8(onnx_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def session(path: Path):
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    if onnx_dir is None and onnx_cache_root() is not None:
+        path = _cached_graph(model, int8)
+        try:
+            return session(path), path
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+            warnings.warn(f"the cached ONNX graph {path} could not be loaded ({error}); exporting it again")
+            shutil.rmtree(path.parent, ignore_errors=True)
+            path = _cached_graph(model, int8)
+            return session(path), path
+    if onnx_dir is None:
+        model._onnx_tempdir = tempfile.TemporaryDirectory(prefix="wavlmrawnet-onnx-")  # removed with the model
+        onnx_dir = model._onnx_tempdir.name
+    path = export_onnx(model, Path(onnx_dir) / "model.onnx", check=False, **ONNX_EXPORT_OPTIONS)
+    if int8:
+        path = quantize_onnx_int8(path)
+    return session(path), path
+
+
+def _onnxruntime_forward(model, onnx_dir: Path | None, threads: int | None, int8: bool = False):
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("the onnxruntime engine runs on the CPU: load the model with --device cpu")
+    session, model.onnx_graph = _onnxruntime_session(model, onnx_dir, threads, int8)
 
     def forward(input_values, attention_mask=None, labels=None, **kwargs):
         if labels is not None:
@@ -132,7 +231,9 @@ def use_engine(
     """Makes `model` (a `WavLMRawNetForXVector` in eval mode) run its forward on `engine`; returns the seconds spent
     preparing it (the ONNX export and session for onnxruntime; torch-compile compiles on its first call instead).
 
-    `onnx_dir`: where the ONNX graph is written (default: a temporary folder kept for the process's lifetime).
+    `onnx_dir`: where the ONNX graph is written. Default: the graph cache (`onnx_cache_root`: a model exported once
+    is not exported again; `WAVLMRAWNET_ONNX_CACHE=off` switches it off), else a temporary folder kept for the
+    model's lifetime. The graph used is `model.onnx_graph`.
     `threads`: ONNX Runtime's intra-op threads (default: torch's thread count).
     `int8`: onnxruntime only: run the graph's dynamic int8 (`quantize_onnx_int8`). The model is then marked int8
     (`model.int8`), so it refuses training and saving as torch.ao's int8 twin does.
@@ -151,14 +252,19 @@ def use_engine(
             )
         model.forward = _compiled_forward(model)
     elif engine == "onnxruntime":
-        if onnx_dir is None:
-            model._onnx_tempdir = tempfile.TemporaryDirectory(prefix="wavlmrawnet-onnx-")  # removed with the model
-            onnx_dir = model._onnx_tempdir.name
-        model.forward = _onnxruntime_forward(model, Path(onnx_dir) / "model.onnx", threads, int8=int8)
+        model.forward = _onnxruntime_forward(model, None if onnx_dir is None else Path(onnx_dir), threads, int8=int8)
         if int8:
             model.int8 = True
     model.engine = engine
     return time.perf_counter() - start
 
 
-__all__ = ["ENGINES", "ONNX_INT8_DESCRIPTION", "quantize_onnx_int8", "use_engine"]
+__all__ = [
+    "ENGINES",
+    "ONNX_CACHE_ENV",
+    "ONNX_INT8_DESCRIPTION",
+    "model_fingerprint",
+    "onnx_cache_root",
+    "quantize_onnx_int8",
+    "use_engine",
+]

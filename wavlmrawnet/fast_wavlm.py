@@ -280,11 +280,19 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
         With kernel k <= 2 x stride s, window t is row t of x seen as (T / s, s C_in) followed by the first k - s
         frames of row t + 1: two matrix products over strided views (the second adds into the first), instead of
         copying every window out (k / s times the input). Other shapes, and narrow inputs such as the waveform, use
-        the unfolded windows.
+        the unfolded windows. A convolution given an int8 twin of its kernel (`conv.int8_windows`, in an int8 model)
+        runs that on the windows, a view of the input where they tile it.
         """
         batch, frames, channels = x.shape
         kernel, stride = conv.kernel_size[0], conv.stride[0]
         out_frames = (frames - kernel) // stride + 1
+        int8_windows = getattr(conv, "int8_windows", None)  # the kernel as an int8 linear (`quantization.py`)
+        if int8_windows is not None:
+            if kernel == stride:  # the windows tile the input: a view of it
+                windows = x[:, : out_frames * stride].reshape(batch, out_frames, kernel * channels)
+            else:
+                windows = x.unfold(1, kernel, stride).transpose(2, 3).reshape(batch, out_frames, -1)
+            return int8_windows(windows)
         split = 0 if kernel > 2 * stride or conv.dilation[0] != 1 else stride * channels
         dtype = torch.bfloat16 if bf16_autocast_inference(x) else conv.weight.dtype  # see `linear_weights`
         if split < 64:  # unfolded windows (also for narrow inputs such as the 1-channel waveform)

@@ -75,7 +75,10 @@ def int8_engine() -> str:
 
 def int8_description() -> str:
     """What int8 means here (`quantization.py`), for the precision line and the results."""
-    return f"torch.ao dynamic int8, {int8_engine()} engine: WavLM's linears and the fusion, the rest fp32"
+    return (
+        f"torch.ao dynamic int8, {int8_engine()} engine: WavLM's linears, its encoder's convolutions after the first, "
+        "and the fusion; the rest fp32"
+    )
 
 
 @dataclass(frozen=True)

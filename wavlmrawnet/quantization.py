@@ -2,10 +2,12 @@
 
 `quantize_int8(model)` gives a `WavLMRawNetForXVector` torch's dynamic int8 linears (`torch.ao`, the x86/fbgemm
 engine on x86 CPUs, qnnpack on Arm): each weight is quantised once, per output channel, and each activation is
-quantised on the fly from its own range, so no calibration data is needed. The products run in int8 with int32
-sums; everything else (WavLM's convolutional encoder and positional convolution, attention scores, layer norms,
-the RawNet branch, the pooling) stays fp32. The embeddings change slightly, which is why `auto` never picks int8:
-it is asked for (`--dtype int8`, `precision="int8"`), and the precision line and the results say so.
+quantised on the fly from its own range, so no calibration data is needed. The same is done for the convolutions
+of WavLM's feature encoder after the first, which the fast layers compute as products over windows of their input.
+The products run in int8 with int32 sums; everything else (the first convolution, the positional convolution,
+attention scores, layer norms, the RawNet branch, the pooling) stays fp32. The embeddings change slightly, which is
+why `auto` never picks int8: it is asked for (`--dtype int8`, `precision="int8"`), and the precision line and the
+results say so.
 
 This is the one place where int8 meets the fast paths (`fast_paths.py`): the fast layers keep their classes and call
 any linear that is not a float `nn.Linear` through its own forward (`fast_wavlm.apply_linear`). With the fast paths
@@ -45,6 +47,32 @@ def int8_linear_names(model: nn.Module) -> list[str]:
     return [n for n in names if n == "fusion" or (n.startswith("wavlm.") and n.endswith(INT8_LINEAR_SUFFIXES))]
 
 
+def int8_encoder_convs(model: nn.Module) -> list[nn.Conv1d]:
+    """The convolutions of WavLM's feature encoder that `quantize_int8` gives an int8 twin: all but the first (its
+    input is the one-channel waveform: ten products per frame, nothing for int8 to gain), where the encoder is the
+    layer-norm kind that the fast layers compute as matrix products (`fast_wavlm.WavLMFastFeatureEncoder`)."""
+    from transformers.models.wavlm.modeling_wavlm import WavLMLayerNormConvLayer
+
+    encoder = getattr(getattr(model, "wavlm", None), "feature_extractor", None)
+    layers = list(getattr(encoder, "conv_layers", []))
+    if not layers or not all(type(layer) is WavLMLayerNormConvLayer for layer in layers):
+        return []
+    return [layer.conv for layer in layers if layer.conv.in_channels > 1]
+
+
+def int8_windows_linear(conv: nn.Conv1d, qconfig) -> nn.Module:
+    """`conv`'s kernel as a dynamic int8 linear over its flattened windows (frame-major: k x C_in per window), the
+    product `fast_wavlm.WavLMFastFeatureEncoder.time_major_conv` computes in fp32."""
+    weight = conv.weight.detach().transpose(1, 2).reshape(conv.out_channels, -1)
+    linear = nn.Linear(weight.shape[1], conv.out_channels, bias=conv.bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias.detach())
+    linear.qconfig = qconfig
+    return torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
+
+
 def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
     """`model` (a `WavLMRawNetForXVector` on the CPU) with int8 dynamic linears (see the module docstring), in eval
     mode; a quantised copy unless `inplace`. A model already int8 is returned as it is."""
@@ -76,6 +104,8 @@ def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r".*quantize_per_(tensor|channel).*deprecated", category=UserWarning)
         torch.ao.quantization.quantize_dynamic(model, dict.fromkeys(names, qconfig), inplace=True)
+        for conv in int8_encoder_convs(model):
+            conv.int8_windows = int8_windows_linear(conv, qconfig)
     model.int8 = True
     model.set_fast_paths(True)
     for parameter in model.parameters():
@@ -106,7 +136,9 @@ def model_for_precision(model: nn.Module, precision_name: str) -> nn.Module:
 
 __all__ = [
     "INT8_LINEAR_SUFFIXES",
+    "int8_encoder_convs",
     "int8_linear_names",
+    "int8_windows_linear",
     "int8_model",
     "is_int8",
     "model_for_precision",

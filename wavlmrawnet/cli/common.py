@@ -12,7 +12,9 @@ EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
 
 
-def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True) -> None:
+    """The options every model-running command shares. `vad_option`: offer `--vad` (silence removal before
+    embedding); a command that always removes silence (diarize: `--no-vad` there) leaves it out."""
     parser.add_argument(
         "--model",
         required=True,
@@ -31,8 +33,9 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "fp32", "bf16", "fp16", "float32", "bfloat16", "int8"],
         help="auto (default): bf16 autocast where the hardware runs it natively (AMX or AVX512-BF16 "
         "CPUs, GPUs with bf16), else fp32; the choice and its reason are printed to stderr. int8 (CPU, never "
-        "chosen by auto): dynamic int8 linears in WavLM and the fusion (torch.ao; with --engine onnxruntime, "
-        "onnxruntime's quantize_dynamic of the exported graph), faster, results change slightly",
+        "chosen by auto): dynamic int8 linears in WavLM (and its encoder's convolutions) and the fusion "
+        "(torch.ao; with --engine onnxruntime, onnxruntime's quantize_dynamic of the exported graph), faster, "
+        "results change slightly",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument(
@@ -40,7 +43,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         default="torch",
         choices=["torch", "torch-compile", "onnxruntime"],
         help="torch (default, eager); torch-compile (inductor: compiles on the first batch, minutes at WavLM-Large "
-        "size); onnxruntime (CPU, fp32 or --dtype int8: exports the model to ONNX first, minutes at WavLM-Large size)",
+        "size); onnxruntime (CPU, fp32 or --dtype int8: exports the model to ONNX first, minutes at WavLM-Large size, "
+        "kept in the graph cache ~/.cache/wavlmrawnet/onnx for the next run; WAVLMRAWNET_ONNX_CACHE=DIR or off)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
     parser.add_argument(
@@ -48,6 +52,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
     )
+    if not vad_option:
+        return
     parser.add_argument(
         "--vad",
         action="store_true",
@@ -100,7 +106,9 @@ def load(args):
             seconds = use_engine(model, engine, threads=args.threads, int8=precision.name == "int8")
         except ValueError as error:
             raise SystemExit(f"error: {error}") from None
-        print(f"engine {args.engine}: prepared in {seconds:.1f} s", file=sys.stderr)
+        graph = getattr(model, "onnx_graph", None)
+        where = f" (graph: {graph})" if graph is not None else ""
+        print(f"engine {args.engine}: prepared in {seconds:.1f} s{where}", file=sys.stderr)
     if (model_dir / "preprocessor_config.json").is_file():
         extractor = WavLMRawNetFeatureExtractor.from_pretrained(model_dir)
     else:

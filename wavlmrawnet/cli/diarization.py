@@ -95,5 +95,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     diarize.add_argument("--min-turn", type=float, default=0.5, help="shorter turns go to a neighbour (0.5 s)")
     diarize.add_argument("--no-vad", action="store_true", help="treat the whole recording as speech")
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_runtime_options(diarize)
+    add_runtime_options(diarize, vad_option=False)
     diarize.set_defaults(run=cmd_diarize, batch_size=32)
