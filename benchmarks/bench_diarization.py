@@ -6,9 +6,9 @@ heard in training) with `wavlmrawnet.diarization.conversations` (2-6 speakers, t
 turns overlapping the previous one), plus one 30-minute, 4-speaker conversation.
 
 Rows (all the tiny preset): the `make demo` model and the untrained model (the same config, random weights, seed 0),
-each with the count estimated by spectral clustering (eigengap), by agglomerative clustering (cut at the model's
-verification threshold), and given (oracle count, spectral with min = max). Each model embeds each conversation
-once; the clusterings share those embeddings.
+each with the count estimated by spectral clustering (eigengap; over-cluster and merge above 400 windows), by
+agglomerative clustering (cut at the model's verification threshold), and given (oracle count, spectral with
+min = max). Each model embeds each conversation once; the clusterings share those embeddings.
 
     python -m benchmarks.bench_diarization --model demo_output/run/final [--markdown-out FILE]
     python -m benchmarks.bench_diarization --model demo_output/run/final --scale-only     # only the RTF / RSS table

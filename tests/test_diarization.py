@@ -20,6 +20,7 @@ from wavlmrawnet.diarization import (
     SpeakerCount,
     cluster_embeddings,
     diarize,
+    merge_clusters,
     read_rttm,
     score_diarization,
     write_rttm,
@@ -77,6 +78,26 @@ def test_clustering_of_separable_embeddings_scores_a_low_der(conversation, metho
     random_labels = rng.integers(0, 3, len(truth))
     frames = frame_labels(windows, random_labels, regions, duration, 3)
     assert score_diarization(reference, labels_to_segments(frames, ["a", "b", "c"]))["der@0.25"] > 30.0
+
+
+def test_merge_clusters_joins_the_parts_of_each_speaker():
+    """Long recordings are over-clustered, then merged: four speakers, each heard in three recording sessions that
+    pull its windows apart, labelled by session (12 clusters). Merging the cluster centroids at cosine 0.5 gives back
+    the four speakers; a threshold no centroid pair reaches merges nothing; the count bounds are kept."""
+    rng = np.random.default_rng(0)
+    speakers, sessions, per, dim = 4, 3, 30, 64
+    centres, offsets = rng.standard_normal((speakers, dim)), rng.standard_normal((speakers, sessions, dim))
+    speaker = np.repeat(np.arange(speakers), sessions * per)
+    session = np.tile(np.repeat(np.arange(sessions), per), speakers)
+    embeddings = centres[speaker] + 0.8 * offsets[speaker, session] + 0.8 * rng.standard_normal((len(speaker), dim))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    parts = speaker * sessions + session
+    merged = merge_clusters(embeddings, parts, threshold=0.5)
+    assert len(set(merged)) == speakers
+    assert len(set(zip(merged, speaker))) == speakers  # each merged cluster is one whole speaker
+    assert len(set(merge_clusters(embeddings, parts, threshold=0.99))) == speakers * sessions
+    assert len(set(merge_clusters(embeddings, parts, threshold=0.5, high=2))) == 2
+    assert len(set(merge_clusters(embeddings, parts, threshold=0.5, low=6))) == 6
 
 
 @pytest.mark.slow  # three command runs with silero-vad; test_refusals_in_the_api covers the messages in test-fast

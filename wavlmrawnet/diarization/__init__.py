@@ -4,7 +4,7 @@ Importable without the optional extras; clustering (spectralcluster, scikit-lear
 scoring (pyannote.metrics) are imported where they run and need `pip install "wavlmrawnet[diarize]"`.
 """
 
-from .clustering import CLUSTERINGS, SpeakerCount, cluster_embeddings
+from .clustering import CLUSTERINGS, SpeakerCount, cluster_embeddings, merge_clusters
 from .pipeline import UNKNOWN, DiarizationResult, Diarizer, WindowEmbedder, diarize
 from .scoring import score_diarization
 from .segments import Segment, read_rttm, segments_to_json, write_rttm
@@ -22,6 +22,7 @@ __all__ = [
     "WindowEmbedder",
     "cluster_embeddings",
     "diarize",
+    "merge_clusters",
     "read_recording",
     "read_rttm",
     "score_diarization",

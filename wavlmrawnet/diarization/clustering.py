@@ -4,7 +4,12 @@
   percentile thresholding with auto-tuning, a graph-cut Laplacian, the eigengap for the count, k-means on the spectral
   embeddings. Above `MAX_SPECTRAL_SIZE` windows its multi-stage mode first merges windows by complete-linkage
   agglomerative clustering into that many groups, so the eigen decomposition stays `MAX_SPECTRAL_SIZE` wide however
-  long the recording.
+  long the recording. There the eigengap, which then sees the groups' centroids, under-counts (3 of 4 speakers, or
+  2, on 30-minute conversations), so on recordings of more than `MAX_SPECTRAL_SIZE` windows the count comes from
+  over-clustering and merging instead: spectral clustering into `OVER_CLUSTERS` clusters, then scikit-learn's
+  average-linkage agglomerative clustering of the clusters' centroids (means of the normalised window embeddings,
+  normalised), merged while their cosine is above the threshold (the model's `verification_threshold`: two
+  clusters are one speaker when the model's calibrated same-speaker decision says so of their mean embeddings).
 - "agglomerative": scikit-learn's average-linkage agglomerative clustering on cosine distance, cut where the average
   cosine between two clusters falls below the threshold (the model's `verification_threshold` by default: its
   calibrated same-speaker decision); a known count cuts the tree at that many clusters instead.
@@ -21,9 +26,17 @@ import numpy as np
 
 from ..extras import import_module
 
-__all__ = ["CLUSTERINGS", "MAX_SPECTRAL_SIZE", "SpeakerCount", "cluster_embeddings"]
+__all__ = [
+    "CLUSTERINGS",
+    "MAX_SPECTRAL_SIZE",
+    "OVER_CLUSTERS",
+    "SpeakerCount",
+    "cluster_embeddings",
+    "merge_clusters",
+]
 
 MAX_SPECTRAL_SIZE = 400  # windows; above, spectralcluster's multi-stage mode (AHC first)
+OVER_CLUSTERS = 7  # above MAX_SPECTRAL_SIZE windows with the count unknown: clusters before the centroid merge
 DEFAULT_MAX_SPEAKERS = 20  # the estimate's upper bound when none is given
 DEFAULT_THRESHOLD = 0.5  # agglomerative cut (cosine) for a model without a verification_threshold
 
@@ -70,11 +83,51 @@ class SpeakerCount:
 
 
 def spectral(embeddings: np.ndarray, count: SpeakerCount, threshold: float | None = None) -> np.ndarray:
-    """spectralcluster's Turn-to-Diarize configuration (module docstring); `threshold` is not used."""
-    sc = import_module("spectralcluster", "diarize", "spectral clustering for diarization")
+    """spectralcluster's Turn-to-Diarize configuration (module docstring). With the count unknown and more than
+    `MAX_SPECTRAL_SIZE` windows, over-clusters into `OVER_CLUSTERS` and merges at cosine `threshold`."""
     low, high = count.within(len(embeddings))
     if high == 1 or len(embeddings) < 3:  # nothing to decompose: one speaker, or one window per speaker
         return np.zeros(len(embeddings), dtype=np.int64) if high == 1 else np.arange(len(embeddings))
+    if count.known or len(embeddings) <= MAX_SPECTRAL_SIZE:
+        return _spectral(embeddings, low, high)
+    over = max(low, min(OVER_CLUSTERS, high))
+    labels = _spectral(embeddings, over, over)
+    return merge_clusters(embeddings, labels, DEFAULT_THRESHOLD if threshold is None else threshold, low, high)
+
+
+def merge_clusters(
+    embeddings: np.ndarray, labels: np.ndarray, threshold: float, low: int = 1, high: int | None = None
+) -> np.ndarray:
+    """Merges clusters whose centroids are the same speaker: scikit-learn's average-linkage agglomerative clustering
+    of the normalised cluster means on cosine distance, cut where the cosine falls below `threshold`; a result
+    outside `low`..`high` clusters is cut at the nearest bound instead. Returns labels 0..k-1 for the windows."""
+    cluster = import_module("sklearn.cluster", "diarize", "agglomerative clustering for diarization")
+    names, labels = np.unique(labels, return_inverse=True)
+    if len(names) == 1:
+        return labels.astype(np.int64)
+    centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(len(names))]).astype(np.float64)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    distances = np.clip(1.0 - centroids @ centroids.T, 0.0, None)
+    np.fill_diagonal(distances, 0.0)
+
+    def cut(clusters: int | None) -> np.ndarray:
+        model = cluster.AgglomerativeClustering(
+            n_clusters=clusters, metric="precomputed", linkage="average",
+            distance_threshold=None if clusters else 1.0 - threshold,
+        )  # fmt: skip
+        return np.asarray(model.fit_predict(distances), dtype=np.int64)
+
+    merged = cut(None)
+    found = int(merged.max()) + 1
+    bounded = min(max(found, low), len(names) if high is None else min(high, len(names)))
+    if bounded != found:
+        merged = cut(bounded)
+    return merged[labels]
+
+
+def _spectral(embeddings: np.ndarray, low: int, high: int) -> np.ndarray:
+    """spectralcluster's Turn-to-Diarize configuration with the count between `low` and `high`."""
+    sc = import_module("spectralcluster", "diarize", "spectral clustering for diarization")
     refinement = sc.RefinementOptions(
         p_percentile=0.90,
         thresholding_soft_multiplier=0.01,

@@ -119,8 +119,9 @@ class Diarizer:
     """A loaded embedder and the diarization settings; call it on each recording (`diarize` does both at once).
 
     `window`/`hop`: seconds per window and between window starts. `clustering`: a name in `CLUSTERINGS`
-    ("spectral": Google's spectralcluster with its eigengap count estimate; "agglomerative": scikit-learn, average
-    linkage cut at `threshold`, default the model's `verification_threshold`). `min_turn`: turns shorter than this
+    ("spectral": Google's spectralcluster with its eigengap count estimate, or on long recordings over-clustering
+    and merging the cluster centroids at `threshold`; "agglomerative": scikit-learn, average linkage cut at
+    `threshold`; `threshold` defaults to the model's `verification_threshold`). `min_turn`: turns shorter than this
     (seconds) go to a neighbour. `database`: a `SpeakerDatabase` that names the clusters. `vad=False` treats the whole
     recording as speech.
     """
