@@ -5,13 +5,16 @@ Needs `make demo` first: the conversations are built from the held-out test voic
 heard in training) with `wavlmrawnet.diarization.conversations` (2-6 speakers, turns of 0.5-20 s, pauses, 10 % of
 turns overlapping the previous one), plus one 30-minute, 4-speaker conversation.
 
-Rows (all the tiny preset): the `make demo` model and the untrained model (the same config, random weights, seed 0),
-each with the count estimated by spectral clustering (eigengap; over-cluster and merge above 400 windows), by
-agglomerative clustering (cut at the model's verification threshold), and given (oracle count, spectral with
-min = max). Each model embeds each conversation once; the clusterings share those embeddings.
+Rows (all the tiny preset): the `make demo` model (or `--model` named by `--label`, then each `--compare` model) and
+the untrained model (the config of `--model`, random weights, seed 0), each with the count estimated by spectral
+clustering (eigengap; over-cluster and merge above 400 windows), by agglomerative clustering (cut at the model's
+verification threshold), and given (oracle count, spectral with min = max). Each model embeds each conversation
+once; the clusterings share those embeddings.
 
     python -m benchmarks.bench_diarization --model demo_output/run/final [--markdown-out FILE]
     python -m benchmarks.bench_diarization --model demo_output/run/final --scale-only     # only the RTF / RSS table
+    python -m benchmarks.bench_diarization --model IN_DOMAIN/final --label in-domain --corpus HELD_OUT/wav \
+        --compare "make demo=demo_output/run/final" --quality-only    # other models, the same conversations
 
 The scale rows each run in a fresh process (`--one-length MINUTES`) so that each peak RSS is its own.
 """
@@ -42,6 +45,19 @@ VARIANTS = {  # row suffix -> (clustering, count given?)
     "agglomerative, count estimated": ("agglomerative", False),
     "spectral, oracle count": ("spectral", True),
 }
+
+
+def models_to_measure(model: str, label: str, compare: list[str]) -> dict[str, str]:
+    """Row name -> model folder: `model` as `label`, then each `--compare NAME=DIR`, in order."""
+    models = {label: model}
+    for item in compare:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise ValueError(f"--compare takes NAME=DIR, not {item!r}")
+        if name.strip() in models or name.strip() == "untrained":
+            raise ValueError(f"--compare: the row name {name.strip()!r} is taken")
+        models[name.strip()] = folder.strip()
+    return models
 
 
 def build_conversations(corpus: Path, out: Path, minutes: float, long_minutes: float, seed: int) -> list[dict]:
@@ -157,6 +173,10 @@ def scale_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="demo_output/run/final", help="the make demo model")
+    parser.add_argument("--label", default="make demo", help="the row name of --model")
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="NAME=DIR", help="another model on the same conversations"
+    )
     parser.add_argument("--corpus", default=None, help="held-out voices (default: <model>/../../corpus/test/wav)")
     parser.add_argument("--minutes", type=float, default=3.0, help="length of each 2-6 speaker conversation")
     parser.add_argument("--long-minutes", type=float, default=30.0, help="the long 4-speaker conversation")
@@ -168,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--markdown-out")
     args = parser.parse_args(argv)
+    try:
+        named = models_to_measure(args.model, args.label, args.compare)
+    except ValueError as error:
+        parser.error(str(error))
     corpus = Path(args.corpus or Path(args.model).absolute().parents[1] / "corpus" / "test" / "wav")
     if not corpus.is_dir():
         parser.error(f"no held-out voices at {corpus}: run `make demo` first or pass --corpus")
@@ -175,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_length(args.model, args.one_length, corpus, Path(args.work), args.seed)))
         return 0
     load = os.getloadavg()[0]
-    sections = [f"Machine: {machine_caption(THREADS)}.", f"Held-out voices: `{corpus}`; model `{args.model}`."]
+    described = ", ".join(f"{name} `{folder}`" for name, folder in named.items())
+    sections = [f"Machine: {machine_caption(THREADS)}.", f"Held-out voices: `{corpus}`; models: {described}."]
     with tempfile.TemporaryDirectory(prefix="bench_diarization_") as work:
         work = Path(work)
         if not args.scale_only:
             torch.set_num_threads(THREADS)
             conversations = build_conversations(corpus, work, args.minutes, args.long_minutes, args.seed)
-            models = {"make demo": args.model, "untrained": str(untrained_copy(args.model, work / "untrained"))}
+            models = {**named, "untrained": str(untrained_copy(args.model, work / "untrained"))}
             rows = quality(models, conversations)
             sections.append(quality_tables(rows, args.long_minutes))
         if not args.quality_only:
@@ -194,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"the {minutes:g}-minute run failed:\n{done.stderr[-3000:]}")
                 scale.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(json.dumps(scale[-1]), flush=True)
-            sections.append(f"### Scale: the `make demo` model, spectral, count estimated, {THREADS} threads, each "
+            sections.append(f"### Scale: the {args.label} model, spectral, count estimated, {THREADS} threads, each "
                             f"length in a fresh process\n\n" + scale_table(scale))  # fmt: skip
     sections.append(load_note(load) + ".")
     publish("\n\n".join(sections) + "\n", args.markdown_out)
