@@ -18,10 +18,13 @@ import torch
 
 from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
 
-# The onnxruntime engine's graph cache (`engines.onnx_cache_root`): one folder per test run, shared by its workers
-# and their subprocesses (a model exported by one test is not exported again by the next), never the user's.
-ONNX_CACHE = (
-    Path(tempfile.gettempdir()) / f"wavlmrawnet-test-onnx-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
+# The onnxruntime engine's graph cache (`engines.onnx_cache_root`): one folder per test run, never the user's. The
+# controlling process names it; pytest-xdist's workers and the tests' subprocesses inherit the name, so a model
+# exported by one test is not exported again by the next; the controlling process removes it at the end.
+ONNX_CACHE = Path(
+    os.environ.setdefault(
+        "WAVLMRAWNET_TEST_ONNX_CACHE", str(Path(tempfile.gettempdir()) / f"wavlmrawnet-test-onnx-{os.getpid()}")
+    )
 )
 os.environ["WAVLMRAWNET_ONNX_CACHE"] = str(ONNX_CACHE)
 
