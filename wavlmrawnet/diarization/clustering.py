@@ -98,31 +98,14 @@ def spectral(embeddings: np.ndarray, count: SpeakerCount, threshold: float | Non
 def merge_clusters(
     embeddings: np.ndarray, labels: np.ndarray, threshold: float, low: int = 1, high: int | None = None
 ) -> np.ndarray:
-    """Merges clusters whose centroids are the same speaker: scikit-learn's average-linkage agglomerative clustering
-    of the normalised cluster means on cosine distance, cut where the cosine falls below `threshold`; a result
-    outside `low`..`high` clusters is cut at the nearest bound instead. Returns labels 0..k-1 for the windows."""
-    cluster = import_module("sklearn.cluster", "diarize", "agglomerative clustering for diarization")
+    """Merges clusters whose centroids are the same speaker: `agglomerative` (average linkage on cosine, cut where
+    the cosine falls below `threshold`, a result outside `low`..`high` cut at the nearest bound) on the normalised
+    cluster means. Returns labels 0..k-1 for the windows."""
     names, labels = np.unique(labels, return_inverse=True)
-    if len(names) == 1:
-        return labels.astype(np.int64)
     centroids = np.stack([embeddings[labels == k].mean(axis=0) for k in range(len(names))]).astype(np.float64)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    distances = np.clip(1.0 - centroids @ centroids.T, 0.0, None)
-    np.fill_diagonal(distances, 0.0)
-
-    def cut(clusters: int | None) -> np.ndarray:
-        model = cluster.AgglomerativeClustering(
-            n_clusters=clusters, metric="precomputed", linkage="average",
-            distance_threshold=None if clusters else 1.0 - threshold,
-        )  # fmt: skip
-        return np.asarray(model.fit_predict(distances), dtype=np.int64)
-
-    merged = cut(None)
-    found = int(merged.max()) + 1
-    bounded = min(max(found, low), len(names) if high is None else min(high, len(names)))
-    if bounded != found:
-        merged = cut(bounded)
-    return merged[labels]
+    bounds = SpeakerCount(low, len(names) if high is None else high, known=False)
+    return agglomerative(centroids, bounds, threshold)[labels]
 
 
 def _spectral(embeddings: np.ndarray, low: int, high: int) -> np.ndarray:
