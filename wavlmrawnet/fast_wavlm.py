@@ -280,25 +280,20 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
         With kernel k <= 2 x stride s, window t is row t of x seen as (T / s, s C_in) followed by the first k - s
         frames of row t + 1: two matrix products over strided views (the second adds into the first), instead of
         copying every window out (k / s times the input). Other shapes, and narrow inputs such as the waveform, use
-        the unfolded windows. A convolution given an int8 twin of its kernel (`conv.int8_windows`, in an int8 model)
-        runs that on the windows, a view of the input where they tile it.
+        the unfolded windows (`windows`). A convolution given an int8 twin of its kernel (`conv.int8_windows`, in an
+        int8 model) runs that on the windows.
         """
         batch, frames, channels = x.shape
         kernel, stride = conv.kernel_size[0], conv.stride[0]
         out_frames = (frames - kernel) // stride + 1
         int8_windows = getattr(conv, "int8_windows", None)  # the kernel as an int8 linear (`quantization.py`)
         if int8_windows is not None:
-            if kernel == stride:  # the windows tile the input: a view of it
-                windows = x[:, : out_frames * stride].reshape(batch, out_frames, kernel * channels)
-            else:
-                windows = x.unfold(1, kernel, stride).transpose(2, 3).reshape(batch, out_frames, -1)
-            return int8_windows(windows)
+            return int8_windows(WavLMFastFeatureEncoder.windows(x, kernel, stride))
         split = 0 if kernel > 2 * stride or conv.dilation[0] != 1 else stride * channels
         dtype = torch.bfloat16 if bf16_autocast_inference(x) else conv.weight.dtype  # see `linear_weights`
         if split < 64:  # unfolded windows (also for narrow inputs such as the 1-channel waveform)
-            windows = x.unfold(1, kernel, stride).transpose(2, 3).reshape(batch, out_frames, -1)
             weight = WavLMFastFeatureEncoder.frame_major_weights(conv, 0, dtype)[0]
-            return inference_linear(windows, weight, conv.bias)
+            return inference_linear(WavLMFastFeatureEncoder.windows(x, kernel, stride), weight, conv.bias)
         head, tail = WavLMFastFeatureEncoder.frame_major_weights(conv, split, dtype)
         if x.stride(2) != 1 or x.stride(1) != channels:
             x = x.contiguous()
@@ -310,6 +305,21 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
         return out if tail is None else inference_linear_add(rows(split, tail.shape[1]), tail, out)
 
     @staticmethod
+    def windows(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+        """The convolution windows of a time-major (B, T, C) input as rows (B, T', kernel * C), frame-major (the
+        layout of `frame_major`): a view of the input where the windows tile it (kernel == stride), else a copy."""
+        batch, frames, channels = x.shape
+        out_frames = (frames - kernel) // stride + 1
+        if kernel == stride:
+            return x[:, : out_frames * stride].reshape(batch, out_frames, kernel * channels)
+        return x.unfold(1, kernel, stride).transpose(2, 3).reshape(batch, out_frames, -1)
+
+    @staticmethod
+    def frame_major(weight: torch.Tensor) -> torch.Tensor:
+        """A (out, C_in, kernel) convolution kernel as (out, kernel * C_in): the product over `windows`' rows."""
+        return weight.transpose(1, 2).reshape(weight.shape[0], -1)
+
+    @staticmethod
     def frame_major_weights(
         conv: nn.Conv1d, split: int, dtype: torch.dtype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -318,7 +328,7 @@ class WavLMFastFeatureEncoder(WavLMFeatureEncoder):
         trained."""
 
         def build():
-            weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, -1).to(dtype or conv.weight.dtype)
+            weight = WavLMFastFeatureEncoder.frame_major(conv.weight).to(dtype or conv.weight.dtype)
             if not split or split == weight.shape[1]:
                 return weight.contiguous(), None
             return weight[:, :split].contiguous(), weight[:, split:].contiguous()

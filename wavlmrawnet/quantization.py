@@ -61,9 +61,11 @@ def int8_encoder_convs(model: nn.Module) -> list[nn.Conv1d]:
 
 
 def int8_windows_linear(conv: nn.Conv1d, qconfig) -> nn.Module:
-    """`conv`'s kernel as a dynamic int8 linear over its flattened windows (frame-major: k x C_in per window), the
-    product `fast_wavlm.WavLMFastFeatureEncoder.time_major_conv` computes in fp32."""
-    weight = conv.weight.detach().transpose(1, 2).reshape(conv.out_channels, -1)
+    """`conv`'s kernel as a dynamic int8 linear over its windows (`WavLMFastFeatureEncoder.windows`, frame-major), the
+    product `WavLMFastFeatureEncoder.time_major_conv` computes in fp32."""
+    from .fast_wavlm import WavLMFastFeatureEncoder
+
+    weight = WavLMFastFeatureEncoder.frame_major(conv.weight.detach())
     linear = nn.Linear(weight.shape[1], conv.out_channels, bias=conv.bias is not None)
     with torch.no_grad():
         linear.weight.copy_(weight)
