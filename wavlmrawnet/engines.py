@@ -132,14 +132,13 @@ def model_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def _cached_graph(model, int8: bool) -> Path:
-    """The model's exported graph (and its int8 version where asked) from the cache, exported and added where
+def _cached_graph(model, folder: Path, int8: bool) -> Path:
+    """The model's exported graph (and its int8 version where asked) in its cache `folder`, exported and added where
     missing. Each file is written under a temporary name and renamed into place, so concurrent processes and an
     interrupted export never leave a partial graph behind (the first complete one is kept)."""
     from .onnx_export import export_onnx
 
-    root = onnx_cache_root()
-    folder = root / model_fingerprint(model)
+    root = folder.parent
     graph = folder / "model.onnx"
     if not (folder / "complete").exists():
         root.mkdir(parents=True, exist_ok=True)
@@ -183,14 +182,16 @@ def _onnxruntime_session(model, onnx_dir: Path | None, threads: int | None, int8
     def session(path: Path):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    if onnx_dir is None and onnx_cache_root() is not None:
-        path = _cached_graph(model, int8)
+    cache_root = onnx_cache_root()
+    if onnx_dir is None and cache_root is not None:
+        folder = cache_root / model_fingerprint(model)
+        path = _cached_graph(model, folder, int8)
         try:
             return session(path), path
         except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             warnings.warn(f"the cached ONNX graph {path} could not be loaded ({error}); exporting it again")
-            shutil.rmtree(path.parent, ignore_errors=True)
-            path = _cached_graph(model, int8)
+            shutil.rmtree(folder, ignore_errors=True)
+            path = _cached_graph(model, folder, int8)
             return session(path), path
     if onnx_dir is None:
         model._onnx_tempdir = tempfile.TemporaryDirectory(prefix="wavlmrawnet-onnx-")  # removed with the model
