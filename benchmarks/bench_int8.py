@@ -39,7 +39,7 @@ from benchmarks.common import (
     markdown_table,
     publish,
 )
-from benchmarks.model.paired import paired_ms, ratios
+from benchmarks.model.paired import paired_ms, ratios, timed_ms
 from benchmarks.model.rows import build_baseline, build_fused
 from wavlmrawnet.cpu_malloc import keep_freed_memory
 from wavlmrawnet.precision import int8_description, int8_engine
@@ -74,7 +74,6 @@ def kernel_section(threads: int, repeats: int, onnxruntime: bool) -> str:
     and with `--onnxruntime` onnxruntime's MatMul against its `quantize_dynamic` int8 (MLAS)."""
     from torch import nn
 
-    from benchmarks.model.paired import timed_ms
     from wavlmrawnet.cpu_kernels import inference_linear
 
     torch.set_num_threads(threads)
@@ -113,7 +112,6 @@ def onnx_matmuls(linear, x: np.ndarray, threads: int) -> dict:
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-int8-kernel-"))
     weight = numpy_helper.from_array(linear.weight.detach().numpy().T.copy(), "W")
     bias = numpy_helper.from_array(linear.bias.detach().numpy(), "B")
     graph = helper.make_graph(
@@ -121,12 +119,17 @@ def onnx_matmuls(linear, x: np.ndarray, threads: int) -> dict:
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [x.shape[0], weight.dims[1]])], [weight, bias],
     )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "fp32.onnx")
-    quantize_dynamic(folder / "fp32.onnx", folder / "int8.onnx", per_channel=True, weight_type=QuantType.QInt8)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    sessions = {name: ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
-                for name in ("fp32", "int8")}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-int8-kernel-") as name:  # the sessions hold the graphs
+        folder = Path(name)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "fp32.onnx")
+        quantize_dynamic(folder / "fp32.onnx", folder / "int8.onnx", per_channel=True, weight_type=QuantType.QInt8)
+        providers = ["CPUExecutionProvider"]
+        sessions = {
+            kind: ort.InferenceSession(str(folder / f"{kind}.onnx"), options, providers=providers)
+            for kind in ("fp32", "int8")
+        }
     return {f"onnxruntime {name}": (lambda s=session: s.run(None, {"X": x})) for name, session in sessions.items()}
 
 
