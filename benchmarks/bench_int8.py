@@ -68,23 +68,26 @@ def onnxruntime_int8(model, threads: int):
 KERNEL_SHAPES = ((500, 1024, 1024), (500, 1024, 4096), (500, 4096, 1024), (16000, 1536, 512))
 
 
-def kernel_section(threads: int, repeats: int, onnxruntime: bool) -> str:
+def kernel_section(threads: int, repeats: int, onnxruntime: bool, engines: list[str]) -> str:
     """The ceiling int8 can reach here: one product alone, int8 against fp32, at WavLM-Large's shapes. fp32 is the
-    kernel the fp32 model runs (`cpu_kernels.inference_linear`, oneDNN); int8 is torch.ao's dynamic linear (fbgemm),
-    and with `--onnxruntime` onnxruntime's MatMul against its `quantize_dynamic` int8 (MLAS)."""
+    kernel the fp32 model runs (`cpu_kernels.inference_linear`, oneDNN); int8 is torch.ao's dynamic linear on each
+    of `engines` (the first is `int8_engine()`, what `precision="int8"` runs), and with `--onnxruntime`
+    onnxruntime's MatMul against its `quantize_dynamic` int8 (MLAS)."""
     from torch import nn
 
     from wavlmrawnet.cpu_kernels import inference_linear
 
     torch.set_num_threads(threads)
-    torch.backends.quantized.engine = int8_engine()
     rows = []
     for m, k, n in KERNEL_SHAPES:
         linear = nn.Linear(k, n)
         linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        quantised = torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
         x = torch.randn(1, m, k)
-        runs = {"fp32": lambda: inference_linear(x, linear.weight, linear.bias), "int8": lambda: quantised(x)}
+        runs = {"fp32": lambda: inference_linear(x, linear.weight, linear.bias)}
+        for engine in engines:  # the packed weights keep their engine's kernels
+            torch.backends.quantized.engine = engine
+            quantised = torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
+            runs[int8_label(engine)] = lambda q=quantised: q(x)
         if onnxruntime:
             runs.update(onnx_matmuls(linear, x[0].numpy(), threads))
         with torch.inference_mode():
@@ -95,14 +98,21 @@ def kernel_section(threads: int, repeats: int, onnxruntime: bool) -> str:
                     if round_index:
                         times[name].append(elapsed)
         ms = {name: statistics.median(v) for name, v in times.items()}
-        cells = [f"{m} × {k} → {n}", *(f"{ms[name]:.1f}" for name in runs), f"{ms['fp32'] / ms['int8']:.2f}×"]
+        cells = [f"{m} × {k} → {n}", *(f"{ms[name]:.1f}" for name in runs)]
+        cells += [f"{ms['fp32'] / ms[int8_label(engine)]:.2f}×" for engine in engines]
         if onnxruntime:
             cells.append(f"{ms['onnxruntime fp32'] / ms['onnxruntime int8']:.2f}×")
         rows.append(cells)
-    header = ["product (rows × in → out)", *(f"{name} ms" for name in runs), "torch.ao int8 speed-up"]
+    header = ["product (rows × in → out)", *(f"{name} ms" for name in runs)]
+    header += [f"torch.ao {int8_label(engine)} speed-up" for engine in engines]
     if onnxruntime:
         header.append("onnxruntime int8 speed-up")
     return markdown_table(header, rows)
+
+
+def int8_label(engine: str) -> str:
+    """The row name of torch.ao int8 on `engine`: "int8" for the engine `precision="int8"` runs."""
+    return "int8" if engine == int8_engine() else f"int8 ({engine} engine)"
 
 
 def onnx_matmuls(linear, x: np.ndarray, threads: int) -> dict:
@@ -133,12 +143,15 @@ def onnx_matmuls(linear, x: np.ndarray, threads: int) -> dict:
     return {f"onnxruntime {name}": (lambda s=session: s.run(None, {"X": x})) for name, session in sessions.items()}
 
 
-def speed_section(args, fused, baseline, int8, inputs) -> list[dict]:
-    """Per thread count: paired ms of int8, fp32 and the baseline (and onnxruntime int8), the ratios, the RTFs."""
+def speed_section(args, fused, baseline, int8s: dict, inputs) -> list[dict]:
+    """Per thread count: paired ms of int8 (one twin per engine: `int8s`, {row name: model}, "int8" first), fp32 and
+    the baseline (and onnxruntime int8), the ratios, the RTFs."""
+    int8 = int8s["int8"]
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        runs = {"baseline": (baseline, fused, False), "fp32": (fused, fused, True), "int8": (int8, fused, None)}
+        runs = {"baseline": (baseline, fused, False), "fp32": (fused, fused, True)}
+        runs.update({name: (model, fused, None) for name, model in int8s.items()})
         if args.onnxruntime:
             runs["onnxruntime int8"] = (onnxruntime_int8(fused, threads), fused, None)
         times = paired_ms(runs, inputs, args.repeats)
@@ -269,6 +282,11 @@ def main() -> None:
         default=0,
         help="time one int8 and fp32 product alone on this many threads (0: no)",
     )
+    parser.add_argument(
+        "--int8-engines", nargs="*", default=[], choices=torch.backends.quantized.supported_engines, metavar="ENGINE",
+        help=f"also time torch.ao int8 on these quantised engines (speed and one-product rows; default: only "
+        f"{int8_engine()}, what precision int8 runs; the engines' int8 arithmetic is the same)",
+    )  # fmt: skip
     parser.add_argument("--model", help="a trained model folder for the accuracy checks (e.g. the make demo model)")
     parser.add_argument("--trials", help="its trial list")
     parser.add_argument("--root", help="the folder the trial list's paths are relative to")
@@ -278,15 +296,16 @@ def main() -> None:
         parser.error("--model needs --trials")
     keep_freed_memory()
     load_before = os.getloadavg()[0]
+    engines = [int8_engine(), *(e for e in dict.fromkeys(args.int8_engines) if e != int8_engine())]
     sections = [f"int8: {int8_description()}. Machine: {machine_caption(max(args.threads))}."]
     if args.repeats > 0:
         torch.manual_seed(0)
         fused = build_fused(args.preset, torch.device("cpu"))
         baseline = build_baseline(baseline_wavlm_config(), fused.wavlm, torch.device("cpu"))
-        int8 = quantize_int8(copy.deepcopy(fused), inplace=True)
+        int8s = {int8_label(e): quantize_int8(copy.deepcopy(fused), inplace=True, engine=e) for e in engines}
         waveform = torch.randn(1, int(args.seconds * SAMPLING_RATE))
         inputs = {"input_values": waveform, "attention_mask": torch.ones_like(waveform, dtype=torch.long)}
-        rows = speed_section(args, fused, baseline, int8, inputs)
+        rows = speed_section(args, fused, baseline, int8s, inputs)
         sections.append(
             f"## `{args.preset}` at {args.seconds:g} s, batch 1 (random weights; {args.repeats} paired rounds)\n\n"
             + speed_report(rows, args.seconds)
@@ -294,14 +313,14 @@ def main() -> None:
         if args.profile_threads:
             sections.append(
                 f"## Where int8 time goes ({args.profile_threads} threads, one forward)\n\n"
-                + profile_report(int8, inputs, args.profile_threads)
+                + profile_report(int8s["int8"], inputs, args.profile_threads)
             )
-        fused = baseline = int8 = None
+        fused = baseline = int8s = None
     if args.kernel_threads:
         sections.append(
             f"## One product alone: int8 against fp32 ({args.kernel_threads} threads, median of "
             f"{max(args.repeats, 5)} rounds)\n\n"
-            + kernel_section(args.kernel_threads, max(args.repeats, 5), args.onnxruntime)
+            + kernel_section(args.kernel_threads, max(args.repeats, 5), args.onnxruntime, engines)
         )
     if args.model:
         reports = [accuracy_report(result) for result in accuracy_section(args)]

@@ -140,3 +140,50 @@ def test_cli_engine_option_gives_the_same_embeddings(tmp_path, saved_tiny_model)
     assert "engine onnxruntime: prepared in" in result.stderr and "(graph: " in result.stderr
     assert outputs["torch"].shape == (2, 256)
     assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 1e-4
+
+
+def saturating_product(folder) -> tuple[object, np.ndarray, np.ndarray]:
+    """An ONNX graph `X @ W` whose int8 form overflows int16 pair sums at full range: every weight at the int8
+    extreme, every activation at the top of its u8 range. Returns (path, x, exact result)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.ones((64, 8), np.float32)
+    weight[:, 1::2] = -1
+    x = np.ones((4, 64), np.float32)
+    x[:, 0] = 0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])], "product",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4, 8])], [numpy_helper.from_array(weight, "W")],
+    )  # fmt: skip
+    path = folder / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path, x, x @ weight
+
+
+def test_onnx_int8_keeps_weights_to_7_bits_where_int8_products_saturate(tmp_path, monkeypatch):
+    """On x86 without VNNI/AMX, onnxruntime's full-range int8 product overflows (the exact 63 comes out near 32): the
+    detection (`int8_products_may_saturate`) must agree with what this CPU's kernels do, and the 7-bit weights
+    (`reduce_range`) that the engine then uses must be exact. The graph cache names the two graphs apart."""
+    import onnxruntime as ort
+
+    from wavlmrawnet import engines
+    from wavlmrawnet.engines import onnx_int8_description, quantize_onnx_int8
+    from wavlmrawnet.precision import int8_products_may_saturate
+
+    path, x, exact = saturating_product(tmp_path)
+    errors = {}
+    for reduce_range in (False, True):
+        quantised = quantize_onnx_int8(path, tmp_path / f"int8-{reduce_range}.onnx", reduce_range=reduce_range)
+        session = ort.InferenceSession(str(quantised), providers=["CPUExecutionProvider"])
+        errors[reduce_range] = float(np.abs(session.run(None, {"X": x})[0] - exact).max())
+    assert errors[True] < 1e-3, errors
+    assert (errors[False] > 10) == int8_products_may_saturate(), (errors, "saturation detection disagrees")
+    assert ("7-bit weights" in onnx_int8_description()) == int8_products_may_saturate()
+
+    (tmp_path / "complete").write_text("exported\n")
+    for saturates, name in ((True, "model.int8-7bit.onnx"), (False, "model.int8.onnx")):
+        monkeypatch.setattr(engines, "int8_products_may_saturate", lambda saturates=saturates: saturates)
+        assert engines._cached_graph(None, tmp_path, int8=True) == tmp_path / name and (tmp_path / name).is_file()
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [], "no partial graph left behind"

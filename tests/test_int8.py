@@ -82,6 +82,19 @@ def test_auto_never_resolves_to_int8(monkeypatch):
         _ = resolve_precision("int8", "cpu").accelerate_mixed_precision
 
 
+def test_int8_engines_give_the_same_embeddings_and_an_unknown_one_is_refused(tiny_model, padded_batch):
+    engines = torch.backends.quantized.supported_engines
+    chosen = precision_module.int8_engine()
+    assert chosen in engines and chosen in str(resolve_precision("int8", "cpu"))
+    if "onednn" in engines and "x86" in engines:  # an x86 build: oneDNN's kernels, fbgemm's ("x86") the same sums
+        assert chosen == "onednn"
+        with torch.inference_mode():
+            onednn, x86 = (quantize_int8(tiny_model, engine=e)(**padded_batch).embeddings for e in ("onednn", "x86"))
+        assert F.cosine_similarity(onednn, x86).min().item() > 0.99999
+    with pytest.raises(ValueError, match="int8 engine 'nope' is not in this torch build"):
+        quantize_int8(tiny_model, engine="nope")
+
+
 def test_int8_model_is_for_inference_and_cannot_be_saved(tiny_model, tmp_path):
     int8 = quantize_int8(tiny_model)
     with pytest.raises(ValueError, match="int8 model cannot be saved.*save the float model"):

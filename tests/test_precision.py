@@ -82,4 +82,4 @@ def test_cpu_description_names_the_deciding_flags():
     text = describe_cpu()
     assert f"{os.cpu_count()} cores" in text and "torch kernels" in text
     if platform.machine().lower() in ("x86_64", "amd64"):
-        assert "avx512_bf16" in text and "amx" in text  # present or "no ...": either way named
+        assert "avx512_bf16" in text and "amx" in text and "vnni" in text  # present or "no ...": either way named

@@ -26,9 +26,30 @@ PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch
 
 
 @functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags /proc/cpuinfo lists for the first CPU (empty where it cannot be read)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            line = next((line for line in handle if line.startswith(("flags", "Features"))), "")
+            return frozenset(line.split(":", 1)[1].split()) if ":" in line else frozenset()
+    return frozenset()
+
+
+def int8_products_may_saturate() -> bool:
+    """Whether this CPU's int8 products can saturate: on x86 without int8 dot-product instructions (VNNI, in its
+    AVX-512 or AVX form, or AMX), int8 kernels add pairs of u8 x s8 products in int16 (`vpmaddubsw`), which overflows
+    where two large activations meet two large weights; VNNI, AMX and Arm's kernels sum in int32."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    if getattr(torch.cpu, "_is_vnni_supported", lambda: False)() or torch.cpu._is_amx_tile_supported():
+        return False
+    return not cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def describe_cpu() -> str:
     """The CPU model, core count and the instruction sets that decide precision, e.g.
-    `"AMD EPYC, 2 cores: avx2 avx512 avx512_bf16, no amx; torch kernels AVX512"`."""
+    `"AMD EPYC, 2 cores: avx2 avx512 avx512_bf16 vnni, no amx; torch kernels AVX512"` (vnni: int8 dot products,
+    `int8_products_may_saturate`)."""
     name = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -36,8 +57,10 @@ def describe_cpu() -> str:
     probes = {"avx2": "_is_avx2_supported", "avx512": "_is_avx512_supported",
               "avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported"}  # fmt: skip
     have = {flag: bool(getattr(torch.cpu, probe, lambda: False)()) for flag, probe in probes.items()}
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        have["vnni"] = not int8_products_may_saturate()
     present = " ".join(flag for flag, ok in have.items() if ok) or "none of avx2/avx512"
-    absent = " ".join(f"no {flag}" for flag in ("avx512_bf16", "amx") if not have[flag])
+    absent = " ".join(f"no {flag}" for flag in ("avx512_bf16", "amx", "vnni") if flag in have and not have[flag])
     flags = f"{present}, {absent}" if absent else present
     return f"{name}, {os.cpu_count()} cores: {flags}; torch kernels {torch.backends.cpu.get_cpu_capability()}"
 
@@ -63,21 +86,30 @@ def cpu_native_bf16() -> tuple[bool, str]:
     return True, f"CPU has native bf16 ({'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16'}): {cpu}"
 
 
+# torch's int8 engines, in the order `int8_engine` prefers them. Both x86 engines run the same arithmetic (int8
+# products summed in int32, the same quantisation: identical embeddings); oneDNN's dynamic linear is the faster of
+# the two where measured (docs/performance.md, `benchmarks/bench_int8.py --int8-engines`), and the only one with
+# AMX int8 kernels. "x86" (fbgemm for these linears) is the fallback where a build has no oneDNN; qnnpack is Arm's.
+INT8_ENGINES = ("onednn", "x86", "fbgemm", "qnnpack")
+
+
 def int8_engine() -> str:
-    """torch's quantised-kernel engine for int8 on this CPU: "x86" (fbgemm and oneDNN) or "fbgemm" on x86,
-    "qnnpack" on Arm; a clear error where this torch build has none."""
+    """torch's quantised-kernel engine for int8 on this CPU: the first of `INT8_ENGINES` this build supports ("onednn"
+    on x86 builds, "qnnpack" on Arm); a clear error where it has none."""
     engines = torch.backends.quantized.supported_engines
-    for engine in ("x86", "fbgemm", "qnnpack"):
+    arm = platform.machine().lower() in ("arm64", "aarch64")
+    for engine in ("qnnpack",) if arm else INT8_ENGINES:
         if engine in engines:
             return engine
     raise RuntimeError(f"this torch build has no int8 CPU engine (supported: {engines}); use precision fp32")
 
 
-def int8_description() -> str:
-    """What int8 means here (`quantization.py`), for the precision line and the results."""
+def int8_description(engine: str | None = None) -> str:
+    """What int8 means here (`quantization.py`), for the precision line and the results (`engine`: default
+    `int8_engine()`)."""
     return (
-        f"torch.ao dynamic int8, {int8_engine()} engine: WavLM's linears, its encoder's convolutions after the first, "
-        "and the fusion; the rest fp32"
+        f"torch.ao dynamic int8, {engine or int8_engine()} engine: WavLM's linears, its encoder's convolutions after "
+        "the first, and the fusion; the rest fp32"
     )
 
 
@@ -169,12 +201,15 @@ def resolve_precision(requested: str | None = "auto", device: str | torch.device
 
 __all__ = [
     "INFERENCE_PRECISION_ALIASES",
+    "INT8_ENGINES",
     "PRECISION_ALIASES",
     "PRECISION_DTYPES",
     "Precision",
+    "cpu_flags",
     "cpu_native_bf16",
     "describe_cpu",
     "int8_description",
     "int8_engine",
+    "int8_products_may_saturate",
     "resolve_precision",
 ]

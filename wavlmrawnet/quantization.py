@@ -1,13 +1,13 @@
 """int8 inference on a CPU: dynamic quantisation of WavLM's linear layers and the fusion (`precision="int8"`).
 
-`quantize_int8(model)` gives a `WavLMRawNetForXVector` torch's dynamic int8 linears (`torch.ao`, the x86/fbgemm
-engine on x86 CPUs, qnnpack on Arm): each weight is quantised once, per output channel, and each activation is
-quantised on the fly from its own range, so no calibration data is needed. The same is done for the convolutions
-of WavLM's feature encoder after the first, which the fast layers compute as products over windows of their input.
-The products run in int8 with int32 sums; everything else (the first convolution, the positional convolution,
-attention scores, layer norms, the RawNet branch, the pooling) stays fp32. The embeddings change slightly, which is
-why `auto` never picks int8: it is asked for (`--dtype int8`, `precision="int8"`), and the precision line and the
-results say so.
+`quantize_int8(model)` gives a `WavLMRawNetForXVector` torch's dynamic int8 linears (`torch.ao`; the oneDNN engine on
+x86 CPUs, qnnpack on Arm: `precision.int8_engine`): each weight is quantised once, per output channel, and each
+activation is quantised on the fly from its own range, so no calibration data is needed. The same is done for the
+convolutions of WavLM's feature encoder after the first, which the fast layers compute as products over windows of
+their input. The products run in int8 with int32 sums; everything else (the first convolution, the positional
+convolution, attention scores, layer norms, the RawNet branch, the pooling) stays fp32. The embeddings change slightly,
+which is why `auto` never picks int8: it is asked for (`--dtype int8`, `precision="int8"`), and the precision line and
+the results say so.
 
 This is the one place where int8 meets the fast paths (`fast_paths.py`): the fast layers keep their classes and call
 any linear that is not a float `nn.Linear` through its own forward (`fast_wavlm.apply_linear`). With the fast paths
@@ -75,14 +75,18 @@ def int8_windows_linear(conv: nn.Conv1d, qconfig) -> nn.Module:
     return torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
 
 
-def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
+def quantize_int8(model: nn.Module, inplace: bool = False, engine: str | None = None) -> nn.Module:
     """`model` (a `WavLMRawNetForXVector` on the CPU) with int8 dynamic linears (see the module docstring), in eval
-    mode; a quantised copy unless `inplace`. A model already int8 is returned as it is."""
+    mode; a quantised copy unless `inplace`. A model already int8 is returned as it is. `engine` is torch's quantised
+    engine whose kernels the int8 layers keep (default `precision.int8_engine()`; the benchmark compares them)."""
     if is_int8(model):
         return model
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 runs on the CPU: load the model with --device cpu (on a GPU use bf16 or fp32)")
-    engine = int8_engine()
+    engine = engine or int8_engine()
+    if engine not in torch.backends.quantized.supported_engines:
+        supported = torch.backends.quantized.supported_engines
+        raise ValueError(f"int8 engine {engine!r} is not in this torch build ({supported})")
     if not inplace:
         # Copied without the tensors inference derived from the weights (`cpu_kernels.inference_cache`).
         caches = {m: m.__dict__.pop("_inference_cache") for m in model.modules() if "_inference_cache" in m.__dict__}

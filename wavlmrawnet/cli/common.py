@@ -88,9 +88,9 @@ def load(args):
     precision = resolve_precision(args.dtype, device)
     engine = getattr(args, "engine", "torch")
     if precision.name == "int8" and engine == "onnxruntime":
-        from ..engines import ONNX_INT8_DESCRIPTION
+        from ..engines import onnx_int8_description
 
-        precision = dataclasses.replace(precision, reason=f"asked for: {ONNX_INT8_DESCRIPTION}; {describe_cpu()}")
+        precision = dataclasses.replace(precision, reason=f"asked for: {onnx_int8_description()}; {describe_cpu()}")
     elif precision.name == "int8" and engine != "torch":
         raise SystemExit(f"error: --dtype int8 runs on the torch engine (torch.ao) or onnxruntime, not {engine}")
     print(precision, file=sys.stderr)
