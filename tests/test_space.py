@@ -291,8 +291,8 @@ def test_space_files_are_deployable():
 
 
 @pytest.mark.slow
-def test_app_without_a_model_says_how_to_give_one(tmp_path):
-    run = subprocess.run(
+def test_app_without_a_model_says_how_to_give_one(tmp_path, capsys):
+    run = subprocess.run(  # the script as the Space starts it, the model read from the environment
         [sys.executable, str(APP)],
         capture_output=True,
         text=True,
@@ -300,14 +300,15 @@ def test_app_without_a_model_says_how_to_give_one(tmp_path):
         timeout=120,
     )
     assert run.returncode == 2 and "--model DIR_OR_HUB_ID, or set WAVLMRAWNET_MODEL" in run.stderr
-    run = subprocess.run(
-        [sys.executable, str(APP), "--model", str(tmp_path)], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 2 and "is not a model folder (no config.json)" in run.stderr
-    run = subprocess.run(  # a Hub id runs its repository's code: it must be pinned
-        [sys.executable, str(APP), "--model", "someone/wavlmrawnet"], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 2 and "is a Hub id without a revision: pin one with --revision COMMIT" in run.stderr
+    main = load_app_module().main  # the other refusals through its main, in this process
+    for argv, message in (
+        ([str(tmp_path)], "is not a model folder (no config.json)"),
+        # a Hub id runs its repository's code: it must be pinned
+        (["someone/wavlmrawnet"], "is a Hub id without a revision: pin one with --revision COMMIT"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main(["--model", *argv])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def load_app_module():
