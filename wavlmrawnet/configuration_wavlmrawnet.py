@@ -300,6 +300,16 @@ class WavLMRawNetConfig(PreTrainedConfig):
             needs.append(receptive)
         return max(needs)
 
+    def wavlm_frames(self, samples: int) -> int:
+        """WavLM's frames for `samples` input samples (its feature encoder's convolutions, no padding), in Python
+        integers: a shape, not a tensor to read back from the device."""
+        wavlm = self.wavlm_config
+        for kernel, stride in zip(wavlm.conv_kernel, wavlm.conv_stride):
+            samples = (samples - kernel) // stride + 1
+        for _ in range(wavlm.num_adapter_layers if getattr(wavlm, "add_adapter", False) else 0):
+            samples = (samples - 1) // wavlm.adapter_stride + 1  # as transformers' `_get_feat_extract_output_lengths`
+        return samples
+
     @property
     def min_input_seconds(self) -> float:
         return math.ceil(1000 * self.min_input_samples / self.sampling_rate) / 1000

@@ -120,7 +120,7 @@ def running_sum_features(
     WavLM's outputs. Unless the hidden states are returned, the last layer's second feed-forward product is applied
     after the pooling (its frames then differ from WavLM's)."""
     wavlm = model.wavlm
-    num_frames = int(wavlm._get_feat_extract_output_lengths(input_values.shape[1]))
+    num_frames = model.config.wavlm_frames(input_values.shape[1])
     frame_mask = wavlm._get_feature_vector_attention_mask(num_frames, attention_mask)
     weights = model.wavlm_pooling.normalized_weights()
     # The running sum hooks WavLM's layers and puts the last feed-forward in its pooled mode for the call: state on

@@ -137,10 +137,14 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
             self.wavlm.encoder.layer_norm.requires_grad_(False)
 
     # ------------------------------------------------------------------ branches
-    def wavlm_features(self, input_values, attention_mask, output_hidden_states=False):
+    def wavlm_features(self, input_values, attention_mask, output_hidden_states=False, unpadded=False):
         """WavLM's pooled frames (B, wavlm_pooling.output_size), and WavLM's outputs (with the running sum and no
-        hidden states asked for, the last hidden state is not WavLM's: see `fast_wavlm.RunningLayerSum`)."""
-        wavlm_mask = wavlm_attention_mask(attention_mask) if self.fast_paths else attention_mask
+        hidden states asked for, the last hidden state is not WavLM's: see `fast_wavlm.RunningLayerSum`). With the
+        fast paths WavLM gets no mask where nothing is padded (`unpadded`, else `fast_paths.wavlm_attention_mask`)."""
+        if not self.fast_paths:
+            wavlm_mask = attention_mask
+        else:
+            wavlm_mask = None if unpadded and not tracing() else wavlm_attention_mask(attention_mask)
         # With layerdrop, transformers records no hidden state for a skipped layer: the running sum counts its input.
         layers_dropped = self.training and self.wavlm.config.layerdrop > 0
         running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()
@@ -208,16 +212,19 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         if input_values.dim() != 2:
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
-        if attention_mask is None:
+        # Without a mask nothing is padded, which the shapes alone say: no value is read back from the device on the
+        # way (what a GPU's CUDA graph capture needs, and a GPU at batch 1 waits for).
+        unpadded = attention_mask is None
+        if unpadded:
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
         sample_lengths = attention_mask.sum(dim=1)
-        if not tracing():  # a traced graph has no such check
-            self.check_input_lengths(sample_lengths)
+        if not tracing() and not (unpadded and input_values.shape[1] >= self.config.min_input_samples):
+            self.check_input_lengths(sample_lengths)  # a traced graph has no such check
         plain = labels is None and not output_hidden_states  # embeddings and logits only
-        groups = self.length_groups(input_values, attention_mask) if plain else None
+        groups = None if unpadded or not plain else self.length_groups(input_values, attention_mask)
         if groups is None:
             embeddings, hidden_states = self.fused_embeddings(
-                input_values, attention_mask, sample_lengths, output_hidden_states
+                input_values, attention_mask, sample_lengths, output_hidden_states, unpadded
             )
         else:
             embed = lambda values, mask, lengths: self.fused_embeddings(values, mask, lengths)[0]  # noqa: E731
@@ -236,12 +243,15 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         attention_mask: torch.Tensor,
         sample_lengths: torch.Tensor,
         output_hidden_states: bool | None = False,
+        unpadded: bool = False,
     ) -> tuple[torch.Tensor, tuple | None]:
         """Both branches pooled, concatenated and projected: the embeddings (B, embedding_dim), and WavLM's hidden
-        states where asked for."""
+        states where asked for. `unpadded`: the caller knows nothing is padded (the mask is all ones)."""
         pooled, hidden_states = [], None
         if self.wavlm is not None:
-            wavlm_pooled, wavlm_outputs = self.wavlm_features(input_values, attention_mask, output_hidden_states)
+            wavlm_pooled, wavlm_outputs = self.wavlm_features(
+                input_values, attention_mask, output_hidden_states, unpadded
+            )
             pooled.append(wavlm_pooled)
             hidden_states = wavlm_outputs.hidden_states if output_hidden_states else None
         if self.rawnet is not None:
