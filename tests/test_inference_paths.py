@@ -98,3 +98,38 @@ def test_pipeline_chunk_seconds_matches_get_embeddings(tiny_model, saved_tiny_mo
             np.array(result[name], dtype=np.float32), embedding.numpy(), atol=1e-5, err_msg=name
         )
     assert not np.allclose(result["chunked"], result["unchunked"], atol=1e-4), "chunk_seconds had no effect"
+
+
+def test_an_unpadded_call_reaches_the_model_without_a_mask(tiny_model, tmp_path, monkeypatch):
+    """One recording (a pipeline call, a batch of one in `embed_files`, diarization windows of one length) reaches the
+    model without an attention mask, which it then need not read back from a GPU; a padded batch keeps its mask."""
+    from wavlmrawnet import WavLMRawNetForXVector
+    from wavlmrawnet.diarization.pipeline import WindowEmbedder
+    from wavlmrawnet.pipeline_wavlmrawnet import SpeakerEmbeddingPipeline
+
+    masks = []
+    forward = WavLMRawNetForXVector.forward
+
+    def recording_forward(self, input_values, attention_mask=None, **kwargs):
+        masks.append(attention_mask is not None)
+        return forward(self, input_values, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(WavLMRawNetForXVector, "forward", recording_forward)
+    extractor = WavLMRawNetFeatureExtractor()
+    paths = [write_wav(tmp_path / f"{seconds}.wav", seconds, SAMPLING_RATE, seed=3) for seconds in (1.0, 1.5)]
+    embed_files(tiny_model, extractor, paths, batch_size=1, precision="fp32", progress=False, distributed=False)
+    assert masks == [False, False]
+    masks.clear()
+    embed_files(tiny_model, extractor, paths, batch_size=2, precision="fp32", progress=False, distributed=False)
+    assert masks == [True], "two lengths in one batch: padded, masked"
+
+    masks.clear()
+    pipe = SpeakerEmbeddingPipeline(model=tiny_model, feature_extractor=extractor, precision="fp32")
+    single = pipe(voice_like(1.0, SAMPLING_RATE, 4))
+    batched = pipe([voice_like(1.0, SAMPLING_RATE, 4), voice_like(1.5, SAMPLING_RATE, 5)], batch_size=2)
+    assert masks == [False, True]
+    np.testing.assert_allclose(single, batched[0], atol=1e-5)  # the same embedding either way
+
+    masks.clear()
+    WindowEmbedder(tiny_model, extractor)([voice_like(1.0, SAMPLING_RATE, s) for s in (6, 7)])
+    assert masks == [False]

@@ -209,4 +209,12 @@ class WavLMRawNetFeatureExtractor(SequenceFeatureExtractor):
 
 WavLMRawNetFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
-__all__ = ["WavLMRawNetFeatureExtractor", "crop"]
+
+def padding_mask(attention_mask):
+    """`attention_mask` where some row is padded, else None. An unpadded batch needs no mask, and the model then takes
+    that from the shapes instead of reading the mask back from the device (`WavLMRawNetForXVector.forward`): call it
+    on the mask this extractor returned, before moving it to a GPU."""
+    return None if attention_mask is None or bool(attention_mask.all()) else attention_mask
+
+
+__all__ = ["WavLMRawNetFeatureExtractor", "crop", "padding_mask"]

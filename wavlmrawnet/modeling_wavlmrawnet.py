@@ -277,10 +277,12 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         """
         chunk_seconds = self.config.chunk_seconds if chunk_seconds is None else chunk_seconds
         overlap_seconds = self.config.chunk_overlap_seconds if overlap_seconds is None else overlap_seconds
-        if attention_mask is None:
+        chunk = int(round(chunk_seconds * self.config.sampling_rate)) if chunk_seconds else 0
+        if attention_mask is None:  # nothing padded: no mask to read back from the device
+            if not chunk or input_values.shape[1] <= chunk:
+                return self(input_values).embeddings
             attention_mask = torch.ones_like(input_values, dtype=torch.long)
         lengths = attention_mask.sum(dim=1)
-        chunk = int(round(chunk_seconds * self.config.sampling_rate)) if chunk_seconds else 0
         if not chunk or int(lengths.max()) <= chunk:
             return self(input_values, attention_mask=attention_mask).embeddings
         hop = chunk - int(round(overlap_seconds * self.config.sampling_rate))

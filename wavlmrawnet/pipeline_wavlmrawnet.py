@@ -20,6 +20,7 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
+from .feature_extraction_wavlmrawnet import padding_mask
 from .speech_check import NoSpeechError, check_speech
 
 logger = logging.get_logger(__name__)
@@ -123,12 +124,18 @@ class SpeakerEmbeddingPipeline(Pipeline):
         features = self.feature_extractor(
             {"array": waveform, "sampling_rate": rate}, return_tensors="pt", return_attention_mask=True
         )
-        return {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
+        values, mask = features["input_values"], features["attention_mask"]
+        # Whether this recording's mask is all ones, decided here on the CPU: a call of one recording then passes no
+        # mask (`_forward`). Batched calls (`batch_size`) collate the masks, and the padded rows keep theirs.
+        return {"input_values": values, "attention_mask": mask, "unpadded": padding_mask(mask) is None}
 
     def _forward(self, model_inputs, chunk_seconds=None, precision="auto"):
         # Long recordings are embedded in bounded windows (config.chunk_seconds unless `chunk_seconds=` is given).
         resolved = self.resolved_precision(precision)
         model = self.model.for_precision(resolved)  # int8: the model's int8 twin (`quantization.py`)
+        unpadded = model_inputs.pop("unpadded", False)  # a list of flags once batched: the mask then stays
+        if unpadded is True:
+            model_inputs["attention_mask"] = None  # nothing padded: nothing to read back from the device
         with resolved.autocast():
             return {"embeddings": model.embed(**model_inputs, chunk_seconds=chunk_seconds)}
 

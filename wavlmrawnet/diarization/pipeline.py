@@ -63,13 +63,16 @@ class WindowEmbedder:
         self.threshold = getattr(model.config, "verification_threshold", None)
 
     def __call__(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        from ..feature_extraction_wavlmrawnet import padding_mask
+
         inputs = self.feature_extractor(
             waveforms, sampling_rate=self.sampling_rate, padding=True, return_tensors="pt", return_attention_mask=True
         )
+        mask = padding_mask(inputs["attention_mask"])  # windows of one length: no mask, nothing read back
         with torch.inference_mode(), self.precision.autocast():
             output = self.model(
                 input_values=inputs["input_values"].to(self.device),
-                attention_mask=inputs["attention_mask"].to(self.device),
+                attention_mask=None if mask is None else mask.to(self.device),
             )
         return torch.nn.functional.normalize(output.embeddings.float(), dim=1).cpu().numpy()
 

@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..audio_io import AudioDecodingError, audio_duration, load_audio
+from ..feature_extraction_wavlmrawnet import padding_mask
 from ..precision import Precision, resolve_precision
 from ..quantization import model_for_precision
 from ..speech_check import check_speech
@@ -320,9 +321,10 @@ def embed_files(
                 inputs = feature_extractor(
                     waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt"
                 )
+                mask = padding_mask(inputs["attention_mask"])  # checked here, not read back from the device
                 with torch.inference_mode(), result.precision.autocast():
                     embeddings = runner.embed(
-                        inputs["input_values"].to(device), inputs["attention_mask"].to(device), chunk_seconds
+                        inputs["input_values"].to(device), None if mask is None else mask.to(device), chunk_seconds
                     )
                 embeddings = torch.nn.functional.normalize(embeddings.float(), dim=1).cpu().numpy()
                 for (path, key), embedding in zip(kept, embeddings):
