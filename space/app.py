@@ -276,7 +276,7 @@ class Recognizer:
         if self.warning:
             summary += f"\n\n**Warning:** {self.warning}"
         table = [[round(s.start, 2), round(s.end, 2), s.speaker] for s in result.segments]
-        return summary, timeline_png(result.segments, result.duration), table
+        return summary, timeline_image(result.segments, result.duration), table
 
     def _session_database(self, database: SpeakerDatabase | None) -> SpeakerDatabase:
         """The session's database, created on first use as a copy of the empty one."""
@@ -290,14 +290,17 @@ class Recognizer:
         return f"| enrolled speaker | clips |\n| --- | --- |\n{rows}"
 
 
-def timeline_png(segments, total: float) -> str:
-    """A timeline of the turns, one row per speaker, as a PNG file (matplotlib, drawn off-screen)."""
-    import tempfile
+def timeline_image(segments, total: float):
+    """A timeline of the turns, one row per speaker, as an image (matplotlib, drawn off-screen). Gradio writes it
+    into its own cache, which `delete_cache` empties: a file of ours per request would pile up in the temp folder
+    for as long as the Space runs."""
+    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from PIL import Image
 
     speakers = list(dict.fromkeys(s.speaker for s in segments))
     figure = Figure(figsize=(10, 0.6 + 0.45 * len(speakers)), dpi=100)
@@ -310,10 +313,11 @@ def timeline_png(segments, total: float) -> str:
     axes.set_ylim(len(speakers) - 0.5, -0.5)
     axes.set_xlabel("seconds")
     figure.tight_layout()
-    handle, path = tempfile.mkstemp(suffix=".png", prefix="timeline-")
-    os.close(handle)
-    figure.savefig(path, format="png")
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return image.convert("RGB")
 
 
 def build_app(recognizer: Recognizer) -> gr.Blocks:
@@ -382,7 +386,7 @@ def build_app(recognizer: Recognizer) -> gr.Blocks:
                 )
             diarize_button = gr.Button("Who spoke when?", variant="primary", elem_id="diarize-button")
             diarize_summary = gr.Markdown(elem_id="diarize-summary")
-            timeline = gr.Image(label="timeline", type="filepath", elem_id="diarize-timeline", interactive=False)
+            timeline = gr.Image(label="timeline", format="png", elem_id="diarize-timeline", interactive=False)
             turns = gr.Dataframe(
                 headers=["start (s)", "end (s)", "speaker"],
                 datatype=["number", "number", "str"],

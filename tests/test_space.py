@@ -320,6 +320,22 @@ def load_app_module():
     return module
 
 
+def test_the_timeline_is_drawn_in_memory_not_left_in_the_temp_folder(tmp_path, monkeypatch):
+    """Each Who-spoke-when answer drew its timeline into a file of its own in the temp folder, never removed: a
+    running Space piled them up. The picture is now an image gradio writes into its cache, which the app empties."""
+    import tempfile
+
+    from wavlmrawnet.diarization import Segment
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    turns = [Segment(0.0, 3.0, "SPEAKER_00"), Segment(3.4, 6.4, "SPEAKER_01"), Segment(6.8, 9.0, "SPEAKER_00")]
+    image = load_app_module().timeline_image(turns, 9.0)
+    assert image.mode == "RGB" and image.size == (1000, 150)
+    pixels = np.asarray(image)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 3, "bars, axes and labels drawn"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_calibrated_model_shows_the_probability(tmp_path, saved_tiny_model, recordings):
     import gradio as gr
 
