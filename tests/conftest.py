@@ -28,10 +28,22 @@ ONNX_CACHE = Path(
 )
 os.environ["WAVLMRAWNET_ONNX_CACHE"] = str(ONNX_CACHE)
 
+# The temp folder of the processes the tests start (and of pytest-xdist's workers): torchrun's log folders, the
+# Space's gradio cache and whatever else they leave go to one folder per run, removed at the end like the cache.
+# This process keeps the temp folder it has already chosen (pytest's own `tmp_path` folders among them).
+CHILD_TMP = Path(
+    os.environ.setdefault(
+        "WAVLMRAWNET_TEST_CHILD_TMP", str(Path(tempfile.gettempdir()) / f"wavlmrawnet-test-tmp-{os.getpid()}")
+    )
+)
+CHILD_TMP.mkdir(parents=True, exist_ok=True)
+os.environ["TMPDIR"] = str(CHILD_TMP)
+
 
 def pytest_sessionfinish(session):
     if not hasattr(session.config, "workerinput"):  # the controlling process, once every worker is done
         shutil.rmtree(ONNX_CACHE, ignore_errors=True)
+        shutil.rmtree(CHILD_TMP, ignore_errors=True)
 
 
 # The start of a script run in a fresh interpreter that must see a model folder's remote code only: importing the
