@@ -100,9 +100,8 @@ def quantize_onnx_int8(onnx_path: Path, target: Path | None = None, reduce_range
     implementation is torch.ao's (`quantization.py`); docs/performance.md compares the two.
 
     `reduce_range` (default: where `precision.int8_products_may_saturate()`, x86 CPUs without VNNI or AMX) keeps the
-    weights to 7 bits, so the kernels' int16 sums of u8 x s8 pairs cannot overflow: at full range onnxruntime's int8
-    moved the demo model's embeddings up to 30 times further from fp32 on an AVX2-only CPU (minimum cosine 0.971
-    against 0.9993; docs/performance.md)."""
+    weights to 7 bits, so the kernels' int16 sums of u8 x s8 pairs cannot overflow; at full range such sums moved
+    some embeddings far from fp32 (docs/performance.md)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     reduce_range = int8_products_may_saturate() if reduce_range is None else reduce_range

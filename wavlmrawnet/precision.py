@@ -86,10 +86,10 @@ def cpu_native_bf16() -> tuple[bool, str]:
     return True, f"CPU has native bf16 ({'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16'}): {cpu}"
 
 
-# torch's int8 engines, in the order `int8_engine` prefers them. Both x86 engines run the same arithmetic (int8
-# products summed in int32, the same quantisation: identical embeddings); oneDNN's dynamic linear is the faster of
-# the two where measured (docs/performance.md, `benchmarks/bench_int8.py --int8-engines`), and the only one with
-# AMX int8 kernels. "x86" (fbgemm for these linears) is the fallback where a build has no oneDNN; qnnpack is Arm's.
+# torch's int8 engines, in the order `int8_engine` prefers them. Both x86 engines quantise alike and sum int8 products
+# in int32 (embeddings equal up to rounding); oneDNN's dynamic linear is the faster of the two where measured
+# (docs/performance.md, `benchmarks/bench_int8.py --int8-engines`), and oneDNN has AMX int8 kernels. "x86" (fbgemm
+# for these linears) is the fallback where a build has no oneDNN; qnnpack is Arm's.
 INT8_ENGINES = ("onednn", "x86", "fbgemm", "qnnpack")
 
 
