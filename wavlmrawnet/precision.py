@@ -35,6 +35,7 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+@functools.cache
 def int8_products_may_saturate() -> bool:
     """Whether this CPU's int8 products can saturate: on x86 without int8 dot-product instructions (VNNI, in its
     AVX-512 or AVX form, or AMX), int8 kernels add pairs of u8 x s8 products in int16 (`vpmaddubsw`), which overflows
@@ -46,6 +47,7 @@ def int8_products_may_saturate() -> bool:
     return not cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
+@functools.cache
 def describe_cpu() -> str:
     """The CPU model, core count and the instruction sets that decide precision, e.g.
     `"AMD EPYC, 2 cores: avx2 avx512 avx512_bf16 vnni, no amx; torch kernels AVX512"` (vnni: int8 dot products,
