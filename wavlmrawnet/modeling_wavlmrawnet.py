@@ -144,7 +144,7 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         if not self.fast_paths:
             wavlm_mask = attention_mask
         else:
-            wavlm_mask = None if unpadded and not tracing() else wavlm_attention_mask(attention_mask)
+            wavlm_mask = None if unpadded else wavlm_attention_mask(attention_mask)
         # With layerdrop, transformers records no hidden state for a skipped layer: the running sum counts its input.
         layers_dropped = self.training and self.wavlm.config.layerdrop > 0
         running_sum = isinstance(self.wavlm_pooling, WeightedLayerPooling) and not torch.compiler.is_compiling()

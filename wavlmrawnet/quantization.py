@@ -84,8 +84,8 @@ def quantize_int8(model: nn.Module, inplace: bool = False, engine: str | None = 
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 runs on the CPU: load the model with --device cpu (on a GPU use bf16 or fp32)")
     engine = engine or int8_engine()
-    if engine not in torch.backends.quantized.supported_engines:
-        supported = torch.backends.quantized.supported_engines
+    supported = torch.backends.quantized.supported_engines
+    if engine not in supported:
         raise ValueError(f"int8 engine {engine!r} is not in this torch build ({supported})")
     if not inplace:
         # Copied without the tensors inference derived from the weights (`cpu_kernels.inference_cache`).
