@@ -70,9 +70,10 @@ def test_onnxruntime_engine_matches_eager(model):
 
 
 @pytest.mark.slow
-def test_onnx_graph_cache_reuses_a_graph_and_replaces_a_damaged_one(model, monkeypatch):
+def test_onnx_graph_cache_reuses_a_graph_and_replaces_a_damaged_one(model, monkeypatch, caplog):
     """The onnxruntime engine's graph is exported once per model fingerprint (the test above exported this one), and a
-    cached graph onnxruntime cannot load is exported again, with a warning, not used or left to fail."""
+    cached graph onnxruntime cannot load is exported again, with a warning, not used or left to fail. Writing a graph
+    keeps the cache within its budget: a stale graph of another model (2 GB, sparse) goes, with a message."""
     values, mask = padded_batch()
     with torch.inference_mode():
         expected = model(values, attention_mask=mask).embeddings
@@ -88,12 +89,18 @@ def test_onnx_graph_cache_reuses_a_graph_and_replaces_a_damaged_one(model, monke
     with torch.no_grad():
         changed.fusion.bias.add_(1e-3)
     assert model_fingerprint(changed) != model_fingerprint(model) == model_fingerprint(second)
+    monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE_MAX_GB", "lots")
+    with pytest.raises(ValueError, match="WAVLMRAWNET_ONNX_CACHE_MAX_GB must be a size in GB"):
+        use_engine(copy.deepcopy(model), "onnxruntime")
+    monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE_MAX_GB", "1")
+    stale = cache_entry(onnx_cache_root(), "f" * 32, 2 * 10**9, last_used=0)
     graph.write_bytes(b"not an ONNX graph")
     with pytest.warns(UserWarning, match="could not be loaded .*exporting it again"):
         use_engine(third, "onnxruntime")
     with torch.inference_mode():
         got = third(values, attention_mask=mask).embeddings
     assert third.onnx_graph == graph and (got - expected).abs().max() <= 1e-4
+    assert not stale.exists() and f"removed the least recently used ONNX graph {stale}" in caplog.text
     monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE", "off")
     assert onnx_cache_root() is None
 
@@ -187,3 +194,56 @@ def test_onnx_int8_keeps_weights_to_7_bits_where_int8_products_saturate(tmp_path
         monkeypatch.setattr(engines, "int8_products_may_saturate", lambda saturates=saturates: saturates)
         assert engines._cached_graph(None, tmp_path, int8=True) == tmp_path / name and (tmp_path / name).is_file()
     assert sorted(p.name for p in tmp_path.glob(".*")) == [], "no partial graph left behind"
+
+
+def cache_entry(root, name: str, size: int, last_used: float):
+    """A complete graph folder in the cache `root`: a sparse `model.onnx` of `size` bytes, last used at `last_used`."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    with open(folder / "model.onnx", "wb") as graph:
+        graph.truncate(size)
+    (folder / "complete").write_text("exported\n")
+    os.utime(folder / "complete", (last_used, last_used))
+    return folder
+
+
+def test_graph_cache_budget_removes_the_least_recently_used_graphs_and_nothing_else(tmp_path, monkeypatch):
+    import time
+
+    from wavlmrawnet.engines import onnx_cache_max_bytes, prune_onnx_cache
+
+    now = time.time()
+    oldest, middle, newest = (
+        cache_entry(tmp_path, f"{digit}" * 32, size, now - age)
+        for digit, size, age in ((1, 300, 300), (2, 200, 200), (3, 100, 100))
+    )
+    incomplete = tmp_path / ("4" * 32)  # a fingerprint folder without its marker: not a graph the budget counts
+    incomplete.mkdir()
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    stale_staging, fresh_staging, stale_prune = (tmp_path / f".{'5' * 32}-a", tmp_path / f".{'6' * 32}-b",
+                                                 tmp_path / f".pruned-{'7' * 32}-1")  # fmt: skip
+    for leftover in (stale_staging, fresh_staging, stale_prune):
+        leftover.mkdir()
+    for leftover in (stale_staging, stale_prune):
+        os.utime(leftover, (now - 2 * 86400, now - 2 * 86400))
+
+    assert prune_onnx_cache(tmp_path, None) == []  # no budget: graphs stay, a killed run's day-old leftovers go
+    assert not stale_staging.exists() and not stale_prune.exists() and fresh_staging.exists()
+    # 600 bytes against a budget of 350: the oldest goes and that is enough.
+    assert prune_onnx_cache(tmp_path, 350, keep=newest) == [oldest]
+    # The graph in use is never removed, even when it is the least recently used one.
+    os.utime(newest / "complete", (now - 1000, now - 1000))
+    assert prune_onnx_cache(tmp_path, 0, keep=newest) == [middle]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [newest.name, incomplete.name, "notes.txt", fresh_staging.name]
+    )
+
+    monkeypatch.delenv("WAVLMRAWNET_ONNX_CACHE_MAX_GB", raising=False)
+    assert onnx_cache_max_bytes() == 10 * 10**9
+    for value, expected in (("2.5", 2_500_000_000), ("0", 0), ("unlimited", None), ("inf", None)):
+        monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE_MAX_GB", value)
+        assert onnx_cache_max_bytes() == expected
+    for value in ("lots", "-1", "nan"):
+        monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE_MAX_GB", value)
+        with pytest.raises(ValueError, match="must be a size in GB"):
+            onnx_cache_max_bytes()

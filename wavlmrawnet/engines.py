@@ -15,7 +15,9 @@ result. torch-compile is refused where torch runs AVX2 CPU kernels (inductor's A
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +30,8 @@ import transformers
 from transformers.modeling_outputs import XVectorOutput
 
 from .precision import int8_products_may_saturate
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("torch", "torch-compile", "onnxruntime")
 
@@ -116,6 +120,11 @@ def quantize_onnx_int8(onnx_path: Path, target: Path | None = None, reduce_range
 # The onnxruntime engine's exported graphs are kept here, one folder per model fingerprint, so a model exported once
 # (minutes at the default size) starts in seconds next time. "off" (or "0") exports to a temporary folder instead.
 ONNX_CACHE_ENV = "WAVLMRAWNET_ONNX_CACHE"
+# The cache's size budget in GB (default 10: about five `default` models with their int8 graphs); "unlimited" keeps
+# everything. A new version of torch, onnxruntime or this package gives every model a new fingerprint, so without a
+# budget each upgrade would leave gigabytes of graphs no run can use again.
+ONNX_CACHE_MAX_GB_ENV = "WAVLMRAWNET_ONNX_CACHE_MAX_GB"
+ONNX_CACHE_DEFAULT_MAX_GB = 10.0
 ONNX_EXPORT_OPTIONS = {"normalize_input": False}  # the feature extractor has normalised what the engine is fed
 
 
@@ -126,6 +135,74 @@ def onnx_cache_root() -> Path | None:
     if value is not None:
         return None if value.strip().lower() in ("", "0", "off", "no", "false") else Path(value).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wavlmrawnet" / "onnx"
+
+
+def onnx_cache_max_bytes() -> int | None:
+    """The graph cache's size budget (`$WAVLMRAWNET_ONNX_CACHE_MAX_GB`, default 10 GB), or None for "unlimited". A
+    value that is not a number of GB is an error, not a silent default."""
+    value = os.environ.get(ONNX_CACHE_MAX_GB_ENV, "").strip()
+    if not value:
+        return int(ONNX_CACHE_DEFAULT_MAX_GB * 1e9)
+    if value.lower() in ("unlimited", "none"):
+        return None
+    try:
+        gigabytes = float(value)
+    except ValueError:
+        gigabytes = float("nan")
+    if gigabytes == float("inf"):
+        return None
+    if not gigabytes >= 0:
+        raise ValueError(f"{ONNX_CACHE_MAX_GB_ENV} must be a size in GB (e.g. 10) or 'unlimited', got {value!r}")
+    return int(gigabytes * 1e9)
+
+
+FINGERPRINT = re.compile(r"[0-9a-f]{32}")  # model_fingerprint's names: nothing else in the cache folder is pruned
+# What a process killed while exporting (its staging folder) or pruning leaves behind; removed once a day old (an
+# export in progress is minutes old).
+LEFTOVER = re.compile(r"\.(pruned-)?[0-9a-f]{32}-.+")
+LEFTOVER_SECONDS = 86400
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def prune_onnx_cache(root: Path, max_bytes: int | None, keep: Path | None = None) -> list[Path]:
+    """Removes the least recently used graphs from the cache `root` until it holds at most `max_bytes` (None: no
+    limit); returns the folders removed. Only complete graph folders (a fingerprint's name and its `complete` marker,
+    touched on every use) are candidates, and `keep` (the graph in use) never is; a killed export's or prune's
+    leftovers are removed once a day old; other files in `root` are left alone. A folder is renamed out of the way
+    before it is deleted, so a process reading the cache sees a whole graph or none (one it cannot load is exported
+    again)."""
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in root.iterdir():
+        marker = folder / "complete"
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        if FINGERPRINT.fullmatch(folder.name) and marker.is_file():
+            entries.append((marker.stat().st_mtime, folder, _folder_bytes(folder)))
+        elif LEFTOVER.fullmatch(folder.name) and time.time() - folder.stat().st_mtime > LEFTOVER_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)  # a killed export's staging folder, or a killed prune's
+    if max_bytes is None:
+        return []
+    total = sum(size for _, _, size in entries)
+    removed = []
+    for _, folder, size in sorted(entries, key=lambda entry: entry[0]):
+        if total <= max_bytes:
+            break
+        if keep is not None and folder.resolve() == keep.resolve():
+            continue
+        doomed = root / f".pruned-{folder.name}-{os.getpid()}"
+        try:
+            os.replace(folder, doomed)
+        except OSError:  # another process pruned it, or is replacing it: not ours to count
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        total -= size
+        removed.append(folder)
+    return removed
 
 
 def model_fingerprint(model) -> str:
@@ -150,11 +227,14 @@ def model_fingerprint(model) -> str:
 def _cached_graph(model, folder: Path, int8: bool) -> Path:
     """The model's exported graph (and its int8 version where asked) in its cache `folder`, exported and added where
     missing. Each file is written under a temporary name and renamed into place, so concurrent processes and an
-    interrupted export never leave a partial graph behind (the first complete one is kept)."""
+    interrupted export never leave a partial graph behind (the first complete one is kept). After a write, the least
+    recently used graphs beyond the cache's budget are removed (`prune_onnx_cache`)."""
     from .onnx_export import export_onnx
 
+    budget = onnx_cache_max_bytes()  # a bad value stops here, before minutes of export
     root = folder.parent
     graph = folder / "model.onnx"
+    written = False
     if not (folder / "complete").exists():
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
@@ -170,18 +250,27 @@ def _cached_graph(model, folder: Path, int8: bool) -> Path:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    if not int8:
-        return graph
-    # The cache may outlive the CPU (a home folder shared by machines): the 7-bit graph has its own name.
-    reduce_range = int8_products_may_saturate()
-    quantised = folder / ("model.int8-7bit.onnx" if reduce_range else "model.int8.onnx")
-    if not quantised.exists():
-        partial = folder / f".{quantised.stem}.{os.getpid()}.onnx"
-        try:
-            os.replace(quantize_onnx_int8(graph, partial, reduce_range), quantised)
-        finally:
-            partial.unlink(missing_ok=True)
-    return quantised
+        written = True
+    try:
+        os.utime(folder / "complete")  # last used: the budget removes the least recently used graphs first
+    except OSError:  # a cache on a read-only share still serves its graphs
+        pass
+    if int8:
+        # The cache may outlive the CPU (a home folder shared by machines): the 7-bit graph has its own name.
+        reduce_range = int8_products_may_saturate()
+        quantised = folder / ("model.int8-7bit.onnx" if reduce_range else "model.int8.onnx")
+        if not quantised.exists():
+            partial = folder / f".{quantised.stem}.{os.getpid()}.onnx"
+            try:
+                os.replace(quantize_onnx_int8(graph, partial, reduce_range), quantised)
+            finally:
+                partial.unlink(missing_ok=True)
+            written = True
+        graph = quantised
+    if written:
+        for pruned in prune_onnx_cache(root, budget, keep=folder):
+            logger.warning("removed the least recently used ONNX graph %s (budget: %s)", pruned, ONNX_CACHE_MAX_GB_ENV)
+    return graph
 
 
 def _onnxruntime_session(model, onnx_dir: Path | None, threads: int | None, int8: bool):
@@ -280,9 +369,12 @@ def use_engine(
 __all__ = [
     "ENGINES",
     "ONNX_CACHE_ENV",
+    "ONNX_CACHE_MAX_GB_ENV",
     "model_fingerprint",
+    "onnx_cache_max_bytes",
     "onnx_cache_root",
     "onnx_int8_description",
+    "prune_onnx_cache",
     "quantize_onnx_int8",
     "use_engine",
 ]
