@@ -12,14 +12,15 @@ import pytest
 import torch
 from conftest import write_wav
 
-from wavlmrawnet import WavLMRawNetConfig, WavLMRawNetForXVector
+from wavlmrawnet import WavLMRawNetForXVector
 from wavlmrawnet.engines import ENGINES, _finite, model_fingerprint, onnx_cache_root, use_engine
 
 
 @pytest.fixture(scope="module")
-def model() -> WavLMRawNetForXVector:
-    torch.manual_seed(0)
-    return WavLMRawNetForXVector(WavLMRawNetConfig.from_preset("tiny", num_labels=3)).eval()
+def model(saved_tiny_model) -> WavLMRawNetForXVector:
+    """The session's saved tiny model: the CLI test below loads the same folder, so its fresh process finds the graph
+    the tests before it exported in the cache (the same fingerprint) instead of exporting again."""
+    return WavLMRawNetForXVector.from_pretrained(saved_tiny_model).eval()
 
 
 def padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +131,7 @@ def test_engines_refuse_to_return_non_finite_embeddings():
 
 
 @pytest.mark.slow
-def test_cli_engine_option_gives_the_same_embeddings(tmp_path, saved_tiny_model):
+def test_cli_engine_option_gives_the_same_embeddings(tmp_path, saved_tiny_model, model):
     """`wavlmrawnet embed --engine onnxruntime` in a fresh process writes the eager engine's embeddings."""
     clips = [write_wav(tmp_path / f"clip{i}.wav", 1.0 + 0.4 * i, 16000, seed=i) for i in range(2)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -144,7 +145,9 @@ def test_cli_engine_option_gives_the_same_embeddings(tmp_path, saved_tiny_model)
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         outputs[engine] = np.load(out)
-    assert "engine onnxruntime: prepared in" in result.stderr and "(graph: " in result.stderr
+    assert "engine onnxruntime: prepared in" in result.stderr
+    # The model loaded in a fresh process has the fingerprint of the same folder loaded here.
+    assert f"(graph: {onnx_cache_root() / model_fingerprint(model) / 'model.onnx'})" in result.stderr, result.stderr
     assert outputs["torch"].shape == (2, 256)
     assert np.abs(outputs["torch"] - outputs["onnxruntime"]).max() <= 1e-4
 
