@@ -102,6 +102,21 @@ def test_onnx_graph_cache_reuses_a_graph_and_replaces_a_damaged_one(model, monke
         got = third(values, attention_mask=mask).embeddings
     assert third.onnx_graph == graph and (got - expected).abs().max() <= 1e-4
     assert not stale.exists() and f"removed the least recently used ONNX graph {stale}" in caplog.text
+    # A damaged int8 graph is quantised again from the exported graph, which stays as it was (no export: seconds).
+    fourth, fifth = copy.deepcopy(model), copy.deepcopy(model)
+    use_engine(fourth, "onnxruntime", int8=True)
+    int8_graph, exported = fourth.onnx_graph, graph.stat().st_mtime_ns
+    assert int8_graph.parent == graph.parent and int8_graph != graph
+    int8_graph.write_bytes(b"not an ONNX graph either")
+    with pytest.warns(UserWarning, match="could not be loaded .*quantising it again"):
+        use_engine(fifth, "onnxruntime", int8=True)
+    with torch.inference_mode():
+        int8_expected, int8_got = (
+            fourth(values, attention_mask=mask).embeddings,
+            fifth(values, attention_mask=mask).embeddings,
+        )
+    assert fifth.onnx_graph == int8_graph and graph.stat().st_mtime_ns == exported
+    assert (int8_got - int8_expected).abs().max() <= 1e-5
     monkeypatch.setenv("WAVLMRAWNET_ONNX_CACHE", "off")
     assert onnx_cache_root() is None
 

@@ -276,8 +276,8 @@ def _cached_graph(model, folder: Path, int8: bool) -> Path:
 def _onnxruntime_session(model, onnx_dir: Path | None, threads: int | None, int8: bool):
     """An onnxruntime session of the model's graph: exported into `onnx_dir` where given (always a fresh export),
     else from the graph cache (`onnx_cache_root`), else into a temporary folder kept for the model's lifetime. A
-    cached graph that onnxruntime cannot load (a damaged file) is removed from the cache and exported again, with a
-    warning."""
+    cached graph that onnxruntime cannot load (a damaged file) is made again, with a warning: a damaged int8 graph is
+    quantised again from the exported one; otherwise the model is exported again."""
     import onnxruntime as ort
 
     from .onnx_export import export_onnx
@@ -295,10 +295,19 @@ def _onnxruntime_session(model, onnx_dir: Path | None, threads: int | None, int8
         try:
             return session(path), path
         except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-            warnings.warn(f"the cached ONNX graph {path} could not be loaded ({error}); exporting it again")
-            shutil.rmtree(folder, ignore_errors=True)
-            path = _cached_graph(model, folder, int8)
-            return session(path), path
+            failure = f"the cached ONNX graph {path} could not be loaded ({error})"
+        if path.name != "model.onnx":  # the int8 graph: quantised again from the exported one, in seconds
+            warnings.warn(f"{failure}; quantising it again")
+            path.unlink(missing_ok=True)
+            try:
+                path = _cached_graph(model, folder, int8)
+                return session(path), path
+            except Exception as error:  # the exported graph is damaged too
+                failure = f"the cached ONNX graph in {folder} could not be quantised or loaded ({error})"
+        warnings.warn(f"{failure}; exporting it again")
+        shutil.rmtree(folder, ignore_errors=True)
+        path = _cached_graph(model, folder, int8)
+        return session(path), path
     if onnx_dir is None:
         model._onnx_tempdir = tempfile.TemporaryDirectory(prefix="wavlmrawnet-onnx-")  # removed with the model
         onnx_dir = model._onnx_tempdir.name
