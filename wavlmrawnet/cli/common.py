@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".m4a", ".aac", ".opus")
@@ -131,6 +133,28 @@ def collect_audio(inputs: list[str]) -> tuple[list[str], dict[str, str]]:
         else:
             failures[item] = "no such file or folder"
     return list(dict.fromkeys(files)), failures
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
+    """Checks, before any work, that an output can be written: `path` is a file to write (or, with `folder=True`, a
+    folder to write into). Its folder is created and a probe file is written and removed there; an existing file that
+    is read-only, a folder where a file is expected (or the reverse) is refused. Raises ValueError naming the path and
+    the reason, so a run stops in a second instead of losing minutes of results at the end."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"cannot write into {path}: it is a file, not a folder")
+    if not folder and path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder, not a file")
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".wavlmrawnet-probe-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"cannot write {path}: the file is read-only")
+    return path
 
 
 def report_failures(failures: dict[str, str], report_path: str | None = None) -> None:
