@@ -315,14 +315,23 @@ class WavLMRawNetForXVector(WavLMRawNetPreTrainedModel):
         overlap_seconds: float | None = None,
         chunk_batch_size: int = 1,
     ) -> torch.Tensor:
-        """L2-normalised speaker embeddings (B, embedding_dim), computed in eval mode (see `embed` for chunking)."""
+        """L2-normalised speaker embeddings (B, embedding_dim), computed in eval mode (see `embed` for chunking).
+        A NaN or infinite result (from NaN, infinite or huge input values, which the feature extractor refuses) is a
+        ValueError, never an embedding."""
         was_training = self.training
         self.eval()
         try:
             embeddings = self.embed(input_values, attention_mask, chunk_seconds, overlap_seconds, chunk_batch_size)
         finally:
             self.train(was_training)
-        return F.normalize(embeddings.float(), dim=1)
+        embeddings = F.normalize(embeddings.float(), dim=1)
+        if not bool(torch.isfinite(embeddings).all()):
+            rows = (~torch.isfinite(embeddings).all(dim=1)).nonzero().flatten().tolist()
+            raise ValueError(
+                f"non-finite embeddings for batch row(s) {rows}: the input holds NaN or infinite values, or values "
+                "too large for the model; pass audio through the feature extractor, which refuses such input"
+            )
+        return embeddings
 
     def precision(self, requested: str | None = "auto") -> Precision:
         """The inference precision for this model's device: see [`resolve_precision`]."""

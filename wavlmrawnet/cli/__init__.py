@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from safetensors import SafetensorError
+
 from ..extras import MissingExtraError
 from . import convert, diarization, embedding, publishing, recognition
 from .common import EXIT_FAILED_INPUTS
@@ -43,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except MissingExtraError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED_INPUTS
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # OSError: a file that cannot be read or written
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED_INPUTS
+    except SafetensorError as error:  # a damaged .safetensors file
+        print(f"error: a .safetensors file could not be read or written: {error}", file=sys.stderr)
         return EXIT_FAILED_INPUTS
     finally:
         if "torch" in sys.modules:  # without torch there is no process group (and `card` stays light)

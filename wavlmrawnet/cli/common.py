@@ -4,14 +4,57 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".m4a", ".aac", ".opus")
+# What a folder scan embeds: libsndfile's common formats (any case) and what PyAV decodes for `convert`.
+AUDIO_SUFFIXES = (".wav", ".wave", ".w64", ".rf64", ".caf", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au",
+                  ".m4a", ".aac", ".opus")  # fmt: skip
 EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """argparse type for --threads: 1 to 1024 (torch fails with a MemoryError far above a machine's cores)."""
+    value = positive_int(text)
+    if value > 1024:
+        raise argparse.ArgumentTypeError(
+            f"expected at most 1024 threads, got {value} (this machine has {os.cpu_count()} cores)"
+        )
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (a NaN threshold would decide every trial the same way, silently)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True) -> None:
@@ -39,7 +82,7 @@ def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True
         "(torch.ao; with --engine onnxruntime, onnxruntime's quantize_dynamic of the exported graph), faster, "
         "results change slightly",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument(
         "--engine",
         default="torch",
@@ -48,10 +91,10 @@ def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True
         "size); onnxruntime (CPU, fp32 or --dtype int8: exports the model to ONNX first, minutes at WavLM-Large size, "
         "kept in the graph cache ~/.cache/wavlmrawnet/onnx for the next run; WAVLMRAWNET_ONNX_CACHE=DIR or off)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="files per batch (sorted by length)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="files per batch (sorted by length)")
     parser.add_argument(
         "--chunk-seconds",
-        type=float,
+        type=non_negative_float,
         help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
     )
     if not vad_option:
@@ -67,6 +110,7 @@ def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True
 def load(args):
     """(model, feature extractor, precision) for `--model` (a folder or a Hub id), `--device` and `--dtype`."""
     import torch
+    from safetensors import SafetensorError
 
     from ..cpu_malloc import keep_freed_memory
     from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
@@ -76,6 +120,8 @@ def load(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not str(args.model).strip():
+        raise SystemExit("error: --model is empty: give a model folder or a Hub id (user/repo)")
     try:
         model_dir = resolve_model(args.model)
     except FileNotFoundError as error:
@@ -98,7 +144,10 @@ def load(args):
     print(precision, file=sys.stderr)
     if device == "cpu":
         keep_freed_memory()  # large activations reuse the heap instead of faulting in fresh pages per forward
-    model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
+    try:
+        model = WavLMRawNetForXVector.from_pretrained(model_dir).to(device).eval()
+    except (OSError, ValueError, SafetensorError) as error:  # a damaged config, missing or truncated weights
+        raise SystemExit(f"error: cannot load the model in {model_dir}: {error}") from None
     if precision.name == "int8" and engine == "torch":
         model.for_precision("int8", inplace=True)  # the loaded float model is not needed beside its int8 twin
     if engine != "torch":
@@ -119,17 +168,32 @@ def load(args):
 
 
 def collect_audio(inputs: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Files as given, folders searched recursively for audio; inputs that do not exist are failures."""
+    """Files as given, folders searched recursively for audio (by extension); inputs that do not exist are failures,
+    and so is an audio-named link that leads nowhere. Files a folder holds that are not audio by their extension are
+    not embedded, and a note on stderr counts them (name such a file directly to embed it)."""
     files, failures = [], {}
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            found, other = [], []
+            for candidate in sorted(path.rglob("*")):
+                if candidate.suffix.lower() not in AUDIO_SUFFIXES:
+                    if candidate.is_file():
+                        other.append(candidate)
+                elif candidate.is_file():
+                    found.append(str(candidate))
+                elif not candidate.exists():
+                    failures[str(candidate)] = "a link to a file that does not exist"
             if not found:
                 failures[item] = "folder holds no audio files"
+            if other:
+                print(f"note: {item}: {len(other)} file(s) without an audio extension not embedded (e.g. "
+                      f"{other[0]}); name a file directly to embed it", file=sys.stderr)  # fmt: skip
             files.extend(found)
         elif path.exists():
             files.append(str(path))
+        elif path.is_symlink():
+            failures[item] = "a link to a file that does not exist"
         else:
             failures[item] = "no such file or folder"
     return list(dict.fromkeys(files)), failures
@@ -158,13 +222,15 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
 
 
 def report_failures(failures: dict[str, str], report_path: str | None = None) -> None:
+    """Lists failed inputs on stderr, and in `report_path` (a TSV: path, reason) where given. The report is written
+    on every run, with only its header when nothing failed, so an old report never stands for a new run."""
+    if report_path:
+        Path(report_path).write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures.items()))
     if not failures:
         return
     print(f"{len(failures)} input(s) failed:", file=sys.stderr)
     for path, reason in failures.items():
         print(f"  {path}: {reason}", file=sys.stderr)
-    if report_path:
-        Path(report_path).write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures.items()))
 
 
 def embed_inputs(args, files: list[str], model, extractor, precision, progress: bool = False, **options):

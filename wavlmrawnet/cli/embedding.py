@@ -6,7 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import EXIT_FAILED_INPUTS, add_runtime_options, collect_audio, embed_inputs, load, report_failures
+from .common import (
+    EXIT_FAILED_INPUTS,
+    add_runtime_options,
+    check_writable,
+    collect_audio,
+    embed_inputs,
+    finite_float,
+    load,
+    report_failures,
+)
 
 
 def cmd_embed(args) -> int:
@@ -16,6 +25,14 @@ def cmd_embed(args) -> int:
     out = Path(args.out)
     if out.suffix not in (".safetensors", ".npy"):
         raise SystemExit("error: --out must end in .safetensors or .npy")
+    # Before any work: an output that cannot be written stops the run now, not after the embedding.
+    check_writable(out)
+    if out.suffix == ".npy":
+        check_writable(str(out) + ".paths.txt")
+    if args.errors:
+        check_writable(args.errors)
+    if args.cache_dir:
+        check_writable(args.cache_dir, folder=True)
     files, failures = collect_audio(args.inputs)
     model, extractor, precision = load(args)
     result = embed_inputs(
@@ -47,6 +64,9 @@ def cmd_embed(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    for recording in (args.enroll, args.test):
+        if Path(recording).is_dir():
+            raise SystemExit(f"error: verify compares two recordings; {recording} is a folder (embed it with `embed`)")
     files, failures = collect_audio([args.enroll, args.test])
     model, extractor, precision = load(args)
     result = embed_inputs(args, files, model, extractor, precision)
@@ -170,7 +190,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("enroll", help="first recording")
     verify.add_argument("test", help="second recording")
-    verify.add_argument("--threshold", type=float, help="override the model's decision threshold")
+    verify.add_argument("--threshold", type=finite_float, help="override the model's decision threshold")
     verify.add_argument(
         "--json",
         action="store_true",

@@ -1,0 +1,133 @@
+"""Bad input to the commands every user starts with (embed, verify) and to the model itself: an output that cannot
+be written stops the run before any work, a damaged model folder or a bad option is a one-line error, a folder scan
+says what it left out, and no NaN comes back as an embedding."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import voice_like, write_wav
+
+from wavlmrawnet.cli import main
+from wavlmrawnet.cli.common import collect_audio
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> str:
+    return write_wav(tmp_path_factory.mktemp("bad_input_cli") / "voice.wav", 1.5, 16000, seed=3)
+
+
+def exit_code(argv: list[str]) -> int:
+    """`wavlmrawnet ARGV` in this process: the exit status, whether main returns it or exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+
+
+def test_an_output_that_cannot_be_written_stops_the_run_before_the_model_loads(
+    tmp_path, saved_tiny_model, clip, capsys
+):
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder")
+    cases = {
+        ("--out", str(a_file / "e.npy")): "cannot write",
+        ("--out", str(tmp_path / "e.npy"), "--errors", str(a_file / "errors.tsv")): "cannot write",
+        ("--out", str(tmp_path / "e.npy"), "--cache-dir", str(a_file)): "it is a file, not a folder",
+        ("--out", str(tmp_path / "folder.npy"), "--errors", str(tmp_path)): "it is a folder, not a file",
+    }
+    for options, message in cases.items():
+        assert exit_code(["embed", "--model", saved_tiny_model, clip, "--quiet", "--dtype", "fp32", *options]) == 1
+        err = capsys.readouterr().err
+        assert message in err, (options, err)
+        assert "precision:" not in err, "the model was loaded before the output was checked"
+    assert not list(tmp_path.glob("*.npy"))
+
+
+def test_the_errors_report_is_rewritten_on_every_run(tmp_path, saved_tiny_model, clip, capsys):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(24000, np.float32), 16000)
+    report = tmp_path / "reports" / "errors.tsv"  # its folder is created, as --out's is
+    out = str(tmp_path / "e.safetensors")
+    common = ["--model", saved_tiny_model, "--out", out, "--errors", str(report), "--quiet", "--dtype", "fp32"]
+    assert main(["embed", clip, str(silent), *common]) == 1
+    assert str(silent) in report.read_text()
+    assert main(["embed", clip, *common]) == 0
+    assert report.read_text() == "path\treason\n", "a report from an earlier run must not stand for this one"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--threads", "0", "expected a whole number >= 1"),
+        ("--threads", "-1", "expected a whole number >= 1"),
+        ("--threads", "100000", "expected at most 1024 threads"),
+        ("--batch-size", "0", "expected a whole number >= 1"),
+        ("--chunk-seconds", "nan", "expected a finite number"),
+        ("--chunk-seconds", "-1", "expected a number >= 0"),
+        ("--threshold", "nan", "expected a finite number"),
+        ("--threshold", "inf", "expected a finite number"),
+    ],
+)
+def test_bad_option_values_are_refused_naming_the_option(option, value, message, saved_tiny_model, clip, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", clip, clip, "--model", saved_tiny_model, option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and message in err, err
+
+
+def test_verify_refuses_a_folder_and_an_empty_model_name(tmp_path, saved_tiny_model, clip, capsys):
+    with pytest.raises(SystemExit, match=f"verify compares two recordings; {tmp_path} is a folder"):
+        main(["verify", "--model", saved_tiny_model, str(tmp_path), clip])
+    with pytest.raises(SystemExit, match="--model is empty"):
+        main(["verify", "--model", "", clip, clip])
+
+
+def test_a_damaged_model_folder_is_a_one_line_error(tmp_path, saved_tiny_model, clip, capsys):
+    damaged = {}
+    for name in ("bad_config", "truncated_weights", "no_weights"):
+        damaged[name] = tmp_path / name
+        shutil.copytree(saved_tiny_model, damaged[name])
+    (damaged["bad_config"] / "config.json").write_text("{ not json")
+    weights = damaged["truncated_weights"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    (damaged["no_weights"] / "model.safetensors").unlink()
+    for name, folder in damaged.items():
+        with pytest.raises(SystemExit, match=f"error: cannot load the model in {folder}: ") as exit_info:
+            main(["verify", "--model", str(folder), clip, clip, "--dtype", "fp32"])
+        assert "\n" not in str(exit_info.value), name
+
+
+def test_a_folder_scan_embeds_every_audio_format_and_says_what_it_left_out(tmp_path, capsys):
+    folder = tmp_path / "recordings"
+    (folder / "deeper").mkdir(parents=True)
+    audio = voice_like(1.0, 16000, 0)
+    wanted = [folder / "UPPER.WAV", folder / "deeper" / "a.caf", folder / "b.w64", folder / "c.wave"]
+    for path, fmt in zip(wanted, ("WAV", "CAF", "W64", "WAV")):
+        sf.write(path, audio, 16000, format=fmt)
+    (folder / "notes.txt").write_text("not audio")
+    os.symlink(folder / "gone.wav", folder / "broken.wav")
+    files, failures = collect_audio([str(folder)])
+    assert sorted(files) == sorted(str(p) for p in wanted)
+    assert failures == {str(folder / "broken.wav"): "a link to a file that does not exist"}
+    assert f"note: {folder}: 1 file(s) without an audio extension not embedded" in capsys.readouterr().err
+    os.symlink(tmp_path / "nowhere.wav", tmp_path / "named.wav")
+    assert collect_audio([str(tmp_path / "named.wav")]) == ([], {str(tmp_path / "named.wav"): "a link to a file "
+                                                                 "that does not exist"})  # fmt: skip
+
+
+def test_get_embeddings_refuses_to_return_non_finite_embeddings(tiny_model):
+    finite = torch.randn(2, 16000) * 0.1
+    assert torch.isfinite(tiny_model.get_embeddings(finite)).all()
+    for bad in (float("nan"), float("inf")):
+        values = finite.clone()
+        values[1, 100] = bad
+        with pytest.raises(ValueError, match=r"non-finite embeddings for batch row\(s\) \[1\]"):
+            tiny_model.get_embeddings(values)
