@@ -106,3 +106,21 @@ def test_espeak_ng_speech_passes_loud_quiet_and_cropped(tmp_path):
         for clip in (speech, 0.01 * speech, speech[len(speech) // 3 :][: RATE // 2]):
             changes.append(check_speech(clip, RATE, voice)["spectral_change_db"])
     assert min(changes) >= 3 * MIN_SPECTRAL_CHANGE_DB
+
+
+def test_a_recording_that_is_mostly_silence_is_embedded_with_a_warning():
+    import warnings
+
+    from wavlmrawnet.speech_check import MostlySilentWarning
+
+    speech = voice_like(2.0, RATE, 0)
+    padded = np.concatenate([np.zeros(120 * RATE, np.float32), speech])
+    with pytest.warns(MostlySilentWarning, match=r"^padded: 98 % of the recording \(120\.\d s\) is silence below"):
+        check_speech(padded, RATE, "padded", warn_mostly_silent=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: asked not to, speech alone, the synthetic voices, half silence
+        check_speech(padded, RATE, "padded")
+        check_speech(speech, RATE, "speech", warn_mostly_silent=True)
+        for seed in range(6, 10):
+            check_speech(synthetic_speech(seed), RATE, "synthetic", warn_mostly_silent=True)
+        check_speech(np.concatenate([np.zeros(2 * RATE - 4096, np.float32), speech]), RATE, warn_mostly_silent=True)

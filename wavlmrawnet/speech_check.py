@@ -24,11 +24,14 @@ Only numpy: this file travels with the remote code.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = [
     "ENERGY_FLOOR_DBFS",
     "MIN_SPECTRAL_CHANGE_DB",
+    "MostlySilentWarning",
     "NoSpeechError",
     "check_speech",
     "speech_evidence",
@@ -44,6 +47,7 @@ LAG = 6  # frames: changes are measured 96 ms apart
 SMOOTH = 3  # frames averaged per band level
 PERCENTILE = 90
 BANDS = 20
+MAX_SILENT_FRACTION = 0.5  # more of the recording than this below the energy floor: a warning (`check_speech`)
 _BLOCK_FRAMES = 4096  # frames per FFT block: memory stays bounded on a 10-minute recording
 
 
@@ -56,6 +60,11 @@ class NoSpeechError(ValueError):
         super().__init__(f"{where}: {self.reason}")
 
 
+class MostlySilentWarning(UserWarning):
+    """A recording that passed the check but is mostly silence: its embedding is pooled over every frame, so long
+    silence weighs on it as much as the speech and pulls recordings of different speakers together."""
+
+
 def _band_matrix() -> np.ndarray:
     freqs = np.fft.rfftfreq(FRAME, 1.0 / RATE)
     mel = 2595.0 * np.log10(1.0 + np.array([150.0, 7000.0]) / 700.0)
@@ -65,9 +74,9 @@ def _band_matrix() -> np.ndarray:
 
 
 def speech_evidence(waveform: np.ndarray, sampling_rate: int = RATE) -> dict:
-    """The two numbers the rule looks at: `sounding_frames` (frames above the energy floor), `loudest_dbfs` (the
-    loudest frame's RMS) and `spectral_change_db` (90th percentile of the band-level change 96 ms apart; 0 when
-    nothing sounds). `waveform` is mono at 16 kHz."""
+    """The numbers the rule looks at: `frames` (32 ms frames every 16 ms), `sounding_frames` (frames above the energy
+    floor), `loudest_dbfs` (the loudest frame's RMS) and `spectral_change_db` (90th percentile of the band-level
+    change 96 ms apart; 0 when nothing sounds). `waveform` is mono at 16 kHz."""
     if sampling_rate != RATE:
         raise ValueError(f"the speech check runs at {RATE} Hz, got {sampling_rate} Hz")
     x = np.asarray(waveform, dtype=np.float64).reshape(-1)
@@ -85,6 +94,7 @@ def speech_evidence(waveform: np.ndarray, sampling_rate: int = RATE) -> dict:
         levels[first : first + count] = (np.abs(np.fft.rfft(block * window, axis=1)) ** 2) @ bands
     sounding = energy_db > ENERGY_FLOOR_DBFS
     evidence = {
+        "frames": frames,
         "sounding_frames": int(sounding.sum()),
         "loudest_dbfs": float(energy_db.max()),
         "spectral_change_db": 0.0,
@@ -101,9 +111,13 @@ def speech_evidence(waveform: np.ndarray, sampling_rate: int = RATE) -> dict:
     return evidence
 
 
-def check_speech(waveform: np.ndarray, sampling_rate: int = RATE, where: str = "audio") -> dict:
+def check_speech(
+    waveform: np.ndarray, sampling_rate: int = RATE, where: str = "audio", warn_mostly_silent: bool = False
+) -> dict:
     """Raises `NoSpeechError` when `waveform` (mono, 16 kHz) is silence or a steady sound (module docstring);
-    returns the evidence otherwise."""
+    returns the evidence otherwise. With `warn_mostly_silent` (what embedding a whole recording uses; diarization,
+    which finds the speech itself, does not), a recording more than half of which is below the energy floor also
+    gives a `MostlySilentWarning`: it is embedded, but the silence weighs on its embedding."""
     evidence = speech_evidence(waveform, sampling_rate)
     if evidence["sounding_frames"] < MIN_SOUNDING_FRAMES:
         raise NoSpeechError(
@@ -116,5 +130,14 @@ def check_speech(waveform: np.ndarray, sampling_rate: int = RATE, where: str = "
             where,
             f"a steady sound such as a tone, hum or noise: its spectrum changes by "
             f"{evidence['spectral_change_db']:.1f} dB, speech by at least {MIN_SPECTRAL_CHANGE_DB:.0f} dB",
+        )
+    silent = 1 - evidence["sounding_frames"] / evidence["frames"]
+    if warn_mostly_silent and silent > MAX_SILENT_FRACTION:
+        warnings.warn(
+            f"{where}: {100 * silent:.0f} % of the recording ({silent * evidence['frames'] * HOP / RATE:.1f} s) is "
+            f"silence below {ENERGY_FLOOR_DBFS:.0f} dBFS, and it weighs on the embedding as much as the speech: trim "
+            "it, or remove silence first (vad=True, --vad)",
+            MostlySilentWarning,
+            stacklevel=2,
         )
     return evidence
