@@ -57,9 +57,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True) -> None:
+def add_runtime_options(
+    parser: argparse.ArgumentParser,
+    vad_option: bool = True,
+    chunk_option: bool = True,
+    batch_size: int = 8,
+    batch_help: str = "files per batch (sorted by length)",
+) -> None:
     """The options every model-running command shares. `vad_option`: offer `--vad` (silence removal before
-    embedding); a command that always removes silence (diarize: `--no-vad` there) leaves it out."""
+    embedding); a command that always removes silence (diarize: `--no-vad` there) leaves it out. `chunk_option`:
+    offer `--chunk-seconds` (windows over a long file); a command that never embeds whole files (diarize) leaves it
+    out, so it is refused rather than ignored. `batch_size`, `batch_help`: what `--batch-size` counts there."""
     parser.add_argument(
         "--model",
         required=True,
@@ -91,12 +99,13 @@ def add_runtime_options(parser: argparse.ArgumentParser, vad_option: bool = True
         "size); onnxruntime (CPU, fp32 or --dtype int8: exports the model to ONNX first, minutes at WavLM-Large size, "
         "kept in the graph cache ~/.cache/wavlmrawnet/onnx for the next run; WAVLMRAWNET_ONNX_CACHE=DIR or off)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="files per batch (sorted by length)")
-    parser.add_argument(
-        "--chunk-seconds",
-        type=non_negative_float,
-        help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
-    )
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size, help=f"{batch_help} ({batch_size})")
+    if chunk_option:
+        parser.add_argument(
+            "--chunk-seconds",
+            type=non_negative_float,
+            help="window for long files; default: the model's config.chunk_seconds; 0 = no chunking",
+        )
     if not vad_option:
         return
     parser.add_argument(

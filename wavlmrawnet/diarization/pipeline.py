@@ -25,9 +25,9 @@ import torch
 from ..precision import Precision, resolve_precision
 from .clustering import CLUSTERINGS, SpeakerCount, cluster_embeddings
 from .segments import Segment, frame_labels, labels_to_segments, merge_short_turns
-from .windows import DiarizationInputError, read_recording, recording_regions, sliding_windows
+from .windows import DiarizationInputError, read_recording, recording_regions, sliding_windows, too_short_reason
 
-__all__ = ["DiarizationResult", "Diarizer", "WindowEmbedder", "diarize"]
+__all__ = ["DiarizationResult", "Diarizer", "WindowEmbedder", "check_settings", "diarize"]
 
 UNKNOWN = "unknown"
 
@@ -75,6 +75,41 @@ class WindowEmbedder:
                 attention_mask=None if mask is None else mask.to(self.device),
             )
         return torch.nn.functional.normalize(output.embeddings.float(), dim=1).cpu().numpy()
+
+
+def check_settings(
+    window: float,
+    hop: float,
+    min_turn: float,
+    min_gap: float = 0.0,
+    threshold: float | None = None,
+    batch_size: int = 1,
+    option=lambda name: name,
+) -> None:
+    """Raises a ValueError naming the setting (as `option(name)` spells it: the command passes "--window") that is
+    not a finite number in its range: window > 0, 0 < hop <= window, min_turn >= 0, min_gap >= 0, threshold (a
+    cosine) in [-1, 1], batch_size >= 1. Checked before any model is loaded or recording read, so a bad setting is
+    not reported later as a fault of each recording."""
+    for name, value, low, text in (
+        ("window", window, 0.0, "above 0"),
+        ("hop", hop, 0.0, "above 0"),
+        ("min_turn", min_turn, None, "0 or more"),
+        ("min_gap", min_gap, None, "0 or more"),
+    ):
+        bad = isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value)
+        if bad or (value <= low if low is not None else value < 0):
+            raise ValueError(f"{option(name)} must be a finite number of seconds, {text}, got {value!r}")
+    if hop > window:
+        raise ValueError(
+            f"{option('hop')} ({hop:g} s) must be at most {option('window')} ({window:g} s), or the windows would "
+            f"leave gaps: give a {option('hop')} of at most {window:g} s"
+        )
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not -1 <= threshold <= 1
+    ):
+        raise ValueError(f"{option('threshold')} is a cosine score: a number from -1 to 1, got {threshold!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{option('batch_size')} must be a whole number of at least 1, got {batch_size!r}")
 
 
 def _load_model(name: str | os.PathLike):
@@ -126,7 +161,8 @@ class Diarizer:
     and merging the cluster centroids at `threshold`; "agglomerative": scikit-learn, average linkage cut at
     `threshold`; `threshold` defaults to the model's `verification_threshold`). `min_turn`: turns shorter than this
     (seconds) go to a neighbour. `database`: a `SpeakerDatabase` that names the clusters. `vad=False` treats the whole
-    recording as speech.
+    recording as speech. A setting out of range (`check_settings`; or a window shorter than the model's shortest
+    input) raises a ValueError naming it, before any recording is read.
     """
 
     def __init__(
@@ -148,11 +184,14 @@ class Diarizer:
     ):
         if clustering not in CLUSTERINGS:
             raise ValueError(f"unknown clustering {clustering!r}; choose one of {sorted(CLUSTERINGS)}")
-        if not 0 < hop <= window:
-            raise ValueError(f"the hop ({hop:g} s) must be above 0 and at most the window ({window:g} s)")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_settings(window, hop, min_turn, min_gap, threshold, batch_size)
         self.embedder = WindowEmbedder(model, feature_extractor, precision, device)
+        shortest = getattr(self.embedder.feature_extractor, "min_seconds", None)  # ours: every branch gets a frame
+        if shortest is not None and window < shortest:
+            raise ValueError(
+                f"the window ({window:g} s) is shorter than the shortest input this model embeds ({shortest:g} s): "
+                f"give a window (--window) of at least {shortest:g} s"
+            )
         self.window, self.hop, self.clustering = float(window), float(hop), clustering
         self.threshold = threshold if threshold is not None else self.embedder.threshold
         self.min_turn, self.min_gap, self.vad = float(min_turn), float(min_gap), vad
@@ -209,11 +248,7 @@ class Diarizer:
         duration = len(waveform) / rate
         seconds["read"] = time.perf_counter() - started
         if duration < self.window:
-            raise DiarizationInputError(
-                where,
-                f"the recording is {duration:.2f} s long, shorter than one window ({self.window:g} s): "
-                "diarization needs at least one window of audio (a shorter window would fit)",
-            )
+            raise DiarizationInputError(where, too_short_reason(duration, self.window))
         regions = recording_regions(waveform, rate, vad=self.vad, where=where)
         seconds["vad"] = time.perf_counter() - started - seconds["read"]
         windows = sliding_windows(regions, duration, self.window, self.hop)

@@ -21,6 +21,7 @@ __all__ = [
     "read_recording",
     "recording_regions",
     "sliding_windows",
+    "too_short_reason",
 ]
 
 MAX_RECORDING_SECONDS = 4 * 3600.0  # a 4-hour recording is 920 MB at 16 kHz
@@ -151,6 +152,20 @@ def recording_regions(waveform: np.ndarray, sampling_rate: int, vad: bool = True
     return np.asarray(regions, dtype=np.float64) / sampling_rate
 
 
+def too_short_reason(duration: float, window: float) -> str:
+    """Why a recording of `duration` seconds has no `window`-second window, with as many decimals as it takes to
+    show the shortfall (1.4993 s is "1.499 s", not "1.50 s", beside a 1.5 s window)."""
+    for decimals in range(2, 10):
+        shown = f"{duration:.{decimals}f}"
+        if float(shown) < window:
+            break
+    window_shown = f"{window:g}" if float(f"{window:g}") > float(shown) else repr(float(window))
+    return (
+        f"the recording is {shown} s long, shorter than one window ({window_shown} s): diarization needs at least "
+        "one window of audio (a shorter window, --window, would fit)"
+    )
+
+
 def sliding_windows(regions: np.ndarray, duration: float, window: float, hop: float) -> np.ndarray:
     """(start, end) seconds of the windows, (n, 2): every `hop` seconds through each speech region, the last one
     ending at the region's end, each `window` seconds long. A region shorter than a window gets one window centred
@@ -158,11 +173,7 @@ def sliding_windows(regions: np.ndarray, duration: float, window: float, hop: fl
     if not 0 < hop <= window:
         raise ValueError(f"the hop ({hop:g} s) must be above 0 and at most the window ({window:g} s)")
     if duration < window:
-        raise DiarizationInputError(
-            "audio",
-            f"the recording is {duration:.2f} s long, shorter than one window ({window:g} s): diarization needs at "
-            "least one window of audio (a shorter --window would fit)",
-        )
+        raise DiarizationInputError("audio", too_short_reason(duration, window))
     spans = []
     for start, end in regions:
         if end - start <= window:
