@@ -80,7 +80,7 @@ def test_an_unwritable_rttm_out_is_refused_before_the_model_loads(tmp_path, save
     before = (tmp_path / "conv.wav").read_bytes()
     rc, stdout, err = diarize(capsys, recording, "--model", saved_tiny_model, "--rttm-out", str(target))
     assert rc == 1 and stdout == ""
-    expected = {"a_file": "it is a file, not a folder", "under_a_file": "Not a directory"}[where]
+    expected = {"a_file": "it is a file, not a folder", "under_a_file": "conv.wav is a file, not a folder"}[where]
     assert "error: cannot write" in err and str(target) in err and expected in err, err
     assert LOADED not in err and "Traceback" not in err
     assert (tmp_path / "conv.wav").read_bytes() == before

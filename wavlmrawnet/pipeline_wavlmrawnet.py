@@ -158,7 +158,8 @@ class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
     """Pair(s) of recordings -> `{"score": cosine, "same_speaker": bool, "threshold": t}`.
 
     Input: a pair `(a, b)` or a list of pairs; each side is anything `SpeakerEmbeddingPipeline` accepts. The
-    threshold defaults to the model's `config.verification_threshold`; pass `threshold=` to override it.
+    threshold defaults to the model's `config.verification_threshold`; pass `threshold=` (a finite number; NaN or
+    infinity is a ValueError) to override it.
     A calibrated model (`config.calibration = {"scale", "offset"}`, set by `wavlmrawnet calibrate`) also returns
     `llr` (natural-log likelihood ratio, `scale * score + offset`) and `probability`, the posterior of the same
     speaker at the prior `config.p_target`.
@@ -172,7 +173,7 @@ class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
         for index, pair in enumerate(pairs):
             if not self._is_pair(pair):
                 raise ValueError(f"speaker verification takes pairs of recordings; item {index} is not a pair")
-        threshold = self.model.config.verification_threshold if threshold is None else float(threshold)
+        threshold = self._check_threshold(threshold)  # before any recording is embedded
         calibration = getattr(self.model.config, "calibration", None)
         p_target = getattr(self.model.config, "p_target", 0.01)
         prior_log_odds = math.log(p_target / (1.0 - p_target))
@@ -187,6 +188,21 @@ class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
                 result["probability"] = 1.0 / (1.0 + math.exp(-min(max(result["llr"] + prior_log_odds, -700), 700)))
             results.append(result)
         return results[0] if single else results
+
+    def _check_threshold(self, threshold) -> float:
+        """`threshold=` (or, if None, the config's `verification_threshold`) as a float, if it is a finite number;
+        else a ValueError that names it: a NaN threshold made every pair "not the same speaker", silently. Any
+        finite value is a decision (above 1, no pair is the same speaker; below -1, every pair is)."""
+        given = threshold is not None
+        value = threshold if given else self.model.config.verification_threshold
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not math.isfinite(number):
+            where = "threshold" if given else "the model's config.verification_threshold"
+            raise ValueError(f"{where} must be a finite number (a cosine score), got {value!r:.40}")
+        return number
 
     @staticmethod
     def _is_pair(item) -> bool:

@@ -219,14 +219,20 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
     if not folder and path.is_dir():
         raise ValueError(f"cannot write {path}: it is a folder, not a file")
     where = path if folder else path.parent
+    for parent in (where, *where.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
     try:
         where.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=where, prefix=".wavlmrawnet-probe-"):
             pass
     except OSError as error:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
-    if not folder and path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"cannot write {path}: the file is read-only")
+    # A file without any write bit is write-protected, as `rm` treats it, even for root (whom os.access lets by).
+    if not folder and path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
+        raise ValueError(f"cannot write {path}: the file is write-protected")
     return path
 
 

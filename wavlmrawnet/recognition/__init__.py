@@ -1,7 +1,14 @@
 """Speaker recognition: enrolled-speaker databases and identification, score calibration, models by Hub id."""
 
 from .calibration import calibrated_threshold, fit_calibration, llr_to_probability
-from .database import UNKNOWN_SPEAKER, ModelMismatchError, SpeakerDatabase, check_speaker_name, model_identity
+from .database import (
+    UNKNOWN_SPEAKER,
+    ModelMismatchError,
+    SpeakerDatabase,
+    check_speaker_name,
+    check_threshold,
+    model_identity,
+)
 from .hub_ids import parse_model_id, resolve_model
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "SpeakerDatabase",
     "calibrated_threshold",
     "check_speaker_name",
+    "check_threshold",
     "fit_calibration",
     "llr_to_probability",
     "model_identity",

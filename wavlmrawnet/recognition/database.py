@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -28,6 +29,7 @@ __all__ = [
     "SpeakerDatabase",
     "UNKNOWN_SPEAKER",
     "check_speaker_name",
+    "check_threshold",
     "model_identity",
     "shown_name",
 ]
@@ -75,6 +77,29 @@ def check_speaker_name(name) -> str:
     if name.casefold() == UNKNOWN_SPEAKER:
         raise ValueError(f"{name!r} reads as the answer for no match ({UNKNOWN_SPEAKER!r}); choose another name")
     return name
+
+
+def check_threshold(threshold, what: str = "threshold") -> float:
+    """`threshold` as a float if it is a finite number, else a ValueError naming `what`: a NaN threshold answered
+    every query "unknown" (every comparison with NaN is false), silently. Any finite value is a decision: above 1 no
+    cosine reaches it (everything is unknown), below -1 every one does."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(threshold, bool) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number (a cosine score), got {threshold!r:.40}")
+    return value
+
+
+def _write_protected(path: Path) -> bool:
+    """An existing file this process may not write, or one with no write bit at all: protected on purpose, which
+    the atomic save's rename would otherwise ignore (root could write it; like `rm`, we do not)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return False
+    return not os.access(path, os.W_OK) or not mode & 0o222
 
 
 def model_identity(model) -> str:
@@ -249,7 +274,7 @@ class SpeakerDatabase:
         """Open-set identification: per query `{"speaker", "score", "candidates"}`. `speaker` is the best match, or
         "unknown" when its cosine is below `threshold` (default: the model's verification threshold, `threshold`
         attribute); `candidates` are the `top_k` (name, score) pairs."""
-        threshold = self.threshold if threshold is None else float(threshold)
+        threshold = check_threshold(self.threshold if threshold is None else threshold)
         answers = []
         for candidates in self.search(embeddings, top_k=top_k):
             name, score = candidates[0]
@@ -284,11 +309,35 @@ class SpeakerDatabase:
 
         return held()
 
+    @staticmethod
+    def check_writable(path: str | os.PathLike) -> Path:
+        """Refuses, with a ValueError that says why, a path `save` must not write: a folder, a path under a file,
+        or an existing database that is write-protected (read-only for this process, or without any write bit).
+        Call it before minutes of embedding; `save` checks it again."""
+        path = Path(path)
+        if path.is_dir():
+            raise ValueError(
+                f"speaker database {path} is a folder, not a database file: give a file path such as "
+                f"{path / 'speakers.safetensors'}"
+            )
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ValueError(f"cannot write speaker database {path}: {parent} is a file, not a folder")
+                break
+        if _write_protected(path):
+            raise ValueError(
+                f"speaker database {path} is write-protected (mode {stat.S_IMODE(path.stat().st_mode):o}): it is "
+                "left as it is; make it writable (chmod u+w) or give another database file"
+            )
+        return path
+
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the database as safetensors with a checksum of its contents; the file appears complete or not at
         all (temporary file + rename) and keeps the permissions of the file it replaces (a new file gets the usual
-        mode, 0666 less the umask). Concurrent writers must hold `lock(path)` from `load` to `save`."""
-        path = Path(path)
+        mode, 0666 less the umask). A write-protected file is refused (`check_writable`), not replaced by the rename.
+        Concurrent writers must hold `lock(path)` from `load` to `save`."""
+        path = self.check_writable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {
             "format": FORMAT,
@@ -323,8 +372,15 @@ class SpeakerDatabase:
         says so. Files of the first format (no checksum) are read, with every value checked, and gain a checksum
         when next saved."""
         path = Path(path)
-        if not path.is_file():
+        if path.is_dir():
+            raise ValueError(
+                f"speaker database {path} is a folder, not a database file: give the .safetensors file that "
+                "`wavlmrawnet enroll` wrote"
+            )
+        if not path.exists():
             raise FileNotFoundError(f"speaker database {path} does not exist")
+        if not path.is_file():
+            raise ValueError(f"speaker database {path} is not a regular file (a device or a pipe?)")
         try:
             with safe_open(str(path), framework="numpy") as handle:
                 metadata = handle.metadata() or {}
