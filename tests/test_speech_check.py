@@ -85,6 +85,11 @@ def test_pipelines_refuse_to_compare_recordings_without_speech(saved_tiny_model)
     # Asked for explicitly, a non-speech recording is still embedded.
     assert verify((tone, tone), require_speech=False)["score"] == pytest.approx(1.0, abs=1e-4)
     assert issubclass(NoSpeechError, ValueError)
+    # Speech after 20 s of digital silence is compared, with a warning that the silence weighs on it.
+    padded = {"array": np.concatenate([np.zeros(20 * RATE, np.float32), speech["array"]]), "sampling_rate": RATE}
+    with pytest.warns(UserWarning, match=r"^audio: 93 % of the recording .* is silence below -70 dBFS") as warned:
+        verify((padded, speech))
+    assert type(warned[0].message).__name__ == "MostlySilentWarning"
 
 
 def test_espeak_ng_speech_passes_loud_quiet_and_cropped(tmp_path):

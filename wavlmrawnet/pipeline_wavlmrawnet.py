@@ -120,7 +120,7 @@ class SpeakerEmbeddingPipeline(Pipeline):
             waveform = np.asarray(vad(waveform, rate))
             self.feature_extractor.validate(waveform, f"{where} (speech only, after vad)")
         if require_speech:  # silence, DC, hum or a steady tone: no embedding, so no confident score
-            check_speech(waveform, rate, where)
+            check_speech(waveform, rate, where, warn_mostly_silent=True)  # mostly silence: embedded, with a warning
         features = self.feature_extractor(
             {"array": waveform, "sampling_rate": rate}, return_tensors="pt", return_attention_mask=True
         )
