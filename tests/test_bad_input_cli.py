@@ -131,3 +131,11 @@ def test_get_embeddings_refuses_to_return_non_finite_embeddings(tiny_model):
         values[1, 100] = bad
         with pytest.raises(ValueError, match=r"non-finite embeddings for batch row\(s\) \[1\]"):
             tiny_model.get_embeddings(values)
+
+
+def test_a_recording_that_is_mostly_silence_is_scored_with_a_warning(tmp_path, saved_tiny_model, clip, capsys):
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.concatenate([np.zeros(30 * 16000, np.float32), voice_like(1.5, 16000, 3)]), 16000)
+    with pytest.warns(UserWarning, match=f"{padded}: 95 % of the recording .* is silence below -70 dBFS"):
+        assert main(["verify", "--model", saved_tiny_model, clip, str(padded), "--dtype", "fp32"]) == 0
+    assert "score " in capsys.readouterr().out

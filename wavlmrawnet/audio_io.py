@@ -20,6 +20,10 @@ decoding block by block, so a file whose header understates its length is stoppe
 limit raises `AudioLimitError`, which names the limit. Decoding keeps one block of all channels at a time and mixes
 it down as it goes (`mono=True`), so a multi-channel file never sits in memory whole.
 
+A WAV or AIFF that holds fewer samples than its header declares (a cut download or copy) is refused as truncated:
+libsndfile would read the part that is there without a word. FLAC, OGG and MP3 are not held to a count (a cut FLAC
+fails to decode; OGG's and MP3's counts are estimates).
+
 `decode_input` turns every input form the feature extractor, the pipelines and `embed_files` accept
 (`ACCEPTED_FORMS`) into samples, reading paths and bytes with `load_audio`.
 """
@@ -30,6 +34,7 @@ import contextlib
 import io
 import os
 import re
+import struct
 from typing import Any
 
 import numpy as np
@@ -263,8 +268,66 @@ def _pyav_decode(
     return blocks.audio(), rate
 
 
+# WAV format tags whose data chunk holds whole frames of `block align` bytes: PCM, float, A-law, mu-law, extensible.
+_WAV_FRAME_FORMATS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # a streamed WAV's data size: "to the end of the file"
+
+
+def _declared_frames(source: AudioSource) -> int | None:
+    """The frame count a WAV or AIFF header declares, or None where it declares none (a streamed WAV, RF64, a
+    compressed WAV codec) or is not WAV/AIFF. libsndfile clamps its own count to the bytes present, so a truncated
+    file reads "cleanly" at a fraction of its length; the header's count is what tells (`_soundfile_decode`).
+    FLAC, OGG and MP3 are not asked: a cut FLAC fails to decode, and OGG's and MP3's counts are estimates."""
+    try:
+        with open(source, "rb") if not isinstance(source, (bytes, bytearray)) else io.BytesIO(source) as handle:
+            head = handle.read(12)
+            if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
+                return _wav_declared_frames(handle, "<" if head[:4] == b"RIFF" else ">")
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_declared_frames(handle)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _chunks(handle, endian: str):
+    """(chunk id, size, offset of its data) of each RIFF/IFF chunk from the handle's position; chunks are padded to
+    an even size."""
+    while True:
+        head = handle.read(8)
+        if len(head) < 8:
+            return
+        chunk, size = head[:4], struct.unpack(f"{endian}I", head[4:])[0]
+        start = handle.tell()
+        yield chunk, size, start
+        handle.seek(start + size + (size & 1))
+
+
+def _wav_declared_frames(handle, endian: str) -> int | None:
+    block_align = None
+    for chunk, size, start in _chunks(handle, endian):
+        if chunk == b"fmt ":
+            fmt = handle.read(min(size, 16))
+            tag, _, _, _, block_align = struct.unpack(f"{endian}HHIIH", fmt[:14])
+            if tag not in _WAV_FRAME_FORMATS or not block_align:
+                return None
+        elif chunk == b"data":
+            if block_align is None or size in _UNKNOWN_SIZES:
+                return None
+            return size // block_align
+    return None
+
+
+def _aiff_declared_frames(handle) -> int | None:
+    for chunk, _, _ in _chunks(handle, ">"):
+        if chunk == b"COMM":
+            return struct.unpack(">hI", handle.read(6))[1]  # channels, then the sample frame count
+    return None
+
+
 def _soundfile_decode(source: AudioSource, name: str, mono: bool, max_seconds: float | None):
-    """libsndfile: the header is checked against the limits, then the samples are read block by block."""
+    """libsndfile: the header is checked against the limits, then the samples are read block by block. A WAV or
+    AIFF that holds fewer frames than its header declares (a cut download or copy) is refused as truncated."""
     with sf.SoundFile(_file_input(source)) as audio_file:
         rate, channels = int(audio_file.samplerate), int(audio_file.channels)
         frames = audio_file.frames if 0 < audio_file.frames < (1 << 62) else None  # unknown length: counted
@@ -275,6 +338,13 @@ def _soundfile_decode(source: AudioSource, name: str, mono: bool, max_seconds: f
             if not len(block):
                 break
             blocks.add(block)
+        declared = _declared_frames(source) if audio_file.format in ("WAV", "WAVEX", "AIFF") else None
+    if declared is not None and blocks.frames < declared:
+        raise AudioDecodingError(
+            name,
+            f"truncated: the header says {declared:,} samples, the file holds {blocks.frames:,} "
+            f"({blocks.frames / rate:.2f} of {declared / rate:.2f} s); copy or export it again",
+        )
     return blocks.audio(), rate
 
 

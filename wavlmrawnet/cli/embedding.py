@@ -102,7 +102,14 @@ def calibrated_outputs(config, score: float) -> dict:
 
 def cmd_score(args) -> int:
     from ..extras import import_module
+    from .common import check_writable
 
+    # Every output is probed first: a read-only folder fails now, not after the whole trial list is embedded.
+    if args.scores_out:
+        check_writable(args.scores_out)
+    for folder in (args.output_dir, args.cache_dir):
+        if folder:
+            check_writable(folder, folder=True)
     import_module("matplotlib", "eval", "wavlmrawnet score (DET plots)")
     from ..evaluation.runner import evaluate_trial_list
 
@@ -129,6 +136,7 @@ def cmd_score(args) -> int:
         vad=args.vad,
         conditions=args.conditions,
         condition_seed=args.condition_seed,
+        require_speech=True,  # as every embedding command: a trial or cohort file without speech fails the run
     )
     if not results:  # another rank of torchrun / accelerate launch: rank 0 scores and writes the outputs
         return 0
@@ -203,7 +211,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "score",
         help="EER and minDCF on a VoxCeleb-style trial list",
         description="Embeds every file of the trial list once, scores by cosine (or AS-Norm with --cohort), and "
-        "reports EER and normalised minDCF (p_target 0.01 and 0.05). Missing files are an error.",
+        "reports EER and normalised minDCF (p_target 0.01 and 0.05). Missing files, and trial or cohort files that "
+        "cannot be embedded (unreadable, truncated, too short, no speech: silence, hum, a tone), are an error that "
+        "lists them; no trial is skipped.",
     )
     score.add_argument("--trials", required=True, help="trial list: 'label path1 path2' per line (veri_test2.txt)")
     score.add_argument("--root", help="folder the trial paths are relative to (e.g. voxceleb1/test/wav)")

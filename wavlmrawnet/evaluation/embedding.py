@@ -14,6 +14,8 @@ import signal
 import tempfile
 import time
 import uuid
+import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +103,76 @@ def cache_parts(cache_file: Path) -> list[Path]:
     return sorted(cache_file.parent.glob(f"{cache_file.stem}.part-*.safetensors"))
 
 
-def merge_cache_parts(cache_file: Path) -> None:
-    """Folds the part files a finished or killed run left into `cache_file` (atomically), then removes them."""
+# The cache key of an embedding whose audio passed the no-speech check (`speech_check`) ends in this; a plain key's
+# embedding was computed without the check (`require_speech=False`, or a cache written before the check was recorded)
+# and is served to a speech-requiring call only once its audio passes the check.
+SPEECH_CHECKED = "+speech"
+
+
+def _set_aside(path: Path, problem: str) -> None:
+    """Moves a damaged cache file to `<name>.corrupt-<timestamp>` (kept for a look, never read again) and warns
+    naming both paths: the cache is derived data, its embeddings are computed again."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # another process of a multi-process run moved it first
+        return
+    except OSError as error:
+        raise RuntimeError(
+            f"the embedding cache {path} is damaged ({problem}) and could not be moved aside to {aside} "
+            f"({error.strerror or error}); remove it, or use another --cache-dir"
+        ) from None
+    warnings.warn(
+        f"the embedding cache {path} is damaged ({problem}); it was moved to {aside} and its embeddings are "
+        "computed again",
+        stacklevel=3,
+    )
+
+
+def read_cache(path: Path) -> dict[str, np.ndarray]:
+    """The embeddings a cache (or part) file holds, `{}` when there is none. A file that is not a readable
+    safetensors file of 1-D, finite float vectors of one size (a cut write, a full disk, a stray file) is moved
+    aside with a warning (`_set_aside`) and reads as empty: nothing is lost, and the run goes on."""
+    if not path.exists():
+        return {}
+    try:
+        cache = load_file(path)
+    except PermissionError as error:
+        raise RuntimeError(f"cannot read the embedding cache {path}: {error.strerror or error}") from None
+    except Exception as error:  # safetensors' SafetensorError (header, length), OSError on a short read...
+        _set_aside(path, f"{type(error).__name__}: {error}")
+        return {}
+    shapes = Counter(value.shape for value in cache.values())
+    common = shapes.most_common(1)[0][0] if shapes else None
+    for key, value in cache.items():
+        if value.ndim != 1 or value.dtype.kind != "f" or value.shape != common or not np.isfinite(value).all():
+            what = "non-finite values" if value.shape == common and value.dtype.kind == "f" else str(value.shape)
+            _set_aside(path, f"entry {key!r} holds {value.dtype} {what}, not a finite vector of shape {common}")
+            return {}
+    return cache
+
+
+def _drop_superseded(cache: dict[str, np.ndarray]) -> None:
+    """Removes the plain entries whose speech-checked twin (`SPEECH_CHECKED`) is there: one entry per file."""
+    for key in [k for k in cache if k.endswith(SPEECH_CHECKED)]:
+        cache.pop(key[: -len(SPEECH_CHECKED)], None)
+
+
+def merge_cache_parts(cache_file: Path) -> dict[str, np.ndarray]:
+    """Folds the part files a finished or killed run left into `cache_file` (atomically), then removes them; returns
+    the cache's embeddings. A damaged cache or part file is moved aside with a warning (`read_cache`)."""
+    cache = read_cache(cache_file)
     parts = cache_parts(cache_file)
     if not parts:
-        return
-    cache = load_file(cache_file) if cache_file.exists() else {}
+        return cache
     for part in parts:
-        cache.update(load_file(part))
+        cache.update(read_cache(part))
+    _drop_superseded(cache)
     # mkstemp: a fresh, unpredictable name opened O_EXCL (a `.{pid}.tmp` name could be planted as a symlink)
     handle, temporary = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".tmp")
     os.close(handle)
@@ -120,6 +184,7 @@ def merge_cache_parts(cache_file: Path) -> None:
             os.unlink(temporary)
     for part in parts:
         part.unlink(missing_ok=True)
+    return cache
 
 
 def balanced_shards(items: Sequence, seconds: Sequence[float], count: int) -> list[list]:
@@ -197,14 +262,17 @@ def embed_files(
     up front, never cached, and keyed `"<path or 'input'>#<index>"` in the result. A form that is none of them raises
     a `TypeError` that lists the accepted ones.
 
-    A file that cannot be read or is invalid (empty, NaN, too short) is recorded in `failures` with its reason;
-    nothing is skipped silently. `precision` is "auto" (bf16 where the hardware runs it natively, else fp32), "fp32",
-    "bf16", "int8" (CPU: the model's int8 twin runs, `quantization.py`; never chosen by "auto") or a resolved
-    [`Precision`]. With `cache_dir`, embeddings are stored in
-    `<cache_dir>/<model fingerprint>-<precision>.safetensors` keyed by path, size and modification time, and reused.
-    With `vad=True`, silence is removed first (`wavlmrawnet.vad`, the `[vad]` extra); a file without speech, or too
-    short once its silence is removed, is a failure. With `require_speech=True` (the command line's default), a file
-    without speech (silence, DC, hum, a steady tone: `wavlmrawnet.speech_check`) is a failure, not an embedding.
+    A file that cannot be read or is invalid (empty, NaN, too short) is recorded in `failures` with its reason; nothing
+    is skipped silently. `precision` is "auto" (bf16 where the hardware runs it natively, else fp32), "fp32", "bf16",
+    "int8" (CPU: the model's int8 twin runs, `quantization.py`; never chosen by "auto") or a resolved [`Precision`].
+    With `cache_dir`, embeddings are stored in `<cache_dir>/<model fingerprint>-<precision>.safetensors` keyed by path,
+    size and modification time, and reused; a damaged cache file is moved aside to `<name>.corrupt-<timestamp>` with a
+    warning and its embeddings computed again. With `vad=True`, silence is removed first (`wavlmrawnet.vad`, the
+    `[vad]` extra); a file without speech, or too short once its silence is removed, is a failure. With
+    `require_speech=True` (the command line's default), a file without speech (silence, DC, hum, a steady tone:
+    `wavlmrawnet.speech_check`) is a failure, not an embedding; the cache records which embeddings passed that check
+    (`SPEECH_CHECKED`), and serves one computed without it only after its audio passes the check (the model does not
+    run again).
 
     While embedding, new cache entries are written every `flush_seconds` to part files beside the cache (atomically),
     so a killed run resumes without recomputing them. Under several processes (see the module docstring) each rank
@@ -233,13 +301,14 @@ def embed_files(
     runner = model_for_precision(model, result.precision.name)  # int8: the model's int8 twin (`quantization.py`)
     if cache_file is not None:
         if state is None or state.is_main_process:
-            merge_cache_parts(cache_file)  # what a killed run left
+            cache = merge_cache_parts(cache_file)  # with what a killed run left; a damaged file moved aside
         if state is not None:
             state.wait_for_everyone()
-        if cache_file.exists():
-            cache = load_file(cache_file)
+            if not state.is_main_process:
+                cache = read_cache(cache_file)
     result.failures.update(memory_failures)
     todo = []
+    unchecked = {}  # path -> its cached embedding, computed without the speech check this call requires
     for path in unique:
         if path in in_memory or path in memory_failures:
             if path in in_memory:
@@ -250,9 +319,13 @@ def embed_files(
         except OSError as error:
             result.failures[path] = f"cannot read audio file: {error.strerror or error}"
             continue
-        if key in cache:
+        if key + SPEECH_CHECKED in cache:
+            result.embeddings[path] = cache[key + SPEECH_CHECKED]
+        elif key in cache and not require_speech:
             result.embeddings[path] = cache[key]
         else:
+            if key in cache:
+                unchecked[path] = cache[key]  # its audio is read and checked; the model does not run
             todo.append((path, key))
 
     durations = {}
@@ -271,7 +344,8 @@ def embed_files(
             model.to(state.device)  # one GPU per process
 
     device = next(model.parameters()).device
-    fresh, parts_written, last_flush, computed_here = {}, 0, time.monotonic(), []
+    fresh, parts_written, last_flush, done_here = {}, 0, time.monotonic(), []
+    stored = SPEECH_CHECKED if require_speech else ""  # the cache key's ending: the check ran and passed, or not
     kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0"))
 
     def flush() -> None:
@@ -311,9 +385,13 @@ def embed_files(
                         waveform = remove_silence(waveform, feature_extractor.sampling_rate, where=path)
                         feature_extractor.validate(waveform, f"{path} (speech only, after --vad)")
                     if require_speech:
-                        check_speech(waveform, feature_extractor.sampling_rate, path)
+                        check_speech(waveform, feature_extractor.sampling_rate, path, warn_mostly_silent=True)
                 except ValueError as error:  # AudioDecodingError is a ValueError
                     result.failures[path] = getattr(error, "reason", None) or str(error)
+                    continue
+                if path in unchecked:  # cached without the check, which it has now passed
+                    result.embeddings[path] = cache[key + stored] = fresh[key + stored] = unchecked[path]
+                    done_here.append(path)
                     continue
                 waveforms.append(waveform)
                 kept.append((path, key))
@@ -330,11 +408,11 @@ def embed_files(
                 for (path, key), embedding in zip(kept, embeddings):
                     result.embeddings[path] = embedding
                     if key is not None:
-                        cache[key] = fresh[key] = embedding
-                    computed_here.append(path)
+                        cache[key + stored] = fresh[key + stored] = embedding
+                    done_here.append(path)
                 result.computed += len(kept)
-                if time.monotonic() - last_flush >= flush_seconds:
-                    flush()
+            if time.monotonic() - last_flush >= flush_seconds:
+                flush()
             bar.update(len(batch))
         flush()
     finally:
@@ -342,7 +420,7 @@ def embed_files(
         model.train(was_training)
     if state is not None:
         computed = result.computed
-        mine = {p: result.embeddings[p] for p in computed_here}  # the cached ones every rank has already
+        mine = {p: result.embeddings[p] for p in done_here}  # the cached ones every rank has already
         gathered, result.failures = gather_to_main(state, mine, result.failures)
         if state.is_main_process:
             result.embeddings.update(gathered)

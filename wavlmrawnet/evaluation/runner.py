@@ -48,23 +48,28 @@ def evaluate_trial_list(
     distributed: bool | None = None,
     conditions: str | Sequence[str] | None = None,
     condition_seed: int = 0,
+    require_speech: bool = True,
 ) -> dict:
     """EER and normalised minDCF (p_target 0.01 and 0.05) of `model` on a trial list.
 
     Every trial file must exist (`MissingTrialFilesError` lists the missing ones) and embed without error (a
-    `RuntimeError` lists failures): no trial is ever skipped. With `cohort_paths`, scores are AS-Norm normalised
-    (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`, writes `<name>_results.json`, a DET curve and
-    score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are added to the results; they may replace the
-    descriptions (trial list name, date, hardware...), never the error rates. Returns `EvaluationResults.to_dict()`
-    (the JSON's content). `precision` as in `embed_files`; the one used is recorded. `scores_out` writes the
-    per-trial scores as TSV (`results.write_scores_tsv`: enrol, test, label, score); `vad` removes silence first.
-    Besides minDCF, the results hold the actual DCF of the model's decisions, minCllr and, for a calibrated model
-    (`config.calibration`), Cllr (`error_rates.compute_calibration_metrics`).
+    `RuntimeError` lists failures): no trial is ever skipped. With `require_speech` (the default), a trial or cohort
+    file without speech (silence, DC, hum, a steady tone: `wavlmrawnet.speech_check`) is such a failure: two silent
+    files score 1.0, which would count as a confident "same speaker" in the error rates. Training's test evaluation
+    keeps the default; its validation, mid-run on files checked before training, passes False. With
+    `cohort_paths`, scores are AS-Norm normalised (adaptive S-norm, top-`top_n` cohort scores). With `output_dir`,
+    writes `<name>_results.json`, a DET curve and score histograms (PNG) there. `extra` keys (e.g. `dataset_name`) are
+    added to the results; they may replace the descriptions (trial list name, date, hardware...), never the error
+    rates. Returns `EvaluationResults.to_dict()` (the JSON's content). `precision` as in `embed_files`; the one used is
+    recorded. `scores_out` writes the per-trial scores as TSV (`results.write_scores_tsv`: enrol, test, label, score);
+    `vad` removes silence first. Besides minDCF, the results hold the actual DCF of the model's decisions, minCllr and,
+    for a calibrated model (`config.calibration`), Cllr (`error_rates.compute_calibration_metrics`).
 
     With `conditions` (names such as "clean,dur2,noise5,opus8", `conditions.CONDITIONS`), the test side of every
     trial is also altered under each condition, from `condition_seed` (the enrolment side stays clean), and the
     results gain a row per condition (`robustness.evaluate_conditions`), the seed, the noise bank and, with
-    `output_dir`, one DET plot with a curve per condition.
+    `output_dir`, one DET plot with a curve per condition. The altered audio is not checked for speech: the clean
+    file was, and a short crop or loud noise is what a condition measures.
     """
     parsed = parse_conditions(conditions) if conditions else []  # a bad name fails before anything is embedded
     check_conditions_available(parsed, feature_extractor.sampling_rate)
@@ -74,7 +79,14 @@ def evaluate_trial_list(
     # distributed=None: shared among the launched processes (embed_files)
     embed_options = dict(batch_size=batch_size, chunk_seconds=chunk_seconds, cache_dir=cache_dir, progress=progress)
     embed_options.update(vad=vad, distributed=distributed)
-    embedded = embed_files(model, feature_extractor, paths + cohort_paths, precision=precision, **embed_options)
+    embedded = embed_files(
+        model,
+        feature_extractor,
+        paths + cohort_paths,
+        precision=precision,
+        require_speech=require_speech,
+        **embed_options,
+    )
     embedded.raise_for_failures()
     embed_options["precision"] = embedded.precision  # the conditions' embeddings in the same precision
     if not embedded.is_main_process:  # another rank of a multi-process run: rank 0 scores and writes the one output

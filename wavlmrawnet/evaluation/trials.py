@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,27 @@ def read_trials(path, root=None, check_exists: bool = True) -> list[Trial]:
     or 1). With ``root``, paths are joined onto it and returned as absolute
     strings. With ``check_exists``, every referenced file must exist; otherwise
     MissingTrialFilesError lists all missing ones (nothing is skipped).
+
+    A list that is not UTF-8 text is a ValueError naming the file and line. Nothing listed is dropped, but a trial
+    listed again (the same enrolment and test file) is warned of: with the same label, counting the repeats (each is
+    scored and counts again in the error rates); with the other label, naming the lines. A trial that pairs a file
+    with itself scores 1.0 whoever speaks: warned of, naming it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a trial list file ('label enroll test' per line)")
+    if not path.exists():
+        raise FileNotFoundError(f"trial list {path} does not exist")
     trials: list[Trial] = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
+    seen: dict[tuple[str, str], tuple[int, int]] = {}  # (enroll, test) -> (label, first line)
+    repeats, conflicts, self_pairs = 0, [], []
+    try:
+        handle = path.open("rb")
+    except OSError as error:  # unreadable: permissions, a broken link...
+        raise ValueError(f"cannot read trial list {path}: {error.strerror or error}") from None
+    with handle:
+        for line_number, raw in enumerate(handle, start=1):
+            line = _decode_line(raw, path, line_number)
             fields = line.split()
             if not fields:
                 continue
@@ -62,15 +79,59 @@ def read_trials(path, root=None, check_exists: bool = True) -> list[Trial]:
             if root is not None:
                 enroll = os.path.abspath(os.path.join(root, enroll))
                 test = os.path.abspath(os.path.join(root, test))
+            first_label, first_line = seen.setdefault((enroll, test), (int(label), line_number))
+            if first_line != line_number and first_label == int(label):
+                repeats += 1
+            elif first_line != line_number:
+                what = f"line {line_number} labels {fields[1]} {fields[2]} {label}, line {first_line} {first_label}"
+                conflicts.append(what)
+            if enroll == test:
+                self_pairs.append(f"line {line_number}: {fields[1]}")
             trials.append(Trial(int(label), enroll, test))
     if not trials:
         raise ValueError(f"{path}: trial list contains no trials")
+    if repeats:
+        warnings.warn(
+            f"{path}: {repeats} of {len(trials)} trials repeat one listed before (same label, enrolment and test "
+            "file); they are kept and each repeat counts again in the error rates. Remove them to count every trial "
+            "once",
+            stacklevel=2,
+        )
+    if conflicts:
+        warnings.warn(
+            f"{path}: {len(conflicts)} trial(s) list a pair again with the other label; both are kept and scored, so "
+            f"one of them counts as an error whatever the score: {_listing(conflicts)}",
+            stacklevel=2,
+        )
+    if self_pairs:
+        warnings.warn(
+            f"{path}: {len(self_pairs)} trial(s) pair a file with itself, which scores 1.0 whoever speaks; they are "
+            f"kept and scored: {_listing(self_pairs)}",
+            stacklevel=2,
+        )
 
     if check_exists:
         missing = [p for p in unique_paths(trials) if not os.path.isfile(p)]
         if missing:
             raise MissingTrialFilesError(path, missing)
     return trials
+
+
+def _listing(items: list[str]) -> str:
+    more = len(items) - _MAX_LISTED
+    return "; ".join(items[:_MAX_LISTED]) + (f"; ... and {more} more" if more > 0 else "")
+
+
+def _decode_line(raw: bytes, path: Path, line_number: int) -> str:
+    """One line of a trial list as text (a UTF-8 byte-order mark on the first line is dropped); other encodings are
+    a ValueError naming the file, the line and the byte."""
+    try:
+        return raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}:{line_number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+            "save the trial list as UTF-8"
+        ) from None
 
 
 def unique_paths(trials: Iterable[Trial]) -> list[str]:
