@@ -139,3 +139,12 @@ def test_a_recording_that_is_mostly_silence_is_scored_with_a_warning(tmp_path, s
     with pytest.warns(UserWarning, match=f"{padded}: 95 % of the recording .* is silence below -70 dBFS"):
         assert main(["verify", "--model", saved_tiny_model, clip, str(padded), "--dtype", "fp32"]) == 0
     assert "score " in capsys.readouterr().out
+
+
+def test_export_onnx_and_convert_check_their_outputs_before_any_work(tmp_path, saved_tiny_model, clip, capsys):
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder")
+    assert exit_code(["export-onnx", "--model", saved_tiny_model, "--out", str(a_file / "model.onnx")]) == 1
+    assert f"cannot write {a_file / 'model.onnx'}: {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert exit_code(["convert", os.path.dirname(clip), str(a_file)]) == 1
+    assert f"cannot write into {a_file}: it is a file, not a folder" in capsys.readouterr().err

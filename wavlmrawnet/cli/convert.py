@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .common import EXIT_FAILED_INPUTS, report_failures
+from .common import EXIT_FAILED_INPUTS, check_writable, report_failures
 
 CONVERT_SUFFIXES = (".m4a", ".mp4", ".aac", ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
@@ -53,6 +53,12 @@ def cmd_convert(args) -> int:
     from tqdm.auto import tqdm
 
     src, dst = Path(args.src), Path(args.dst)
+    if src.is_file() and dst.suffix.lower() == ".wav":
+        check_writable(dst)  # one file to one file
+    else:
+        check_writable(dst, folder=True)
+    if args.errors:
+        check_writable(args.errors)
     sources = find_sources(src)
     if not sources:
         raise SystemExit(f"error: no audio files ({', '.join(CONVERT_SUFFIXES)}) under {src}")

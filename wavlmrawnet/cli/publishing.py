@@ -10,7 +10,9 @@ def cmd_export_onnx(args) -> int:
 
     require("onnx", "wavlmrawnet export-onnx")
     from ..onnx_export import export_onnx
+    from .common import check_writable
 
+    check_writable(args.out)  # before minutes of export
     path = export_onnx(args.model, args.out, opset=args.opset)
     print(f"exported {args.model} -> {path}")
     return 0
