@@ -148,3 +148,22 @@ def test_export_onnx_and_convert_check_their_outputs_before_any_work(tmp_path, s
     assert f"cannot write {a_file / 'model.onnx'}: {a_file} is a file, not a folder" in capsys.readouterr().err
     assert exit_code(["convert", os.path.dirname(clip), str(a_file)]) == 1
     assert f"cannot write into {a_file}: it is a file, not a folder" in capsys.readouterr().err
+
+
+def test_python_api_misuse_gets_a_clear_error(saved_tiny_model, tiny_model, clip):
+    from transformers import pipeline
+
+    from wavlmrawnet.evaluation.embedding import embed_files
+
+    extractor = tiny_model.default_feature_extractor()
+    for one in (clip, {"array": voice_like(1.0, 16000, 0), "sampling_rate": 16000}):
+        with pytest.raises(
+            TypeError, match="paths must be a list of recordings, got a (str|dict): wrap one in a list"
+        ):
+            embed_files(tiny_model, extractor, one, progress=False)
+    embed = pipeline("feature-extraction", model=saved_tiny_model, trust_remote_code=True, precision="fp32")
+    verify = pipeline("speaker-verification", model=saved_tiny_model, trust_remote_code=True, precision="fp32")
+    with pytest.raises(ValueError, match="no recordings given"):
+        embed([])
+    with pytest.raises(ValueError, match="no pairs given"):
+        verify([])

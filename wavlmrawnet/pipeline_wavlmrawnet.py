@@ -106,6 +106,8 @@ class SpeakerEmbeddingPipeline(Pipeline):
             raise ValueError("a 2-D array is one multi-channel recording; pass `sampling_rate=` with array inputs")
         if _is_column(inputs):  # e.g. a `datasets` audio column: a batch, as a list
             inputs = list(inputs)
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            raise ValueError("no recordings given: pass a path, bytes, an array or a list of them")
         return super().__call__(inputs, **kwargs)
 
     def preprocess(self, audio, sampling_rate=None, vad=None, require_speech=True):
@@ -170,6 +172,8 @@ class SpeakerVerificationPipeline(SpeakerEmbeddingPipeline):
             isinstance(pairs, list) and len(pairs) == 2 and not self._is_pair(pairs[0])
         )
         pairs = [pairs] if single else list(pairs)
+        if not pairs:
+            raise ValueError("no pairs given: pass (recording, recording) or a list of such pairs")
         for index, pair in enumerate(pairs):
             if not self._is_pair(pair):
                 raise ValueError(f"speaker verification takes pairs of recordings; item {index} is not a pair")

@@ -16,7 +16,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,6 +285,9 @@ def embed_files(
     condition, `evaluation.conditions`); with `cache_dir`, `transform_tag` must name it (the condition, its seed...):
     its embeddings get their own cache file, `<fingerprint>-<precision>[-vad]-<transform_tag>.safetensors`.
     """
+    if isinstance(paths, (str, bytes, os.PathLike, dict)) or not isinstance(paths, Iterable):
+        raise TypeError(f"paths must be a list of recordings, got a {type(paths).__name__}: wrap one in a list")
+    paths = list(paths)
     file_paths, in_memory, memory_failures = _in_memory_inputs(paths, feature_extractor)
     unique = list(dict.fromkeys(file_paths + list(in_memory) + list(memory_failures)))
     if vad:
