@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import os
 import shutil
@@ -144,3 +145,38 @@ def wav_files(tmp_path_factory) -> dict[str, str]:
         "stereo_44k": write_wav(folder / "stereo_44k.wav", 1.2, 44100, seed=3, channels=2),
         "stereo_16k": write_wav(folder / "stereo_16k.wav", 1.0, 16000, seed=4, channels=2),
     }
+
+
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+@contextlib.contextmanager
+def permissions_apply():
+    """File permissions apply to this thread, as they do to a normal user: as root, the capabilities that override
+    them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) leave the effective set for the block and come back after it
+    (capabilities are per thread; the permitted set is kept, so restoring needs no privilege). Where the kernel
+    refuses (no capabilities to drop), the test is skipped: it cannot show what a normal user would see."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    if libc.capget(ctypes.byref(header), data) != 0:
+        pytest.skip("capget failed: cannot drop root's permission override")
+    saved = data[0].effective
+    data[0].effective &= ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH))
+    if libc.capset(ctypes.byref(header), data) != 0:
+        pytest.skip("capset failed: cannot drop root's permission override")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        assert libc.capset(ctypes.byref(header), data) == 0

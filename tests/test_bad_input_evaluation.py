@@ -5,16 +5,13 @@ before the model loads."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import voice_like, write_wav
+from conftest import permissions_apply, voice_like, write_wav
 from safetensors.numpy import load_file
 
 import wavlmrawnet.cli.embedding as embedding_cli
@@ -54,39 +51,6 @@ def refuse_model_loading(monkeypatch):
         raise AssertionError("the model was loaded: the bad input was not refused first")
 
     monkeypatch.setattr(embedding_cli, "load", refuse)
-
-
-CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-@contextlib.contextmanager
-def permissions_apply():
-    """File permissions apply to this thread as to a normal user: as root, the capabilities that override them leave
-    the effective set for the block and come back after it (the permitted set is kept, so restoring needs none)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
-    if libc.capget(ctypes.byref(header), data) != 0:
-        pytest.skip("capget failed: cannot drop root's permission override")
-    saved = data[0].effective
-    data[0].effective &= ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH))
-    if libc.capset(ctypes.byref(header), data) != 0:
-        pytest.skip("capset failed: cannot drop root's permission override")
-    try:
-        yield
-    finally:
-        data[0].effective = saved
-        assert libc.capset(ctypes.byref(header), data) == 0
 
 
 # ----------------------------------------------------------------------------------------------- no speech

@@ -4,8 +4,6 @@ file names that would break `identify`'s TSV)."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -14,44 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_wav
+from conftest import permissions_apply, write_wav
 
 import wavlmrawnet.cli.recognition as recognition_cli
 from wavlmrawnet import SpeakerDatabase
 from wavlmrawnet.cli import main
-
-CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-@contextlib.contextmanager
-def permissions_apply():
-    """File permissions apply to this thread, as they do to a normal user: as root, the capabilities that override
-    them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) leave the effective set for the block and come back after it
-    (capabilities are per thread; the permitted set is kept, so restoring needs no privilege)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
-    if libc.capget(ctypes.byref(header), data) != 0:
-        pytest.skip("capget failed: cannot drop root's permission override")
-    saved = data[0].effective
-    data[0].effective &= ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH))
-    if libc.capset(ctypes.byref(header), data) != 0:
-        pytest.skip("capset failed: cannot drop root's permission override")
-    try:
-        yield
-    finally:
-        data[0].effective = saved
-        assert libc.capset(ctypes.byref(header), data) == 0
 
 
 def snapshot(folder: Path) -> dict:

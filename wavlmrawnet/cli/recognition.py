@@ -121,12 +121,9 @@ def cmd_identify(args) -> int:
 def _write_atomically(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary file beside it and a rename: the file is the old one or the new
     one, never a torn one, and keeps its mode (mkstemp creates 0600, which the rename would keep)."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+    from ..recognition.database import replacement_mode
+
+    mode = replacement_mode(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:

@@ -92,6 +92,17 @@ def check_threshold(threshold, what: str = "threshold") -> float:
     return value
 
 
+def replacement_mode(path: Path) -> int:
+    """The mode a file written to replace `path` should get: that of the file it replaces, or for a new file 0666 less
+    the umask (what `open` would give it; `mkstemp` creates 0600, which a rename would keep)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_protected(path: Path) -> bool:
     """An existing file this process may not write, or one with no write bit at all: protected on purpose, which
     the atomic save's rename would otherwise ignore (root could write it; like `rm`, we do not)."""
@@ -347,12 +358,7 @@ class SpeakerDatabase:
         }
         tensors = {"sums": self._sums.astype(np.float64), "counts": self._counts.astype(np.int64)}
         metadata["checksum"] = _checksum(metadata, tensors)
-        try:
-            mode = stat.S_IMODE(path.stat().st_mode)
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+        mode = replacement_mode(path)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
         try:
