@@ -167,3 +167,28 @@ def test_python_api_misuse_gets_a_clear_error(saved_tiny_model, tiny_model, clip
         embed([])
     with pytest.raises(ValueError, match="no pairs given"):
         verify([])
+
+
+def test_the_errors_report_keeps_one_row_per_failure_whatever_the_file_name(tmp_path, saved_tiny_model, capsys):
+    odd = tmp_path / "tab\there\nnewline.wav"
+    sf.write(odd, np.zeros(24000, np.float32), 16000)  # silence: a failure, listed under its odd name
+    report = tmp_path / "errors.tsv"
+    out = str(tmp_path / "e.npy")
+    assert (
+        main(["embed", str(odd), "--model", saved_tiny_model, "--out", out, "--errors", str(report), "--quiet"]) == 1
+    )
+    header, row = report.read_text().splitlines()
+    path, reason = row.split("\t")
+    assert path == str(odd).replace("\t", "\\t").replace("\n", "\\n") and "no speech found" in reason
+    capsys.readouterr()
+
+
+def test_a_folder_or_a_dangling_link_given_as_one_recording_is_named_as_such(tmp_path, tiny_model):
+    from wavlmrawnet.audio_io import AudioDecodingError, load_audio
+    from wavlmrawnet.evaluation.embedding import embed_files
+
+    result = embed_files(tiny_model, tiny_model.default_feature_extractor(), [str(tmp_path)], progress=False)
+    assert "a folder, not an audio file" in result.failures[str(tmp_path)]
+    os.symlink(tmp_path / "gone.wav", tmp_path / "link.wav")
+    with pytest.raises(AudioDecodingError, match="a link to a missing file"):
+        load_audio(str(tmp_path / "link.wav"), 16000)

@@ -175,7 +175,9 @@ def _file_input(source: AudioSource):
 
 def _require_file(source: AudioSource, name: str) -> None:
     if not isinstance(source, (bytes, bytearray)) and not os.path.isfile(source):
-        raise AudioDecodingError(name, "no such file")
+        if os.path.isdir(source):
+            raise AudioDecodingError(name, "a folder, not an audio file (give its files, or a list of them)")
+        raise AudioDecodingError(name, "no such file" if not os.path.islink(source) else "a link to a missing file")
 
 
 def _import_av(name: str, soundfile_error: Exception):

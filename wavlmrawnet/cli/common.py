@@ -236,11 +236,19 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
     return path
 
 
+def tsv_field(text: str) -> str:
+    r"""`text` as one TSV field: a backslash, tab, newline or carriage return in it (a file name may hold any of them)
+    is written as `\\`, `\t`, `\n`, `\r`, so every row stays one line of two fields."""
+    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def report_failures(failures: dict[str, str], report_path: str | None = None) -> None:
-    """Lists failed inputs on stderr, and in `report_path` (a TSV: path, reason) where given. The report is written
-    on every run, with only its header when nothing failed, so an old report never stands for a new run."""
+    """Lists failed inputs on stderr, and in `report_path` (a TSV: path, reason; `tsv_field` escapes) where given.
+    The report is written on every run, with only its header when nothing failed, so an old report never stands for
+    a new run."""
     if report_path:
-        Path(report_path).write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in failures.items()))
+        rows = "".join(f"{tsv_field(p)}\t{tsv_field(r)}\n" for p, r in failures.items())
+        Path(report_path).write_text("path\treason\n" + rows)
     if not failures:
         return
     print(f"{len(failures)} input(s) failed:", file=sys.stderr)
