@@ -55,8 +55,14 @@ def test_the_errors_report_is_rewritten_on_every_run(tmp_path, saved_tiny_model,
     report = tmp_path / "reports" / "errors.tsv"  # its folder is created, as --out's is
     out = str(tmp_path / "e.safetensors")
     common = ["--model", saved_tiny_model, "--out", out, "--errors", str(report), "--quiet", "--dtype", "fp32"]
-    assert main(["embed", clip, str(silent), *common]) == 1
-    assert str(silent) in report.read_text()
+    nan = tmp_path / "nan.wav"
+    samples = voice_like(1.5, 16000, 1)
+    samples[100] = np.nan
+    sf.write(nan, samples, 16000, subtype="FLOAT")
+    assert main(["embed", clip, str(silent), str(nan), *common]) == 1
+    rows = dict(line.split("\t") for line in report.read_text().splitlines()[1:])
+    assert sorted(rows) == sorted([str(silent), str(nan)])
+    assert rows[str(nan)] == "audio contains NaN or Inf samples", "the reason, without the path a second time"
     assert main(["embed", clip, *common]) == 0
     assert report.read_text() == "path\treason\n", "a report from an earlier run must not stand for this one"
     capsys.readouterr()

@@ -383,7 +383,7 @@ def embed_files(
                         waveform = load_audio(path, feature_extractor.sampling_rate)
                     if transform is not None:
                         waveform = transform(path, waveform)
-                    feature_extractor.validate(waveform, path)
+                    feature_extractor.validate(waveform)  # the failure is listed under its path: not named twice
                     if vad:
                         waveform = remove_silence(waveform, feature_extractor.sampling_rate, where=path)
                         feature_extractor.validate(waveform, f"{path} (speech only, after --vad)")
