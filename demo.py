@@ -41,7 +41,7 @@ def main() -> None:
     precision = resolve_precision(config.training.mixed_precision, device, training=True)
     print(f"[2/5] training {CONFIG} on {device} ({config.training.max_steps} steps), {precision} ...", flush=True)
     train_started = time.time()
-    summary = train(config)
+    summary = train(config, overwrite=True)  # `make demo` again trains afresh
     train_minutes = (time.time() - train_started) / 60
 
     before, after = summary["untrained_test"], summary["test"]

@@ -4,6 +4,7 @@ says what it left out, and no NaN comes back as an embedding."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 
@@ -198,3 +199,19 @@ def test_a_folder_or_a_dangling_link_given_as_one_recording_is_named_as_such(tmp
     os.symlink(tmp_path / "gone.wav", tmp_path / "link.wav")
     with pytest.raises(AudioDecodingError, match="a link to a missing file"):
         load_audio(str(tmp_path / "link.wav"), 16000)
+
+
+def test_a_failed_onnx_export_leaves_the_earlier_graph_as_it_was(tmp_path, tiny_model):
+    from wavlmrawnet.onnx_export import export_onnx
+
+    out = tmp_path / "model.onnx"
+    assert export_onnx(tiny_model, out, dynamo=False, check=False) == out  # the TorchScript exporter: seconds
+    before = out.read_bytes()
+    # Another model's graph written, then failing its check (no difference is within a negative tolerance).
+    changed = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        changed.fusion.bias.add_(1.0)
+    with pytest.raises(RuntimeError, match="differ"):
+        export_onnx(changed, out, dynamo=False, check=True, check_atol=-1.0)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"], "no staging folder or partial file left"

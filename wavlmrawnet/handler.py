@@ -25,6 +25,7 @@ import base64
 import binascii
 import importlib
 import logging
+import math
 import sys
 import threading
 from typing import Any
@@ -46,7 +47,11 @@ class BadRequest(ValueError):
 def decode_base64(value: Any, field: str) -> bytes:
     """Base64 text (or a `data:` URL) or raw bytes -> the bytes of the audio file."""
     if isinstance(value, str):
+        if value.startswith("data:") and "," not in value:
+            raise BadRequest(f"{field}: a data: URL needs a comma before its base64 (data:audio/wav;base64,...)")
         text = value.split(",", 1)[1] if value.startswith("data:") else value
+        if any(c in text for c in "\r\n"):  # `base64` wraps lines at 76 characters by default
+            raise BadRequest(f"{field}: not valid base64: it holds line breaks (base64 -w 0 writes one line)")
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -81,10 +86,12 @@ def check_parameters(data: dict, ranges: dict[str, tuple[float, float]]) -> dict
         if value is None:
             continue
         low, high = ranges[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (isinstance(value, float) and not math.isfinite(value)):
             raise BadRequest(f"parameters.{name} must be a finite number from {low:g} to {high:g}, got {value!r:.40}")
-        if not low <= value <= high:
-            raise BadRequest(f"parameters.{name} must be from {low:g} to {high:g}, got {value:g}")
+        if not low <= value <= high:  # a JSON integer of any size compares exactly (float() of it could overflow)
+            shown = f"{value:g}" if isinstance(value, float) else str(value)[:40]
+            raise BadRequest(f"parameters.{name} must be from {low:g} to {high:g}, got {shown}")
         checked[name] = float(value)
     return checked
 

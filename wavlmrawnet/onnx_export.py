@@ -29,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -327,8 +329,6 @@ def export_onnx(
         raise ValueError(f"the dynamo exporter needs opset >= {MIN_DYNAMO_OPSET}, got {opset}; or pass dynamo=False")
     model = _load_model(model_or_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # onnx appends to an existing weights file, and a stale one must not be left beside a self-contained graph.
-    Path(f"{out_path}.data").unlink(missing_ok=True)
 
     # The shortest audio the feature extractor lets through (0.5 s, or more if the model needs it). torch.export
     # needs a lower bound anyway: below ~2 WavLM frames it would have to specialise.
@@ -347,6 +347,10 @@ def export_onnx(
     # transformers' own attention exports; the decomposition of the fast path's SDPA with a float bias fails in
     # torch.export. ONNX Runtime applies its own fusions to the graph.
     model.set_fast_paths(False)
+    # Written and checked in a folder beside `out_path`, then renamed into place: a failed export (or check) leaves an
+    # earlier graph at `out_path` as it was, and never a partial or unchecked one.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    final_path, out_path = out_path, staging / out_path.name
     try:
         normalize = feature_extractor.do_normalize if normalize_input is None else normalize_input
         wrapper = ExportableEmbeddingModel(model, normalize=normalize).eval()
@@ -360,7 +364,10 @@ def export_onnx(
         if check:
             import onnx
 
-            onnx.checker.check_model(str(out_path), full_check=True)  # a path: works with external data too
+            try:
+                onnx.checker.check_model(str(out_path), full_check=True)  # a path: works with external data too
+            except Exception as error:  # onnx's ValidationError and its kin
+                raise ValueError(f"the exported graph fails onnx's checker at opset {opset}: {error}") from None
             shorter = max(min_samples, example_length // 3 + 17)
             _check_against_pytorch(
                 wrapper,
@@ -368,10 +375,18 @@ def export_onnx(
                 [[example_length + 1601], [example_length * 3 // 2, shorter, example_length + 5]],
                 check_atol,
             )
+        # The weights first, then the graph that names them; a stale weights file must not stay beside a
+        # self-contained graph (onnx would append to it on the next export).
+        if Path(f"{out_path}.data").exists():
+            os.replace(f"{out_path}.data", f"{final_path}.data")
+        else:
+            Path(f"{final_path}.data").unlink(missing_ok=True)
+        os.replace(out_path, final_path)
     finally:
         model.train(was_training)
         model.set_fast_paths(fast_paths)
-    return out_path
+        shutil.rmtree(staging, ignore_errors=True)
+    return final_path
 
 
 def _main() -> None:

@@ -36,6 +36,12 @@ def build_parser(prog: str = "wavlmrawnet train") -> argparse.ArgumentParser:
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in output_dir (its checkpoints, best/ and final/ models and metrics are "
+        "removed); without it (or --resume), an earlier run there is refused",
+    )
+    parser.add_argument(
         "--skip-bad-audio",
         action="store_true",
         help="drop unreadable/empty/too-short files (listed in output_dir/bad_audio.tsv) instead of refusing to start",
@@ -81,11 +87,15 @@ def main(argv: list[str] | None = None, prog: str = "wavlmrawnet train") -> int:
     except (ConfigError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    from .training.trainer import train  # imported after the config is known to be valid: it is slow
+    from safetensors import SafetensorError
+
+    from .training.trainer import CheckpointError, train  # imported after the config is known to be valid: it is slow
 
     try:
-        summary = train(config, resume=args.resume)
-    except FileNotFoundError as error:  # a data folder, trial list or checkpoint the config names is not there
+        summary = train(config, resume=args.resume, overwrite=args.overwrite)
+    except (OSError, ValueError, CheckpointError, SafetensorError) as error:
+        # The input's fault, named in the message: a missing data folder or trial list, an output_dir that cannot be
+        # written or holds an earlier run, too few speakers or files, unusable audio, a damaged checkpoint.
         print(f"error: {error}", file=sys.stderr)
         return 1
     if summary.get("final_model"):

@@ -242,7 +242,13 @@ class TrainConfig(_Section):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> "TrainConfig":
         with open(path, encoding="utf-8") as handle:
-            values = load_yaml(handle.read()) or {}
+            text = handle.read()
+        if not text.strip():
+            raise ConfigError(f"{path}: the file is empty; expected model/data/training sections (configs/demo.yaml)")
+        try:
+            values = load_yaml(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping with model/data/training sections")
         for item in overrides or []:

@@ -23,7 +23,7 @@ from transformers import WavLMConfig, get_scheduler
 from ..configuration_wavlmrawnet import WavLMRawNetConfig
 from ..cpu_malloc import keep_freed_memory
 from ..evaluation.runner import evaluate_trial_list, hardware_description
-from ..evaluation.trials import make_trials, write_trials
+from ..evaluation.trials import make_trials, read_trials, write_trials
 from ..feature_extraction_wavlmrawnet import WavLMRawNetFeatureExtractor
 from ..model_card import write_model_card
 from ..modeling_wavlmrawnet import WavLMRawNetForXVector
@@ -98,14 +98,53 @@ def save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, state: dict,
     return final
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be restored: the message names it and what to do."""
+
+
+# What an earlier run leaves in output_dir: training into it again without --resume would mix two runs.
+RUN_OUTPUTS = ("final", "best", "checkpoints", "metrics.jsonl")
+
+
+def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """Before anything is written: an earlier run in `output_dir` is continued (`resume`), replaced (`overwrite`: its
+    outputs are returned for removal) or refused, never silently mixed with this one (its checkpoints, best and final
+    models replaced and its metrics interleaved). A file where the folder should be, or a folder that cannot be
+    written, is refused too."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"training.output_dir {output_dir} is a file, not a folder")
+    for parent in output_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"training.output_dir {output_dir}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK) and not output_dir.exists():
+                raise PermissionError(f"training.output_dir {output_dir} cannot be created in {parent}")
+            break
+    if output_dir.is_dir() and not os.access(output_dir, os.W_OK):
+        raise PermissionError(f"training.output_dir {output_dir} cannot be written")
+    earlier = [output_dir / name for name in RUN_OUTPUTS if (output_dir / name).exists()]
+    if earlier and not resume and not overwrite:
+        raise FileExistsError(
+            f"training.output_dir {output_dir} holds an earlier run ({', '.join(p.name for p in earlier)}): pass "
+            "--resume to continue it, --overwrite to replace it, or choose another output_dir; nothing was changed"
+        )
+    return earlier if overwrite and not resume else []
+
+
 def load_last_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, state: dict) -> dict:
     """Restores the last finished checkpoint (weights, optimizer, scheduler, random states); returns its state."""
     found = completed_checkpoints(checkpoint_dir)
     if not found:
         accelerator.print(f"--resume: no checkpoint in {checkpoint_dir}; starting from scratch")
         return state
-    accelerator.load_state(str(found[-1]))
-    state = json.loads((found[-1] / STATE_FILE).read_text())
+    try:
+        accelerator.load_state(str(found[-1]))
+        state = json.loads((found[-1] / STATE_FILE).read_text())
+    except Exception as error:  # a truncated weights file, a garbled state, an empty optimizer file
+        raise CheckpointError(
+            f"cannot resume from {found[-1]}, which is damaged ({type(error).__name__}: {error}); remove that folder "
+            "to resume from the checkpoint before it"
+        ) from error
     accelerator.print(f"resumed from {found[-1]} (step {state['step']})")
     return state
 
@@ -420,13 +459,27 @@ def evaluate_test(config: TrainConfig, model, feature_extractor, output_dir: Pat
 
 
 # ----------------------------------------------------------------------------------------------- the loop
-def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[TrainingCallback] = ()) -> dict:
-    """Trains, validates, checkpoints and writes `<output_dir>/final`. Returns a summary dict (main process)."""
+def train(
+    config: TrainConfig, resume: bool = False, callbacks: Sequence[TrainingCallback] = (), overwrite: bool = False
+) -> dict:
+    """Trains, validates, checkpoints and writes `<output_dir>/final`. Returns a summary dict (main process).
+
+    An earlier run in `output_dir` is continued with `resume`, replaced with `overwrite` (its checkpoints, best and
+    final models and metrics are removed first), else refused before anything is written (`check_output_dir`). The
+    test trial list and its files are checked before training too, so a missing one does not surface after it."""
     training, data = config.training, config.data
     output_dir = Path(training.output_dir)
+    replaced = check_output_dir(output_dir, resume, overwrite)
+    if data.test_trials:
+        read_trials(data.test_trials, root=data.test_root)  # missing list or files: an error now, not after training
     accelerator, precision, eval_precision = make_accelerator(training)
     set_seed(training.seed)
     main = accelerator.is_main_process
+    if main:
+        for earlier in replaced:
+            shutil.rmtree(earlier) if earlier.is_dir() else earlier.unlink()
+            logger.info("--overwrite: removed the earlier run's %s", earlier)
+    accelerator.wait_for_everyone()
     if main:
         logger.info("training %s; evaluation %s", precision, eval_precision.name)
         write_run_files(config, accelerator, precision, eval_precision)
