@@ -192,6 +192,24 @@ def test_card_without_metadata_and_bad_repo_id_are_errors(model_dir, no_network)
         push_to_hub(model_dir, "someone/wavlmrawnet-demo", dry_run=True)
 
 
+def test_a_folder_with_broken_json_is_not_published(model_dir, no_network):
+    """config.json or a results file that does not read would publish a broken model or a card without its evidence
+    (`card` refuses the same folder): refused before any network call, naming the file."""
+    results = sorted(p for p in model_dir.glob("*.json") if p.name.endswith("results.json"))
+    assert results, "the published folder carries its evaluation results"
+    for path, text, message in (
+        (model_dir / "config.json", "{bad", "is not valid JSON"),
+        (results[0], "{bad", "is not valid JSON"),
+        (results[0], '{"eer_percent": 1.0}', "is not a complete results file"),
+    ):
+        original = path.read_bytes()
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"{path.name} {message}.*Nothing was uploaded"):
+            push_to_hub(model_dir, "someone/wavlmrawnet-demo", dry_run=True)
+        path.write_bytes(original)
+    assert push_to_hub(model_dir, "someone/wavlmrawnet-demo", dry_run=True)
+
+
 def test_offline_mode_fails_clearly_and_changes_nothing(model_dir, tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -23,7 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineMod
 from huggingface_hub.repocard import metadata_load
 from huggingface_hub.utils import validate_repo_id
 
-from .evaluation.results import is_results_json
+from .evaluation.results import EvaluationResults, is_results_json
 from .model_card.generator import WEIGHT_FILE
 
 try:  # huggingface_hub >= 1.x exposes its HTTP client (httpx or its fork httpx2) here
@@ -129,6 +129,18 @@ def validate_model_folder(model_dir: str | os.PathLike) -> Path:
         raise FileNotFoundError(
             f"{folder} cannot be published: missing {', '.join(missing)}; {' and '.join(hints)}. Nothing was uploaded."
         )
+    # What would publish a broken model or a card without its evidence: every JSON file must parse, and the results
+    # files the card states its error rates from must read as results (what `wavlmrawnet card` requires).
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON ({error}). Nothing was uploaded.") from None
+        if is_results_json(path.name):
+            try:
+                EvaluationResults.read(path)
+            except (ValueError, TypeError, KeyError) as error:
+                raise ValueError(f"{path} is not a complete results file: {error}. Nothing was uploaded.") from None
     try:
         metadata = metadata_load(folder / "README.md")
     except Exception as error:  # a YAML error in the front matter
