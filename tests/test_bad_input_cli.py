@@ -215,3 +215,15 @@ def test_a_failed_onnx_export_leaves_the_earlier_graph_as_it_was(tmp_path, tiny_
         export_onnx(changed, out, dynamo=False, check=True, check_atol=-1.0)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"], "no staging folder or partial file left"
+
+
+def test_card_and_export_onnx_name_what_is_wrong(tmp_path, saved_tiny_model, clip, capsys):
+    assert exit_code(["card", "--model", clip]) == 1
+    assert f"model folder {clip} is a file, not a model folder" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    shutil.copytree(saved_tiny_model, damaged)
+    (damaged / "config.json").write_text("{bad")
+    assert exit_code(["card", "--model", str(damaged)]) == 1
+    assert f"{damaged / 'config.json'} is not valid JSON" in capsys.readouterr().err
+    assert exit_code(["export-onnx", "--model", saved_tiny_model, "--out", str(tmp_path / "model")]) == 1
+    assert "--out must end in .onnx" in capsys.readouterr().err

@@ -326,7 +326,10 @@ def export_onnx(
     if out_path.suffix != ".onnx":
         raise ValueError(f"out_path must end in .onnx, got {out_path}")
     if dynamo and opset < MIN_DYNAMO_OPSET:
-        raise ValueError(f"the dynamo exporter needs opset >= {MIN_DYNAMO_OPSET}, got {opset}; or pass dynamo=False")
+        raise ValueError(
+            f"the dynamo exporter needs opset >= {MIN_DYNAMO_OPSET}, got {opset} (the TorchScript exporter, "
+            "export_onnx(..., dynamo=False), also takes 17)"
+        )
     model = _load_model(model_or_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 

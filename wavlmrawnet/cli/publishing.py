@@ -12,6 +12,8 @@ def cmd_export_onnx(args) -> int:
     from ..onnx_export import export_onnx
     from .common import check_writable
 
+    if not str(args.out).endswith(".onnx"):
+        raise ValueError(f"--out must end in .onnx, got {args.out}")
     check_writable(args.out)  # before minutes of export
     path = export_onnx(args.model, args.out, opset=args.opset)
     print(f"exported {args.model} -> {path}")

@@ -109,7 +109,11 @@ def _load_config(model_dir: Path) -> WavLMRawNetConfig:
     config_file = model_dir / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{model_dir} is not a model folder: it has no config.json")
-    model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    try:
+        values = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_file} is not valid JSON: {error}") from None
+    model_type = values.get("model_type") if isinstance(values, dict) else None
     if model_type != WavLMRawNetConfig.model_type:
         raise ValueError(f"{config_file} has model_type {model_type!r}, not {WavLMRawNetConfig.model_type!r}")
     return WavLMRawNetConfig.from_pretrained(model_dir)
@@ -293,7 +297,8 @@ def _build(
     """(card text, {file to create in the folder: source}); nothing is written here."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder {model_dir} does not exist")
+        state = "is a file, not a model folder" if model_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"model folder {model_dir} {state}")
     config = _load_config(model_dir)
     num_parameters, head_parameters = _count_parameters(model_dir)
     train, train_text = _read_train_config(model_dir)

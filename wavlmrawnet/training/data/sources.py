@@ -539,9 +539,9 @@ def training_dataset(data: Any, work_dir: str | os.PathLike) -> Dataset:
     dataset = TRAINING_SOURCES[key](data, Path(work_dir))
     speakers = sorted(set(dataset["speaker"]))
     if len(speakers) < 2:
-        column = f"data.dataset.speaker_column {data.dataset.speaker_column!r}" if key == "dataset" else "speaker"
+        where = f" (column data.dataset.speaker_column {data.dataset.speaker_column!r})" if key == "dataset" else ""
         raise ValueError(
-            f"the training source data.{key} has {len(speakers)} speaker(s) ({_listing(speakers)}) in its {column}; "
-            "speaker verification training needs at least 2 (and held-out validation speakers)"
+            f"the training source data.{key} has {len(speakers)} speaker(s){where}: {_listing(speakers)}; speaker "
+            "verification training needs at least 2 (and held-out validation speakers)"
         )
     return dataset
