@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("accelerate", reason='the train extra: pip install -e ".[train]"')
 
 from wavlmrawnet.train import main  # noqa: E402
-from wavlmrawnet.training.trainer import (  # noqa: E402
+from wavlmrawnet.training.checkpoints import (  # noqa: E402
     STATE_FILE,
     CheckpointError,
     check_output_dir,

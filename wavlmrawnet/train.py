@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None, prog: str = "wavlmrawnet train") -> int:
         return 1
     from safetensors import SafetensorError
 
-    from .training.trainer import CheckpointError, train  # imported after the config is known to be valid: it is slow
+    from .training.checkpoints import CheckpointError
+    from .training.trainer import train  # imported after the config is known to be valid: it is slow
 
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite)
