@@ -179,7 +179,6 @@ def cmd_calibrate(args) -> int:
     from ..evaluation.error_rates import compute_calibration_metrics, compute_metrics
     from ..evaluation.results import read_scores_tsv
     from ..recognition import calibrated_threshold, fit_calibration
-    from ..recognition.database import _write_protected
     from ..recognition.hub_ids import resolve_model
 
     # Only config.json changes (the weights are not rewritten): in place it is replaced atomically after every check;
@@ -195,9 +194,9 @@ def cmd_calibrate(args) -> int:
                 raise ValueError(f"--out {target} exists and is not empty")
         check_writable(target.parent, folder=True)  # the copy is made there, then renamed
     else:
-        check_writable(target / "config.json")  # its folder (the temporary file) and the file itself
-        if _write_protected(target / "config.json"):  # no write bit at all: the rename must not override it
-            raise ValueError(f"cannot write {target / 'config.json'}: the file is write-protected (chmod u+w)")
+        # Its folder (the temporary file), and the file itself: one without a write bit is refused, not overridden
+        # by the rename.
+        check_writable(target / "config.json")
     _, _, labels, scores = read_scores_tsv(args.scores)
     calibration = fit_calibration(scores, labels, p_target=args.p_target)
     threshold = calibrated_threshold(calibration, args.p_target)
